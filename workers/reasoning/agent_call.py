@@ -1,0 +1,84 @@
+"""One agent turn: ask the reasoner for JSON, store the exchange, reuse it on replay.
+
+The stored row is keyed by (job, iteration, agent, prompt hash); the hash covers the
+model, the messages and the schema, so a replayed step that builds the same prompt reads
+the stored reply and pays nothing, while a different reasoner model asks afresh.
+If the reply is not valid JSON for the schema, the agent is asked once to repair it.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from models import LLMCall
+from models.db import session_scope
+from workers.reasoning.json_reply import parse_json_object, schema_errors
+from workers.reasoning.llm_client import reasoner_client
+
+REPAIR_REQUEST = (
+    "Your reply was not a JSON object matching the required schema ({problem}). "
+    "Reply again with only the JSON object."
+)
+
+
+@dataclass(frozen=True)
+class AgentReply:
+    parsed: dict | None  # None: no valid JSON even after the repair request
+    text: str  # the last raw reply
+
+
+def ask_agent(job_id: UUID, iteration: int, agent: str, messages: list[dict], schema: dict) -> AgentReply:
+    reply = _exchange(job_id, iteration, agent, messages, schema)
+    problem = _problem(reply.parsed, schema)
+    if problem is None:
+        return AgentReply(reply.parsed, reply.reply)
+    repair = messages + [
+        {"role": "assistant", "content": reply.reply},
+        {"role": "user", "content": REPAIR_REQUEST.format(problem=problem)},
+    ]
+    second = _exchange(job_id, iteration, agent, repair, schema)
+    ok = _problem(second.parsed, schema) is None
+    return AgentReply(second.parsed if ok else None, second.reply)
+
+
+def _problem(parsed: dict | None, schema: dict) -> str | None:
+    if parsed is None:
+        return "no JSON object found"
+    return schema_errors(parsed, schema)
+
+
+def prompt_hash(model: str, messages: list[dict], schema: dict) -> str:
+    blob = json.dumps({"model": model, "messages": messages, "schema": schema}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
+    client = reasoner_client()
+    key = dict(job_id=job_id, iteration=iteration, agent=agent,
+               prompt_hash=prompt_hash(client.settings.llm_model, messages, schema))
+    stored = _stored(key)
+    if stored is not None:
+        return stored
+    completion = client.complete_json(messages, schema, name=agent)
+    with session_scope() as session:  # committed now: a crash later must not pay again
+        session.execute(
+            insert(LLMCall)
+            .values(
+                **key, model=completion.model, messages=messages, reply=completion.text,
+                parsed=parse_json_object(completion.text),
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                latency_ms=completion.latency_ms,
+            )
+            .on_conflict_do_nothing(index_elements=list(key))
+        )
+    return _stored(key)
+
+
+def _stored(key: dict) -> LLMCall | None:
+    with session_scope() as session:
+        return session.scalar(select(LLMCall).filter_by(**key))

@@ -1,0 +1,110 @@
+"""Claiming a step: the lease that makes at-least-once delivery safe.
+
+A worker may run a step only while it holds the step's lease. The claim bumps the step's
+attempt number, which doubles as a fencing token: every later write of that execution
+names the attempt it belongs to, so a stale execution (one whose lease lapsed and whose
+step was taken over) can never overwrite the newer one.
+"""
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy import func, select, update
+
+from core.settings import get_settings
+from models import Job, JobStatus, Step, StepKind, StepStatus
+from models.db import session_scope
+from workers.job_state import finish_job_with_error
+
+
+@dataclass(frozen=True)
+class StepClaim:
+    step_id: int
+    job_id: UUID
+    iteration: int
+    kind: StepKind
+    attempt: int  # fencing token: this execution's attempt number
+
+
+def claim_step(step_id: int) -> StepClaim | None:
+    """Take the step's lease, or return None when there is nothing (left) to do."""
+    settings = get_settings()
+    with session_scope() as session:
+        row = session.execute(
+            select(Step, Step.lease_expires_at > func.now())
+            .where(Step.id == step_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return None
+        step, lease_live = row
+        if step.status in (StepStatus.DONE, StepStatus.FAILED):
+            return None  # a duplicate or redelivered message: the work is already settled
+        if step.status == StepStatus.RUNNING and lease_live:
+            return None  # another worker holds the step and is alive
+        job = session.get(Job, step.job_id, with_for_update=True)
+        if job.status.is_terminal:
+            return None
+        if step.status == StepStatus.RUNNING:
+            step.last_error = (
+                f"attempt {step.attempts} of the {step.kind} step never finished: "
+                "its worker died or stopped renewing its lease"
+            )
+        if step.attempts >= settings.max_attempts:
+            step.status = StepStatus.FAILED
+            finish_job_with_error(session, job, _give_up_message(step))
+            return None
+        step.status = StepStatus.RUNNING
+        step.attempts += 1
+        step.lease_expires_at = func.now() + timedelta(seconds=settings.step_lease_s)
+        step.updated_at = func.now()
+        job.attempts += 1
+        if job.status == JobStatus.QUEUED:
+            job.status = JobStatus.IN_PROGRESS
+            job.started_at = func.now()
+        return StepClaim(step.id, step.job_id, step.iteration, step.kind, step.attempts)
+
+
+def _give_up_message(step: Step) -> str:
+    return (
+        f"{step.kind} step (iteration {step.iteration}) failed after {step.attempts} "
+        f"attempt(s); last error: {step.last_error or 'unknown'}"
+    )
+
+
+def fenced(claim: StepClaim):
+    """WHERE clause matching the step only while this execution still owns it."""
+    return (
+        (Step.id == claim.step_id)
+        & (Step.attempts == claim.attempt)
+        & (Step.status == StepStatus.RUNNING)
+    )
+
+
+@contextmanager
+def lease_heartbeat(claim: StepClaim) -> Iterator[None]:
+    """Renew the lease in the background while the step works, so a long step is not
+    mistaken for a dead one; a killed process stops renewing and the sweeper notices."""
+    lease_s = get_settings().step_lease_s
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_s / 3):
+            with session_scope() as session:
+                session.execute(
+                    update(Step)
+                    .where(fenced(claim))
+                    .values(lease_expires_at=func.now() + timedelta(seconds=lease_s))
+                )
+
+    thread = threading.Thread(target=renew, name=f"lease-{claim.step_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -1,0 +1,106 @@
+"""Running one step: claim, work, commit its output and successor, then enqueue.
+
+Order matters. The successor step row is written in the same transaction as this step's
+output, and only after that commit is its message sent: a crash anywhere leaves either
+nothing done (the step is re-run) or a persisted successor whose message the sweeper
+will (re)send. Never a message pointing at state that does not exist.
+"""
+
+import logging
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from core.settings import get_settings
+from models import Job, Step, StepKind, StepStatus
+from models.db import session_scope
+from workers.job_state import finish_job_with_error
+from workers.step_claim import StepClaim, claim_step, fenced, lease_heartbeat
+from workers.steps import HANDLERS, NextStep
+
+log = logging.getLogger(__name__)
+
+
+def run_step(step_id: int) -> None:
+    claim = claim_step(step_id)
+    if claim is None:
+        return
+    handler = HANDLERS[claim.kind]
+    try:
+        with lease_heartbeat(claim):
+            result = handler.execute(claim)
+        successor = _commit(claim, handler, result)
+    except Exception as exc:  # every failure is recorded; the attempt counter bounds retries
+        log.exception("step %s (%s) attempt %s failed", claim.step_id, claim.kind, claim.attempt)
+        _record_failure(claim, exc)
+        return
+    if successor is not None:
+        enqueue_step(*successor)
+
+
+def _commit(claim: StepClaim, handler, result) -> tuple[int, StepKind] | None:
+    with session_scope() as session:
+        owned = session.execute(
+            update(Step)
+            .where(fenced(claim))
+            .values(status=StepStatus.DONE, finished_at=func.now(), updated_at=func.now())
+        ).rowcount
+        if not owned:
+            # Our lease lapsed and another execution took the step over: its result wins.
+            session.rollback()
+            log.warning("step %s attempt %s lost its lease; result dropped", claim.step_id, claim.attempt)
+            return None
+        next_step = handler.commit(session, claim, result)
+        if next_step is None:
+            return None
+        return persist_step(session, claim.job_id, next_step), next_step.kind
+
+
+def persist_step(session, job_id, next_step: NextStep) -> int:
+    """Insert the step row once; a replay finds the existing row and returns its id."""
+    step_id = session.scalar(
+        insert(Step)
+        .values(job_id=job_id, iteration=next_step.iteration, kind=next_step.kind)
+        .on_conflict_do_nothing(index_elements=["job_id", "iteration", "kind"])
+        .returning(Step.id)
+    )
+    if step_id is None:
+        step_id = session.scalar(
+            select(Step.id).where(
+                Step.job_id == job_id,
+                Step.iteration == next_step.iteration,
+                Step.kind == next_step.kind,
+            )
+        )
+    return step_id
+
+
+def _record_failure(claim: StepClaim, exc: Exception) -> None:
+    settings = get_settings()
+    message = f"{type(exc).__name__}: {exc}"[:4000]
+    with session_scope() as session:
+        step = session.execute(select(Step).where(fenced(claim)).with_for_update()).scalar_one_or_none()
+        if step is None:
+            return  # another execution owns the step now
+        step.last_error = message
+        step.lease_expires_at = None
+        step.updated_at = func.now()
+        if step.attempts >= settings.max_attempts:
+            step.status = StepStatus.FAILED
+            job = session.get(Job, claim.job_id, with_for_update=True)
+            finish_job_with_error(
+                session,
+                job,
+                f"{step.kind} step (iteration {step.iteration}) failed after {step.attempts} "
+                f"attempt(s); last error: {message}",
+            )
+            return
+        step.status = StepStatus.QUEUED
+    delay = settings.retry_backoff_s * 2 ** (claim.attempt - 1)
+    enqueue_step(claim.step_id, claim.kind, countdown=delay)
+
+
+def enqueue_step(step_id: int, kind: StepKind, countdown: float | None = None) -> None:
+    from workers.tasks import task_for
+
+    task_for(kind).apply_async(args=[step_id], countdown=countdown)

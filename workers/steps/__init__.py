@@ -1,0 +1,23 @@
+"""The four kinds of step. Each module has `execute(claim)`, the slow part run without a
+transaction open, and `commit(session, claim, result)`, which writes the result and names
+the successor step (or None when the job is finished)."""
+
+from dataclasses import dataclass
+
+from models.status import StepKind
+
+
+@dataclass(frozen=True)
+class NextStep:
+    iteration: int
+    kind: StepKind
+
+
+from workers.steps import answer, interact, perceive, plan  # noqa: E402  (they import NextStep)
+
+HANDLERS = {
+    StepKind.PERCEIVE: perceive,
+    StepKind.PLAN: plan,
+    StepKind.INTERACT: interact,
+    StepKind.ANSWER: answer,
+}

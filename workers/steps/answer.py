@@ -1,0 +1,51 @@
+"""Answering step: the answerer picks; normalisation maps to the verbatim choice."""
+
+from dataclasses import dataclass
+
+from sqlalchemy import func
+
+from models import Job, JobStatus
+from workers.job_state import close_batch_if_done
+from workers.reasoning import answerer
+from workers.reasoning.agent_call import ask_agent
+from workers.reasoning.normalise import normalise
+from workers.reasoning.json_reply import as_confidence
+from workers.steps.context import load_iteration, load_job
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    answer: str | None
+    raw_answer: str
+    rule: str
+    confidence: float | None
+    reasoning: str | None
+
+
+def execute(claim) -> FinalAnswer:
+    job = load_job(claim.job_id)
+    document = load_iteration(claim.job_id, claim.iteration).document
+    reply = ask_agent(
+        claim.job_id, claim.iteration, "answerer",
+        answerer.messages(job.question, job.choices, document),
+        answerer.schema(job.choices),
+    )
+    parsed = reply.parsed or {}
+    # Without readable JSON, the raw text is still normalised: it may name a choice.
+    raw = str(parsed.get("answer", reply.text))
+    mapped = normalise(raw, job.choices)
+    confidence = as_confidence(parsed["confidence"]) if "confidence" in parsed else None
+    return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, parsed.get("reasoning"))
+
+
+def commit(session, claim, final: FinalAnswer) -> None:
+    job = session.get(Job, claim.job_id, with_for_update=True)
+    job.status = JobStatus.SUCCEEDED
+    job.answer = final.answer
+    job.raw_answer = final.raw_answer
+    job.normalisation = final.rule
+    job.confidence = final.confidence
+    job.reasoning = final.reasoning
+    job.finished_at = func.now()
+    close_batch_if_done(session, job)
+    return None

@@ -1,0 +1,36 @@
+"""Planning step: the planner judges the current document; stop or refine."""
+
+from sqlalchemy import func, update
+
+from models import Iteration, StepKind
+from workers.perception.tools import available_tools
+from workers.reasoning import planner
+from workers.reasoning.agent_call import ask_agent
+from workers.steps import NextStep
+from workers.steps.context import load_iteration, load_job
+
+
+def execute(claim) -> dict:
+    job = load_job(claim.job_id)
+    document = load_iteration(claim.job_id, claim.iteration).document
+    tools = available_tools()
+    reply = ask_agent(
+        claim.job_id, claim.iteration, "planner",
+        planner.messages(job.question, job.choices, document, tools),
+        planner.schema([t.name for t in tools]),
+    )
+    verdict = planner.verdict_from(reply.parsed, reply.text).as_json()
+    # The loop stops on "sufficient" or when the refinement budget is spent; the planner
+    # has re-checked the document after every round, the last one included.
+    verdict["final"] = verdict["sufficient"] or claim.iteration >= job.max_iters
+    return verdict
+
+
+def commit(session, claim, verdict: dict) -> NextStep:
+    session.execute(
+        update(Iteration)
+        .where(Iteration.job_id == claim.job_id, Iteration.index == claim.iteration)
+        .values(verdict=verdict, planned_at=func.now())
+    )
+    kind = StepKind.ANSWER if verdict["final"] else StepKind.INTERACT
+    return NextStep(claim.iteration, kind)
