@@ -27,22 +27,26 @@ REPAIR_REQUEST = (
 
 @dataclass(frozen=True)
 class AgentReply:
-    parsed: dict | None  # None: no valid JSON even after the repair request
+    parsed: dict | None  # the JSON object of the last reply, if one could be read
+    valid: bool  # whether `parsed` satisfies the schema
     text: str  # the last raw reply
+
+    @property
+    def valid_json(self) -> dict | None:
+        return self.parsed if self.valid else None
 
 
 def ask_agent(job_id: UUID, iteration: int, agent: str, messages: list[dict], schema: dict) -> AgentReply:
     reply = _exchange(job_id, iteration, agent, messages, schema)
     problem = _problem(reply.parsed, schema)
     if problem is None:
-        return AgentReply(reply.parsed, reply.reply)
+        return AgentReply(reply.parsed, True, reply.reply)
     repair = messages + [
         {"role": "assistant", "content": reply.reply},
         {"role": "user", "content": REPAIR_REQUEST.format(problem=problem)},
     ]
     second = _exchange(job_id, iteration, agent, repair, schema)
-    ok = _problem(second.parsed, schema) is None
-    return AgentReply(second.parsed if ok else None, second.reply)
+    return AgentReply(second.parsed, _problem(second.parsed, schema) is None, second.reply)
 
 
 def _problem(parsed: dict | None, schema: dict) -> str | None:

@@ -78,8 +78,8 @@ class ReasonerClient:
             openai.RateLimitError,
             openai.InternalServerError,
         ) as exc:
-            if retries == 0:
-                raise  # the format probe: the caller decides what a refusal means
+            if retries == 0 and isinstance(exc, openai.InternalServerError):
+                raise  # the format probe: llama.cpp refuses json_schema with a 500
             raise ReasonerUnavailable(
                 f"reasoner at {self.settings.llm_base_url} unavailable after "
                 f"{client.max_retries} retries: {type(exc).__name__}: {exc}"

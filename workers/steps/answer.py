@@ -30,8 +30,9 @@ def execute(claim) -> FinalAnswer:
         answerer.messages(job.question, job.choices, document),
         answerer.schema(job.choices),
     )
+    # An answer outside the schema (not one of the choices, say) is still normalised,
+    # and so is raw text without JSON: it may name a choice, or be recorded as unmapped.
     parsed = reply.parsed or {}
-    # Without readable JSON, the raw text is still normalised: it may name a choice.
     raw = str(parsed.get("answer", reply.text))
     mapped = normalise(raw, job.choices)
     confidence = as_confidence(parsed["confidence"]) if "confidence" in parsed else None

@@ -20,7 +20,7 @@ def execute(claim) -> list[dict]:
                              (current.verdict or {}).get("missing", []), tools),
         interaction.schema(tools),
     )
-    return interaction.plan_from(reply.parsed, tools)
+    return interaction.plan_from(reply.valid_json, tools)
 
 
 def commit(session, claim, plan: list[dict]) -> NextStep:

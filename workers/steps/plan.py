@@ -19,7 +19,7 @@ def execute(claim) -> dict:
         planner.messages(job.question, job.choices, document, tools),
         planner.schema([t.name for t in tools]),
     )
-    verdict = planner.verdict_from(reply.parsed, reply.text).as_json()
+    verdict = planner.verdict_from(reply.valid_json, reply.text).as_json()
     # The loop stops on "sufficient" or when the refinement budget is spent; the planner
     # has re-checked the document after every round, the last one included.
     verdict["final"] = verdict["sufficient"] or claim.iteration >= job.max_iters

@@ -1,0 +1,70 @@
+"""Test services: the machine's real Postgres and Redis (or those named by
+AGR_TEST_ADMIN_DATABASE_URL / AGR_TEST_BROKER_URL), a fresh database per test session."""
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ADMIN_URL = os.environ.get("AGR_TEST_ADMIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BROKER_URL = os.environ.get("AGR_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEVSET = SHARED / "devset"
+
+_DB_NAME = f"agr_test_{uuid.uuid4().hex[:8]}"
+DATABASE_URL = make_url(ADMIN_URL).set(database=_DB_NAME).render_as_string(hide_password=False)
+
+# The test process submits batches itself, so it reads the same settings as the workers.
+os.environ.update(AGR_DATABASE_URL=DATABASE_URL, AGR_BROKER_URL=BROKER_URL)
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{_DB_NAME}"'))
+    from core.migrate import upgrade_to_head
+
+    upgrade_to_head(DATABASE_URL)
+    yield DATABASE_URL
+    from models.db import get_engine
+
+    get_engine().dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{_DB_NAME}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def broker_url():
+    redis.Redis.from_url(BROKER_URL).flushdb()  # no message of an earlier test leaks in
+    return BROKER_URL
+
+
+@pytest.fixture
+def scripted_llm():
+    from tests.scripted_llm import ScriptedLLM
+
+    server = ScriptedLLM()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stack(database_url, broker_url, tmp_path):
+    from tests.stack import Stack
+
+    running = Stack(database_url, broker_url, tmp_path)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def devset():
+    if not (DEVSET / "meta.jsonl").is_file():
+        pytest.skip("../shared/devset is not present")
+    return DEVSET

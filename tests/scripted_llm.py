@@ -1,0 +1,111 @@
+"""A scripted OpenAI-compatible server: a real HTTP server whose replies a test chooses.
+
+Each agent (recognised by its system prompt) has a queue of scripted replies; when the
+queue is empty, the agent's default reply is used. A reply is a dict (sent as JSON
+content), a str (sent verbatim as content) or an int (an HTTP error status).
+Every request is recorded, so a test can count what the workers really asked.
+"""
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+AGENT_MARKERS = {"planning agent": "planner", "interaction agent": "interaction", "answering agent": "answerer"}
+
+
+def agent_of(body: dict) -> str:
+    system = next((m["content"] for m in body.get("messages", []) if m["role"] == "system"), "")
+    return next((name for marker, name in AGENT_MARKERS.items() if marker in system), "unknown")
+
+
+def choices_of(body: dict) -> list[str]:
+    user = body["messages"][1]["content"]
+    block = user.split("Choices:\n", 1)[1].split("\n\n", 1)[0] if "Choices:\n" in user else ""
+    return [line[2:] for line in block.splitlines() if line.startswith("- ")]
+
+
+def default_reply(agent: str, body: dict):
+    if agent == "planner":
+        return {"reason": "the evidence answers it", "sufficient": True, "confidence": 0.9, "missing": []}
+    if agent == "interaction":
+        return {"calls": [{"tool": "signal_facts", "args": {}, "purpose": "check the level"}]}
+    choices = choices_of(body)
+    return {"reasoning": "scripted", "answer": choices[0] if choices else "something", "confidence": 0.6}
+
+
+class ScriptedLLM:
+    def __init__(self):
+        self.script: dict[str, list] = {}
+        self.delays: dict[str, float] = {}
+        self.requests: list[dict] = []  # {"agent", "body", "answered"}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def queue(self, agent: str, *replies) -> None:
+        with self._lock:
+            self.script.setdefault(agent, []).extend(replies)
+
+    def requests_of(self, agent: str) -> list[dict]:
+        return [r for r in self.requests if r["agent"] == agent]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _next(self, body: dict):
+        agent = agent_of(body)
+        with self._lock:
+            record = {"agent": agent, "body": body, "answered": False}
+            self.requests.append(record)
+            queued = self.script.get(agent)
+            reply = queued.pop(0) if queued else default_reply(agent, body)
+        time.sleep(self.delays.get(agent, 0.0))
+        return record, reply
+
+    def _handler(self):
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                record, reply = scripted._next(body)
+                if isinstance(reply, int):
+                    self._send(reply, {"error": {"message": f"scripted status {reply}"}})
+                else:
+                    content = reply if isinstance(reply, str) else json.dumps(reply)
+                    self._send(200, completion(body, content))
+                record["answered"] = True
+
+            def _send(self, status: int, payload: dict):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+def completion(body: dict, content: str) -> dict:
+    prompt_words = sum(len(re.findall(r"\S+", m["content"])) for m in body["messages"])
+    return {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(content.split()),
+                  "total_tokens": prompt_words + len(content.split())},
+    }

@@ -1,0 +1,110 @@
+"""The real stack for a test: Celery worker processes per queue and beat, started with
+the settings the test chooses, plus helpers to submit work and inspect Postgres."""
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import psutil
+import soundfile as sf
+from sqlalchemy import func, select
+
+from api.submission import Item, submit
+from core import processes
+from models import Batch, BatchStatus, Job, Step
+from models.db import session_scope
+
+FAST_DURABILITY = {
+    "AGR_STEP_LEASE_S": "4",
+    "AGR_SWEEP_INTERVAL_S": "1",
+    "AGR_RETRY_BACKOFF_S": "0.2",
+    "AGR_LLM_MAX_RETRIES": "1",
+    "AGR_LLM_TIMEOUT_S": "30",
+}
+
+
+class Stack:
+    def __init__(self, database_url: str, broker_url: str, tmp: Path):
+        self.tmp = tmp
+        self.env = {"AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": broker_url, **FAST_DURABILITY}
+        self.workers: dict[str, subprocess.Popen] = {}
+
+    def configure(self, **settings: str) -> None:
+        self.env.update({f"AGR_{k.upper()}": str(v) for k, v in settings.items()})
+
+    def start(self, *roles: str) -> None:
+        for role in roles or ("perception", "reasoning", "beat"):
+            self.start_role(role)
+        time.sleep(0.5)
+
+    def start_role(self, role: str) -> subprocess.Popen:
+        log = self.tmp / f"{role}.log"
+        if role == "beat":
+            proc = processes.start_beat(self.env, log, self.tmp / "beat-schedule")
+        else:
+            proc = processes.start_worker(role, self.env, log, concurrency=1)
+        self.workers[role] = proc
+        return proc
+
+    def kill(self, role: str) -> None:
+        """kill -9 the worker and its pool children: no shutdown, no acks, nothing saved."""
+        parent = psutil.Process(self.workers[role].pid)
+        for proc in parent.children(recursive=True) + [parent]:
+            proc.send_signal(signal.SIGKILL)
+        self.workers[role].wait()
+
+    def stop_all(self) -> None:
+        for proc in self.workers.values():
+            processes.stop(proc)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.tmp.glob("*.log"))
+
+    # --- work ---
+    def submit(self, items: list[Item], **options) -> UUID:
+        return submit("test", items, options)
+
+    def wait_for_batch(self, batch_id: UUID, timeout: float = 120) -> Batch:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope() as session:
+                batch = session.get(Batch, batch_id)
+                if batch.status == BatchStatus.COMPLETED:
+                    return batch
+            time.sleep(0.2)
+        raise AssertionError(f"batch {batch_id} did not complete in {timeout}s\n{self.job_summary(batch_id)}\n{self.logs()}")
+
+    def jobs(self, batch_id: UUID) -> list[Job]:
+        with session_scope() as session:
+            return list(session.scalars(select(Job).where(Job.batch_id == batch_id).order_by(Job.custom_id)))
+
+    def job_summary(self, batch_id: UUID) -> str:
+        return "\n".join(f"{j.custom_id}: {j.status} {j.error or ''}" for j in self.jobs(batch_id))
+
+    def wait_for_running_step(self, kind: str, timeout: float = 60) -> Step:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope() as session:
+                step = session.scalar(select(Step).where(Step.kind == kind, Step.status == "running").limit(1))
+                if step is not None:
+                    return step
+            time.sleep(0.02)
+        raise AssertionError(f"no {kind} step started running in {timeout}s\n{self.logs()}")
+
+
+def tone_wav(path: Path, seconds: float = 1.0, freq: float = 440.0, rate: int = 16000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
+    return path
+
+
+def question_item(custom_id: str, audio: Path, choices=("A tone", "A voice", "Silence"), answer="A tone") -> Item:
+    return Item(custom_id, audio, "What is heard?", list(choices), answer)
+
+
+def count_rows(model, **filters) -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).filter_by(**filters))
