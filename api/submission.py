@@ -126,7 +126,8 @@ def create_batch(name: str, items: list[Item], options: dict, source: str | None
 
 
 def _asset_values(path: Path) -> dict:
-    values = {"sha256": file_sha256(path), "path": str(path), "bytes": path.stat().st_size}
+    values = {"sha256": file_sha256(path), "path": str(path), "bytes": path.stat().st_size,
+              "format": None, "duration_s": None, "sample_rate": None, "channels": None}
     try:
         info = sf.info(str(path))
         values |= {"format": info.format, "duration_s": info.duration,
