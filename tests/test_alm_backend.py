@@ -70,3 +70,15 @@ def test_bad_path_raises_clear_error(tmp_path):
     empty.mkdir()
     with pytest.raises(RuntimeError, match="could not load audio-language model .*not-a-model"):
         AudioLanguageModel(str(empty), device="cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_on_cuda_generates_in_batches(tmp_path):
+    directory = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio")
+    alm = AudioLanguageModel(str(directory), device="auto", max_new_tokens=8)
+    assert {p.dtype for p in alm.model.parameters()} == {torch.bfloat16}
+    assert {p.device.type for p in alm.model.parameters()} == {"cuda"}
+    clips = [_noise(0.5, seed=3), _noise(4.0, seed=4), _noise(9.0, seed=5)]
+    batch = alm.generate_batch(clips, [CAPTION_PROMPT, "What is happening?", "Any speech?"])
+    assert len(batch) == 3 and all(isinstance(text, str) and text for text in batch)
+    assert alm.caption(_noise(2.0, seed=2)) != alm.caption(np.zeros(2 * RATE, dtype=np.float32))
