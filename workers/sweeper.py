@@ -39,6 +39,24 @@ def sweep() -> SweepReport:
     return SweepReport(len(expired), len(stale))
 
 
+def resend_unfinished(batch_id) -> int:
+    """Re-send every queued step of a batch's unfinished jobs (after the whole stack
+    stopped, say, taking the broker's messages with it). Duplicates are harmless: a step
+    is claimed once, and a claimed or finished step ignores a second message."""
+    from workers.step_runner import enqueue_step
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(Step.id, Step.kind)
+            .join(Job, Job.id == Step.job_id)
+            .where(Job.batch_id == batch_id, Step.status == StepStatus.QUEUED,
+                   Job.status.not_in(TERMINAL_JOB_STATUSES))
+        ).all()
+    for step_id, kind in rows:
+        enqueue_step(step_id, kind)
+    return len(rows)
+
+
 def _expired_leases():
     return Step.status == StepStatus.RUNNING, Step.lease_expires_at < func.now()
 

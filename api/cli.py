@@ -1,0 +1,142 @@
+"""`agr`: run a batch of audio questions through the real stack and score it.
+
+    agr run                          # ../shared/devset on embedded services
+    agr run bench.jsonl --audio-dir audio/ --max-iters 2
+    agr resume <batch-id>            # after Ctrl-C or a crash: picks up where it stopped
+"""
+
+import logging
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from uuid import UUID
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Column, Table
+from rich.text import Text
+
+from api.batch_view import JobResult, accuracy, batch_progress, batch_results
+from api.local_stack import LocalStack
+from api.submission import SubmissionInvalid, read_mmar_file
+from core.settings import get_settings
+
+DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
+POLL_S = 0.5
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(DEFAULT_BATCH, help="MMAR-format JSONL (id, audio_path, question, choices[, answer])"),
+    audio_dir: Path | None = typer.Option(None, help="folder the audio paths are relative to [default: the file's folder]"),
+    max_iters: int | None = typer.Option(None, min=0, max=10, help="refinement rounds per question [default: AGR_MAX_ITERS]"),
+    limit: int | None = typer.Option(None, min=1, help="only the first N items"),
+    name: str | None = typer.Option(None, help="batch name [default: the file name]"),
+    workers: bool = typer.Option(True, help="start perception/reasoning workers and beat here (--no-workers when they run elsewhere)"),
+) -> None:
+    """Submit a benchmark file as one batch, show progress, print answers and accuracy."""
+    _configure_logging()
+    items = _read_items(file, audio_dir)[:limit]
+    settings = get_settings()
+    options = {"max_iters": settings.max_iters if max_iters is None else max_iters}
+    with _stack(workers) as stack:
+        from api.submission import submit  # after the stack exported the broker URL
+
+        batch_id = submit(name or file.name, items, options, source=str(file))
+        console.print(f"batch [bold]{batch_id}[/] queued: {len(items)} item(s), max_iters={options['max_iters']}")
+        _watch_and_report(batch_id, stack)
+
+
+@app.command()
+def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")) -> None:
+    """Finish a batch that was interrupted: re-send its unfinished steps and watch it."""
+    _configure_logging()
+    with _stack(True) as stack:
+        from workers.sweeper import resend_unfinished
+
+        resent = resend_unfinished(batch_id)
+        console.print(f"batch [bold]{batch_id}[/]: re-sent {resent} unfinished step(s)")
+        _watch_and_report(batch_id, stack)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the configured database (AGR_DATABASE_URL) to the newest schema."""
+    from core.migrate import upgrade_to_head
+
+    url = get_settings().database_url
+    if not url:
+        raise typer.BadParameter("AGR_DATABASE_URL is not set")
+    upgrade_to_head(url)
+    console.print("database schema is at head")
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _read_items(file: Path, audio_dir: Path | None):
+    if not file.is_file():
+        raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
+    try:
+        return read_mmar_file(file, audio_dir)
+    except SubmissionInvalid as exc:  # nothing was queued: say every problem at once
+        console.print(str(exc), style="red", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _stack(start_workers: bool):
+    if start_workers:
+        return LocalStack(get_settings())
+    return nullcontext(None)
+
+
+def _watch_and_report(batch_id: UUID, stack: LocalStack | None) -> None:
+    try:
+        _watch(batch_id, stack)
+    except KeyboardInterrupt:
+        console.print(f"\n[yellow]interrupted; nothing is lost. Continue with:[/] agr resume {batch_id}")
+        raise typer.Exit(130) from None
+    _report(batch_results(batch_id))
+
+
+def _watch(batch_id: UUID, stack: LocalStack | None) -> None:
+    progress = batch_progress(batch_id)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[counts]}")]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("answered", total=progress.total, counts="")
+        last_line = 0.0
+        while not progress.batch_done:
+            if stack is not None:
+                stack.revive_dead_workers()
+            time.sleep(POLL_S)
+            progress = batch_progress(batch_id)
+            counts = " ".join(f"{s}={n}" for s, n in sorted(progress.counts.items()))
+            bar.update(task, completed=progress.finished, counts=counts)
+            if not console.is_terminal and time.monotonic() - last_line > 10:
+                console.print(f"{progress.finished}/{progress.total} finished ({counts})")  # CI logs
+                last_line = time.monotonic()
+
+
+def _report(results: list[JobResult]) -> None:
+    # The id never wraps, so a row can be found by its id in a log.
+    table = Table(Column("id", no_wrap=True), "status", "answer", "expected", "ok", "iterations", "note")
+    for r in results:
+        cells = (r.custom_id, r.status, r.answer or "-", r.reference or "-",
+                 "yes" if r.correct else "no", str(r.iterations), r.error or (r.normalisation or ""))
+        table.add_row(*(Text(str(c)) for c in cells))  # Text: brackets in answers are not markup
+    console.print(table)
+    score = accuracy(results)
+    summary = f"{sum(r.correct for r in results)}/{len(results)} correct"
+    if score is not None:
+        summary += f", accuracy {score:.3f}"
+    console.print(summary)
+
+
+if __name__ == "__main__":
+    app()

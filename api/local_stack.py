@@ -1,0 +1,82 @@
+"""The whole stack on one machine, as `agr run` uses it.
+
+Services come from the environment when configured and are started embedded otherwise
+(core.embedded); the schema is brought to head; then one Celery worker per queue and beat
+run as real processes, exactly as docker-compose runs them in production. A worker that
+dies is restarted: its unfinished step is re-queued by the sweeper once its lease lapses.
+"""
+
+import logging
+import os
+import subprocess
+from contextlib import ExitStack
+from pathlib import Path
+
+from core import processes
+from core.embedded import EmbeddedStack
+from core.migrate import upgrade_to_head
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+ROLES = ("perception", "reasoning", "beat")
+
+
+class LocalStack:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.log_dir = Path(settings.data_dir) / "logs"
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.restarts: dict[str, int] = {role: 0 for role in ROLES}
+        self._exit = ExitStack()
+
+    def __enter__(self) -> "LocalStack":
+        try:
+            services = self._exit.enter_context(EmbeddedStack(
+                self.settings.data_dir, self.settings.database_url,
+                self.settings.broker_url, self.settings.llm_base_url,
+            ))
+            self._adopt(services.env())
+            upgrade_to_head(services.database_url)
+            self._exit.callback(self._stop_workers)
+            for role in ROLES:
+                self._start(role)
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._exit.close()
+
+    def _adopt(self, service_env: dict[str, str]) -> None:
+        # This process submits and watches too, so it must read the same URLs as the
+        # workers it starts: they inherit os.environ.
+        os.environ.update(service_env)
+        get_settings.cache_clear()
+        from models.db import reset_after_fork
+
+        reset_after_fork()  # forget an engine built before the URL was known
+
+    def _start(self, role: str) -> None:
+        env = dict(os.environ)
+        log_path = self.log_dir / f"{role}.log"
+        if role == "beat":
+            self.workers[role] = processes.start_beat(env, log_path, self.log_dir / "beat-schedule")
+        else:
+            concurrency = self.settings.reasoning_concurrency if role == "reasoning" else 1
+            self.workers[role] = processes.start_worker(role, env, log_path, concurrency=concurrency)
+
+    def revive_dead_workers(self) -> list[str]:
+        """Restart any worker process that exited; returns the roles restarted."""
+        dead = [role for role, proc in self.workers.items() if proc.poll() is not None]
+        for role in dead:
+            log.warning("%s worker exited with %s; restarting it (log: %s)",
+                        role, self.workers[role].returncode, self.log_dir / f"{role}.log")
+            self.restarts[role] += 1
+            self._start(role)
+        return dead
+
+    def _stop_workers(self) -> None:
+        for proc in self.workers.values():
+            processes.stop(proc)
