@@ -69,7 +69,7 @@ def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
         return stored
     completion = client.complete_json(messages, schema, name=agent)
     with session_scope() as session:  # committed now: a crash later must not pay again
-        session.execute(
+        inserted = session.scalar(
             insert(LLMCall)
             .values(
                 **key, model=completion.model, messages=messages, reply=completion.text,
@@ -79,8 +79,10 @@ def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
                 latency_ms=completion.latency_ms,
             )
             .on_conflict_do_nothing(index_elements=list(key))
+            .returning(LLMCall)
         )
-    return _stored(key)
+    # None: a concurrent execution stored its reply first; that one is the record.
+    return inserted if inserted is not None else _stored(key)
 
 
 def _stored(key: dict) -> LLMCall | None:

@@ -6,6 +6,7 @@ mid-object. This takes the first balanced object it can parse, and validates it.
 
 import json
 import re
+from functools import lru_cache
 
 import jsonschema
 
@@ -27,11 +28,18 @@ def parse_json_object(text: str) -> dict | None:
 
 def schema_errors(value: dict, schema: dict) -> str | None:
     """None when `value` satisfies `schema`, else the first validation message."""
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
-        return exc.message
-    return None
+    error = jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value))
+    return None if error is None else error.message
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str):
+    # jsonschema.validate re-checks the schema itself on every call (~7 ms for an agent's
+    # schema); our schemas are few and fixed per agent and choice list, so check each once.
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 def as_confidence(value) -> float:
