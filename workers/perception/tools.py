@@ -122,7 +122,15 @@ TOOLS: dict[str, Tool] = {
     ]
 }
 
-COARSE_TOOLS = ("signal_facts", "transcription", "caption")  # iteration 0, when available
+
+
+def coarse_tools() -> list[Tool]:
+    """The tools of the coarse document (iteration 0): those configured that are available."""
+    names = get_settings().coarse_tools
+    unknown = [n for n in names if n not in TOOLS]
+    if unknown:
+        raise ValueError(f"AGR_COARSE_TOOLS names unknown tool(s) {unknown}; known: {sorted(TOOLS)}")
+    return [TOOLS[n] for n in names if TOOLS[n].available()]
 
 
 def available_tools() -> list[Tool]:

@@ -8,7 +8,7 @@ from sqlalchemy.dialects.postgresql import insert
 from models import Iteration, StepKind
 from workers.perception.evidence import evidence_item, render_document
 from workers.perception.executor import PlannedCall, RoundExecutor
-from workers.perception.tools import COARSE_TOOLS, TOOLS
+from workers.perception.tools import coarse_tools
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
 from workers.steps.context import load_iteration, load_job
@@ -23,7 +23,7 @@ def execute(claim) -> PerceptionResult:
     job = load_job(claim.job_id)
     if claim.iteration == 0:
         previous = []
-        calls = [PlannedCall(name, {}) for name in COARSE_TOOLS if TOOLS[name].available()]
+        calls = [PlannedCall(tool.name, {}) for tool in coarse_tools()]
     else:
         before = load_iteration(claim.job_id, claim.iteration - 1)
         previous = list(before.evidence)
