@@ -1,0 +1,248 @@
+"""Orchestration overhead: what our durability bookkeeping costs beside bare Celery.
+
+Both sides run in this one process's run, on the same broker, with the same worker
+topology (one perception worker, a reasoning worker of AGR_REASONING_CONCURRENCY):
+
+- ours: N jobs through the whole stack (submit, perceive, plan, answer; every step
+  claimed under a lease, persisted, its successor committed then enqueued), with the
+  cheapest real tool (signal facts on a 0.1 s clip) and an instant scripted LLM;
+- raw: N chains of three no-op Celery tasks over the same queue sequence.
+
+Prints a table and writes bench/results/overhead.json: jobs/s of each and their `ratio`
+(target >= 0.5), Postgres rows and bytes written per job, and each worker process's peak
+memory. Run: .venv/bin/python bench/overhead.py [--jobs N]
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core import processes  # noqa: E402
+from core.embedded import EmbeddedStack  # noqa: E402
+from core.migrate import upgrade_to_head  # noqa: E402
+from core.settings import get_settings  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "overhead.json"
+WARMUP_JOBS = 5
+HOPS_PER_JOB = 3  # perceive, plan, answer
+JOB_TABLES = ("jobs", "steps", "iterations", "tool_calls", "llm_calls")
+
+
+class PeakMemory:
+    """Samples the resident memory of each worker process tree in a background thread."""
+
+    def __init__(self, workers: dict[str, "psutil.Popen"], interval: float = 0.1):
+        self.workers, self.interval = workers, interval
+        self.peak: dict[str, dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            for role, proc in self.workers.items():
+                self._sample(role, proc.pid)
+
+    def _sample(self, role: str, pid: int) -> None:
+        try:
+            parent = psutil.Process(pid)
+            tree = [parent, *parent.children(recursive=True)]
+            rss = {p.pid: p.memory_info().rss / 2**20 for p in tree}
+        except psutil.NoSuchProcess:
+            return
+        peak = self.peak.setdefault(role, {"main_mib": 0.0, "largest_child_mib": 0.0, "tree_mib": 0.0})
+        children = [v for k, v in rss.items() if k != pid]
+        peak["main_mib"] = max(peak["main_mib"], rss.get(pid, 0.0))
+        peak["largest_child_mib"] = max(peak["largest_child_mib"], max(children, default=0.0))
+        peak["tree_mib"] = max(peak["tree_mib"], sum(rss.values()))
+
+
+def wait_until(done, what: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not finish in {timeout}s")
+        time.sleep(0.1)  # the same light polling for both sides; it shares the CPU with the workers
+
+
+# --- ours ---------------------------------------------------------------------------------
+
+
+def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
+    from api.submission import Item, submit
+    from api.batch_view import batch_progress
+
+    workers = start_workers(log_dir / "ours", app=processes.CELERY_APP, queues=("perception", "reasoning"))
+    workers["beat"] = processes.start_beat(dict(os.environ), log_dir / "ours" / "beat.log", log_dir / "beat-schedule")
+    try:
+        def batch(name, count):
+            items = [Item(f"{name}-{i}", clip, "What is heard?", ["A tone", "A voice"], "A tone") for i in range(count)]
+            return submit(name, items, {"max_iters": 1})
+
+        warm = batch("bench-warmup", WARMUP_JOBS)
+        wait_until(lambda: batch_progress(warm).batch_done, "warm-up batch")
+        size_before = database_size()
+        with PeakMemory(workers) as memory:
+            started = time.perf_counter()
+            measured = batch("bench-overhead", jobs)
+            wait_until(lambda: batch_progress(measured).batch_done, "measured batch")
+            elapsed = time.perf_counter() - started
+        progress = batch_progress(measured)
+        if progress.counts.get("succeeded", 0) != jobs:
+            raise RuntimeError(f"not every bench job succeeded: {progress.counts}; logs in {log_dir}")
+        return {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak,
+                "storage": storage_per_job(measured, jobs, database_size() - size_before)}
+    finally:
+        stop_all(workers)
+
+
+def database_size() -> int:
+    from sqlalchemy import text
+
+    from models.db import session_scope
+
+    with session_scope() as session:
+        return session.scalar(text("SELECT pg_database_size(current_database())"))
+
+
+def storage_per_job(batch_id, jobs: int, database_growth: int) -> dict:
+    from sqlalchemy import text
+
+    from models.db import session_scope
+
+    per_table = {}
+    with session_scope() as session:
+        for table in JOB_TABLES:
+            key = "id" if table == "jobs" else "job_id"
+            rows, size = session.execute(text(
+                f"SELECT count(*), coalesce(sum(pg_column_size(t.*)), 0) FROM {table} t "
+                f"WHERE t.{key} IN (SELECT id FROM jobs WHERE batch_id = :b)"), {"b": batch_id}).one()
+            per_table[table] = {"rows": rows / jobs, "row_bytes": size / jobs}
+    return {
+        "rows_per_job": sum(t["rows"] for t in per_table.values()),
+        "row_bytes_per_job": sum(t["row_bytes"] for t in per_table.values()),
+        "database_growth_bytes_per_job": database_growth / jobs,  # heap pages, indexes, TOAST
+        "per_table": per_table,
+    }
+
+
+# --- raw Celery ---------------------------------------------------------------------------
+
+
+def run_raw(jobs: int, log_dir: Path) -> dict:
+    from bench import raw_celery
+
+    workers = start_workers(log_dir / "raw", app="bench.raw_celery", queues=("raw-perception", "raw-reasoning"))
+    counter = raw_celery.redis_client()
+    try:
+        def chains(count):
+            run = uuid.uuid4().hex
+            raw_celery.send_jobs(run, count)
+            return lambda: int(counter.get(raw_celery.done_key(run)) or 0) >= count
+
+        wait_until(chains(WARMUP_JOBS), "raw warm-up")
+        with PeakMemory(workers) as memory:
+            started = time.perf_counter()
+            wait_until(chains(jobs), "raw chains")
+            elapsed = time.perf_counter() - started
+        return {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak}
+    finally:
+        stop_all(workers)
+
+
+# --- shared -------------------------------------------------------------------------------
+
+
+def start_workers(log_dir: Path, app: str, queues: tuple[str, str]) -> dict:
+    perception, reasoning = queues
+    env = dict(os.environ)
+    return {
+        "perception": processes.start_worker(perception, env, log_dir / "perception.log", 1, name=perception, app=app),
+        "reasoning": processes.start_worker(reasoning, env, log_dir / "reasoning.log",
+                                            get_settings().reasoning_concurrency, name=reasoning, app=app),
+    }
+
+
+def stop_all(workers: dict) -> None:
+    for proc in workers.values():
+        processes.stop(proc)
+
+
+def tone_clip(path: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(1600) / 16000
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    return path
+
+
+def report(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("system", "jobs/s", "seconds", "perception peak MiB (tree)", "reasoning peak MiB (tree)")
+    for system in ("ours", "raw"):
+        r = result[system]
+        mem = r["peak_memory"]
+        table.add_row(system, f"{r['jobs_per_s']:.1f}", f"{r['seconds']:.2f}",
+                      f"{mem['perception']['tree_mib']:.0f}", f"{mem['reasoning']['tree_mib']:.0f}")
+    console = Console()
+    console.print(table)
+    storage = result["ours"]["storage"]
+    console.print(f"ratio ours/raw = {result['ratio']:.3f} (target >= 0.5)")
+    console.print(f"per job: {storage['rows_per_job']:.1f} rows, {storage['row_bytes_per_job']:.0f} bytes of row data, "
+                  f"{storage['database_growth_bytes_per_job']:.0f} bytes of database growth")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    args = parser.parse_args()
+
+    from tests.scripted_llm import ScriptedLLM
+
+    llm = ScriptedLLM()  # instant replies: the planner finds the coarse document sufficient
+    settings = get_settings()
+    with tempfile.TemporaryDirectory(prefix="agr-bench-") as tmp, EmbeddedStack(
+        Path(tmp) / "services", settings.database_url, settings.broker_url, llm.base_url
+    ) as services:
+        os.environ.update(services.env(), AGR_COARSE_TOOLS='["signal_facts"]')
+        get_settings.cache_clear()
+        upgrade_to_head(services.database_url)
+        clip = tone_clip(Path(tmp) / "tone-0.1s.wav")
+        ours = run_ours(args.jobs, Path(tmp) / "logs", clip)
+        raw = run_raw(args.jobs, Path(tmp) / "logs")
+    llm.close()
+    result = {
+        "jobs": args.jobs, "hops_per_job": HOPS_PER_JOB,
+        "reasoning_concurrency": get_settings().reasoning_concurrency,
+        "cpu_count": len(os.sched_getaffinity(0)),
+        "ours": ours, "raw": raw, "ratio": ours["jobs_per_s"] / raw["jobs_per_s"],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    report(result)
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
