@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -29,9 +28,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import bench_services, tone_clip  # noqa: E402
 from core import processes  # noqa: E402
-from core.embedded import EmbeddedStack  # noqa: E402
-from core.migrate import upgrade_to_head  # noqa: E402
 from core.settings import get_settings  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "overhead.json"
@@ -187,15 +185,6 @@ def stop_all(workers: dict) -> None:
         processes.stop(proc)
 
 
-def tone_clip(path: Path) -> Path:
-    import numpy as np
-    import soundfile as sf
-
-    t = np.arange(1600) / 16000
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
-    return path
-
-
 def report(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -219,20 +208,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     args = parser.parse_args()
 
-    from tests.scripted_llm import ScriptedLLM
-
-    llm = ScriptedLLM()  # instant replies: the planner finds the coarse document sufficient
-    # Always private services: a configured broker may have real workers on these queues.
-    with tempfile.TemporaryDirectory(prefix="agr-bench-") as tmp, EmbeddedStack(
-        Path(tmp) / "services", None, None, llm.base_url
-    ) as services:
-        os.environ.update(services.env(), AGR_COARSE_TOOLS='["signal_facts"]')
-        get_settings.cache_clear()
-        upgrade_to_head(services.database_url)
-        clip = tone_clip(Path(tmp) / "tone-0.1s.wav")
-        ours = run_ours(args.jobs, Path(tmp) / "logs", clip)
-        raw = run_raw(args.jobs, Path(tmp) / "logs")
-    llm.close()
+    with bench_services("agr-bench-") as tmp:
+        ours = run_ours(args.jobs, tmp / "logs", tone_clip(tmp / "tone-0.1s.wav"))
+        raw = run_raw(args.jobs, tmp / "logs")
     result = {
         "jobs": args.jobs, "hops_per_job": HOPS_PER_JOB,
         "reasoning_concurrency": get_settings().reasoning_concurrency,

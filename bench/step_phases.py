@@ -9,9 +9,7 @@ writes bench/results/step_phases.json. Run: .venv/bin/python bench/step_phases.p
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -21,10 +19,7 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.overhead import tone_clip  # noqa: E402
-from core.embedded import EmbeddedStack  # noqa: E402
-from core.migrate import upgrade_to_head  # noqa: E402
-from core.settings import get_settings  # noqa: E402
+from bench.harness import bench_services, tone_clip  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step_phases.json"
 KINDS = ("perceive", "plan", "answer")
@@ -127,18 +122,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100)
     args = parser.parse_args()
 
-    from tests.scripted_llm import ScriptedLLM
-
-    llm = ScriptedLLM()
-    # Always private services: a configured broker may have real workers on these queues.
-    with tempfile.TemporaryDirectory(prefix="agr-phases-") as tmp, EmbeddedStack(
-        Path(tmp) / "services", None, None, llm.base_url
-    ) as services:
-        os.environ.update(services.env(), AGR_COARSE_TOOLS='["signal_facts"]')
-        get_settings.cache_clear()
-        upgrade_to_head(services.database_url)
-        result = measure(args.jobs, tone_clip(Path(tmp) / "tone-0.1s.wav"))
-    llm.close()
+    with bench_services("agr-phases-") as tmp:
+        result = measure(args.jobs, tone_clip(tmp / "tone-0.1s.wav"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     report(result)

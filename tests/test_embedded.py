@@ -3,7 +3,6 @@ llama.cpp's OpenAI-compatible server with SmolLM2, each checked through the clie
 stack itself uses (SQLAlchemy + psycopg 3, kombu, the openai SDK)."""
 
 import json
-import os
 import time
 import urllib.request
 
