@@ -78,5 +78,4 @@ class LocalStack:
         return dead
 
     def _stop_workers(self) -> None:
-        for proc in self.workers.values():
-            processes.stop(proc)
+        processes.stop_all(list(self.workers.values()))

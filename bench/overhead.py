@@ -181,8 +181,7 @@ def start_workers(log_dir: Path, app: str, queues: tuple[str, str]) -> dict:
 
 
 def stop_all(workers: dict) -> None:
-    for proc in workers.values():
-        processes.stop(proc)
+    processes.stop_all(list(workers.values()))
 
 
 def report(result: dict) -> None:

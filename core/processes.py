@@ -4,8 +4,10 @@ Used by `agr run` and by the tests, so both exercise the same real processes.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,11 +43,22 @@ def _spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
 
 def stop(process: subprocess.Popen, timeout: float = 20) -> None:
     """Warm shutdown (SIGTERM lets Celery finish its current task), then force."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, 15)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
+    stop_all([process], timeout)
+
+
+def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    """Stop several at once: all are told first, so none keeps taking new work while
+    another is still shutting down; any still running after `timeout` is killed."""
+    running = [p for p in processes if p.poll() is None]
+    for process in running:
+        # The main process only: it stops taking messages and waits for its pool children
+        # to finish their tasks. SIGTERM to the whole group would kill those children
+        # mid-task, losing (and later re-paying) an LLM reply that was about to be stored.
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

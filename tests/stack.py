@@ -57,8 +57,7 @@ class Stack:
         self.workers[role].wait()
 
     def stop_all(self) -> None:
-        for proc in self.workers.values():
-            processes.stop(proc)
+        processes.stop_all(list(self.workers.values()))
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.tmp.glob("*.log"))
