@@ -9,6 +9,10 @@ from models import Batch, BatchStatus, Iteration, Job, JobStatus
 from models.db import session_scope
 
 
+class UnknownBatch(LookupError):
+    pass
+
+
 @dataclass(frozen=True)
 class Progress:
     total: int
@@ -26,6 +30,8 @@ def batch_progress(batch_id: UUID) -> Progress:
             select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
         ).all()
         status = session.scalar(select(Batch.status).where(Batch.id == batch_id))
+    if status is None:
+        raise UnknownBatch(f"no batch {batch_id} in this database")
     counts = {JobStatus(s): n for s, n in rows}
     return Progress(sum(counts.values()), counts, status == BatchStatus.COMPLETED)
 

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 from rich.text import Text
 
-from api.batch_view import JobResult, accuracy, batch_progress, batch_results
+from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
 from api.local_stack import LocalStack
 from api.submission import SubmissionInvalid, read_mmar_file
 from core.settings import get_settings
@@ -58,6 +58,11 @@ def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")
     with _stack(True) as stack:
         from workers.sweeper import resend_unfinished
 
+        try:
+            batch_progress(batch_id)
+        except UnknownBatch as exc:
+            console.print(str(exc), style="red", markup=False)
+            raise typer.Exit(2) from None
         resent = resend_unfinished(batch_id)
         console.print(f"batch [bold]{batch_id}[/]: re-sent {resent} unfinished step(s)")
         _watch_and_report(batch_id, stack)
@@ -92,6 +97,10 @@ def _read_items(file: Path, audio_dir: Path | None):
 def _stack(start_workers: bool):
     if start_workers:
         return LocalStack(get_settings())
+    settings = get_settings()
+    if not (settings.database_url and settings.broker_url):
+        # Workers elsewhere can only be reached through services they share with us.
+        raise typer.BadParameter("--no-workers needs AGR_DATABASE_URL and AGR_BROKER_URL set")
     return nullcontext(None)
 
 

@@ -1,0 +1,85 @@
+"""Ctrl-C during `agr run` loses nothing: `agr resume` finishes the batch, and no LLM
+reply that was already paid for is asked for again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from sqlalchemy import func, select
+
+from models import Batch, Job, JobStatus, LLMCall
+from models.db import session_scope
+from tests.stack import FAST_DURABILITY, tone_wav
+
+ITEMS = 12
+
+
+def _cli_env(scripted_llm, tmp_path) -> dict:
+    return {**os.environ, **FAST_DURABILITY, "AGR_LLM_BASE_URL": scripted_llm.base_url,
+            "AGR_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+
+
+def _batch_file(tmp_path):
+    tone_wav(tmp_path / "tone.wav")
+    lines = [{"id": f"item-{i}", "audio_path": "tone.wav", "question": "What is heard?",
+              "choices": ["A tone", "A voice"], "answer": "A tone"} for i in range(ITEMS)]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def _statuses(name: str) -> tuple[Batch | None, list[JobStatus]]:
+    with session_scope() as session:
+        batch = session.scalar(select(Batch).where(Batch.name == name))
+        if batch is None:
+            return None, []
+        return batch, list(session.scalars(select(Job.status).where(Job.batch_id == batch.id)))
+
+
+def _wait_for_first_answer(name: str, timeout: float = 120) -> Batch:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch, statuses = _statuses(name)
+        if JobStatus.SUCCEEDED in statuses:
+            return batch
+        time.sleep(0.1)
+    raise AssertionError(f"no job of {name} answered in {timeout}s")
+
+
+def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scripted_llm, tmp_path):
+    scripted_llm.delays["planner"] = 1.0  # slow enough that Ctrl-C lands mid-batch
+    env = _cli_env(scripted_llm, tmp_path)
+    command = [sys.executable, "-m", "api.cli"]
+    run = subprocess.Popen([*command, "run", str(_batch_file(tmp_path)), "--name", "resumable", "--max-iters", "0"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    batch = _wait_for_first_answer("resumable")
+    run.send_signal(signal.SIGINT)
+    output, _ = run.communicate(timeout=120)
+
+    assert run.returncode == 130, output
+    assert f"agr resume {batch.id}" in output
+    _, statuses = _statuses("resumable")
+    assert statuses.count(JobStatus.SUCCEEDED) < ITEMS, "the batch finished before the interrupt"
+
+    scripted_llm.delays["planner"] = 0.0
+    resumed = subprocess.run([*command, "resume", str(batch.id)], env=env, capture_output=True, text=True, timeout=300)
+
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    _, statuses = _statuses("resumable")
+    assert statuses == [JobStatus.SUCCEEDED] * ITEMS
+    assert f"{ITEMS}/{ITEMS} correct, accuracy 1.000" in resumed.stdout
+    with session_scope() as session:
+        stored = session.scalar(select(func.count()).select_from(LLMCall).join(Job).where(Job.batch_id == batch.id))
+    # Workers stop warm on Ctrl-C, so every reply paid for was stored and none asked twice.
+    assert len(scripted_llm.requests) == stored
+
+
+def test_resume_of_unknown_batch_is_a_clear_error(database_url, broker_url, scripted_llm, tmp_path):
+    unknown = "00000000-0000-0000-0000-000000000000"
+    result = subprocess.run([sys.executable, "-m", "api.cli", "resume", unknown], env=_cli_env(scripted_llm, tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"no batch {unknown}" in result.stdout
