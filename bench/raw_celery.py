@@ -4,10 +4,16 @@ One "job" here is a chain of no-op hops over the same queues our pipeline uses p
 (perception, then reasoning twice), on the same broker, with the same delivery settings
 (late acks, requeue on worker loss, prefetch 1, results ignored). The last hop bumps a
 Redis counter so the benchmark can see the job finish.
+
+With `llm=True` the two reasoning hops each also make one chat completion through the
+`openai` package to AGR_LLM_BASE_URL, as our planner and answerer do: the difference
+between that and our pipeline is then the cost of our Postgres bookkeeping alone.
 """
 
 import os
+from functools import lru_cache
 
+import openai
 import redis
 from celery import Celery
 
@@ -36,14 +42,30 @@ def done_key(run: str) -> str:
     return f"bench:raw:{run}:done"
 
 
+@lru_cache(maxsize=1)
+def llm_client() -> openai.OpenAI:
+    return openai.OpenAI(base_url=os.environ["AGR_LLM_BASE_URL"], api_key="not-needed")
+
+
+def ask_llm() -> None:
+    # The scripted server answers by the agent named in the system prompt.
+    llm_client().chat.completions.create(
+        model="scripted", response_format={"type": "json_object"},
+        messages=[{"role": "system", "content": "You are the planning agent."},
+                  {"role": "user", "content": "Is the evidence sufficient?"}],
+    )
+
+
 @app.task(name="bench.hop")
-def hop(run: str, index: int) -> None:
+def hop(run: str, index: int, llm: bool = False) -> None:
+    if llm and QUEUES[index] == "raw-reasoning":
+        ask_llm()
     if index + 1 < len(QUEUES):
-        hop.apply_async((run, index + 1), queue=QUEUES[index + 1])
+        hop.apply_async((run, index + 1, llm), queue=QUEUES[index + 1])
     else:
         redis_client().incr(done_key(run))
 
 
-def send_jobs(run: str, count: int) -> None:
+def send_jobs(run: str, count: int, llm: bool = False) -> None:
     for _ in range(count):
-        hop.apply_async((run, 0), queue=QUEUES[0])
+        hop.apply_async((run, 0, llm), queue=QUEUES[0])
