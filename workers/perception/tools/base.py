@@ -1,0 +1,38 @@
+"""What every perception tool is: a name, a purpose, an argument schema, a device class,
+and a function from an audio clip (possibly a window of the file) to a result."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workers.perception.audio_io import AudioClip
+
+# Every tool accepts a window: "re-listening" to a segment is any tool on [start, end].
+WINDOW_ARGS = {
+    "start": {"type": "number", "minimum": 0, "description": "window start, seconds"},
+    "end": {"type": "number", "minimum": 0, "description": "window end, seconds"},
+}
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    output: dict  # structured, with absolute timestamps
+    text: str  # short rendering merged into the evidence document
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    device: str  # "cpu" or "gpu": where it belongs in production
+    run: Callable[[AudioClip, dict], ToolResult]
+    model_name: Callable[[], str]
+    available: Callable[[], bool] = lambda: True
+    args: dict = field(default_factory=dict)  # JSON schema properties beyond the window
+    required: tuple[str, ...] = ()
+
+    def args_schema(self) -> dict:
+        return {
+            "type": "object",
+            "properties": {**self.args, **WINDOW_ARGS},
+            "required": list(self.required),
+        }
