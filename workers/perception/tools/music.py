@@ -1,0 +1,23 @@
+"""Music and rhythm: tempo and beats, onsets and sound bursts, pitch contour, key, chord."""
+
+import librosa
+
+from workers.perception import music
+from workers.perception.audio_io import AudioClip
+from workers.perception.tools.base import Tool, ToolResult
+
+
+def run(clip: AudioClip, _args: dict) -> ToolResult:
+    facts = music.analyse(clip)
+    return ToolResult(facts, music.render(facts))
+
+
+TOOL = Tool(
+    "music",
+    "Tempo (BPM) and beat times, onset count and separate sound bursts (for counting beeps "
+    "or clicks), pitch contour in Hz with note names (which tone is higher), chord quality "
+    "(major/minor) and key.",
+    "cpu",
+    run,
+    lambda: f"librosa-{librosa.__version__}",
+)
