@@ -1,0 +1,19 @@
+"""Loudness: integrated LUFS, RMS over time, loudest and quietest moments."""
+
+from workers.perception import loudness
+from workers.perception.audio_io import AudioClip
+from workers.perception.tools.base import Tool, ToolResult
+
+
+def run(clip: AudioClip, _args: dict) -> ToolResult:
+    facts = loudness.analyse(clip)
+    return ToolResult(facts, loudness.render(facts))
+
+
+TOOL = Tool(
+    "loudness",
+    "Integrated loudness (LUFS), RMS level every 0.5 s, and the loudest and quietest moments.",
+    "cpu",
+    run,
+    lambda: "pyloudnorm-0.2",
+)
