@@ -26,6 +26,8 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core.processes import tied_to_this_process
+
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "agr"
@@ -190,7 +192,7 @@ def _launch_llm_server(data_dir: Path, timeout: float = LLM_START_TIMEOUT_S):
     port = _free_port()
     with log_path.open("ab") as log_file:  # the child keeps its own copy of the fd
         process = subprocess.Popen(
-            _llm_command(port), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            tied_to_this_process(_llm_command(port)), stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C in the CLI's terminal is ours to forward, not its
         )
     url = f"http://127.0.0.1:{port}/v1"

@@ -32,11 +32,17 @@ def start_beat(env: dict, log_path: Path, schedule_path: Path) -> subprocess.Pop
     return _spawn(celery_command(*args), env, log_path)
 
 
+def tied_to_this_process(command: list[str]) -> list[str]:
+    """`command`, stopped by the kernel if this process dies (see core/die_with_parent.py)."""
+    return [sys.executable, str(ROOT / "core" / "die_with_parent.py"), str(os.getpid()), *command]
+
+
 def _spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     return subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        tied_to_this_process(command), cwd=ROOT, env={**os.environ, **env}, stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopping it stops its pool children
     )
 
