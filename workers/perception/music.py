@@ -20,7 +20,7 @@ REGULAR_BURSTS_CV = 0.15  # bursts spaced this steadily make a tempo by themselv
 MIN_NOTE_S = 0.08  # shorter stable-pitch runs are noise, not notes
 SAME_NOTE_CENTS = 50
 PITCH_MAX_S = 60.0  # pyin is the slow part; longer clips are tracked over their start only
-LIST_LIMIT = 16  # how many times or notes the text names before "…"
+LIST_LIMIT = 8  # how many times or notes the text names before "…" (the output has all)
 
 
 def analyse(clip: AudioClip) -> dict:
