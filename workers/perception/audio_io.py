@@ -1,6 +1,14 @@
-"""Decoding audio into the one form every tool takes: mono float32 at a given rate."""
+"""Decoding audio into the one form every tool takes: mono float32 at a given rate.
+
+libsndfile (soundfile) reads wav, flac, ogg and mp3 itself; anything else (m4a, aac, ...)
+goes through ffmpeg: the one on PATH, else the static binary imageio-ffmpeg ships. Size
+and duration limits are checked before the costly work wherever the file lets us: bytes
+before opening it, the duration from the header before decoding. Every failure is a
+BadAudioError whose message names the file and the reason.
+"""
 
 import hashlib
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -12,6 +20,7 @@ import soundfile as sf
 from core.settings import get_settings
 
 TARGET_RATE = 16_000
+FFMPEG_TIMEOUT_S = 300
 
 
 class BadAudioError(ValueError):
@@ -49,48 +58,94 @@ def file_sha256(path: Path) -> str:
 
 def load_audio(path: str | Path, rate: int = TARGET_RATE) -> AudioClip:
     path = Path(path)
-    _check_file(path)
-    try:
-        data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        data, source_rate = _decode_with_ffmpeg(path, rate, reason=str(exc))
+    settings = get_settings()
+    _check_file(path, settings.max_audio_bytes)
+    data, source_rate = _decode(path, rate, settings.max_audio_seconds)
     if data.size == 0:
-        raise BadAudioError(f"{path}: contains no audio samples")
-    mono = data.mean(axis=1) if data.ndim == 2 else data
+        raise BadAudioError(f"{path}: contains no audio samples (empty, or cut off after its header)")
+    mono = data.mean(axis=1)  # mix down before resampling: less to resample
     if not np.all(np.isfinite(mono)):
         raise BadAudioError(f"{path}: contains NaN or infinite samples")
     clip = AudioClip(_resample(mono, source_rate, rate), rate, str(path))
-    if clip.duration_s > get_settings().max_audio_seconds:
-        raise BadAudioError(
-            f"{path}: {clip.duration_s:.0f} s is longer than the limit of "
-            f"{get_settings().max_audio_seconds:.0f} s (AGR_MAX_AUDIO_SECONDS)"
-        )
+    _check_duration(path, clip.duration_s, settings.max_audio_seconds)
     return clip
 
 
-def _check_file(path: Path) -> None:
-    if not path.is_file():
+def _check_file(path: Path, max_bytes: int) -> None:
+    if not path.exists():
         raise BadAudioError(f"{path}: no such file")
+    if not path.is_file():
+        raise BadAudioError(f"{path}: not a regular file")
     size = path.stat().st_size
     if size == 0:
-        raise BadAudioError(f"{path}: file is empty")
-    if size > get_settings().max_audio_bytes:
-        raise BadAudioError(f"{path}: {size} bytes exceeds AGR_MAX_AUDIO_BYTES")
+        raise BadAudioError(f"{path}: file is empty (0 bytes)")
+    if size > max_bytes:
+        raise BadAudioError(f"{path}: {size} bytes is over the limit of {max_bytes} bytes (AGR_MAX_AUDIO_BYTES)")
 
 
-def _decode_with_ffmpeg(path: Path, rate: int, reason: str) -> tuple[np.ndarray, int]:
-    """Formats libsndfile cannot read (m4a, aac, ...) go through ffmpeg when present."""
-    ffmpeg = shutil.which("ffmpeg")
+def _check_duration(path: Path, seconds: float, limit: float, at_least: bool = False) -> None:
+    if seconds > limit:
+        raise BadAudioError(f"{path}: {'at least ' if at_least else ''}{seconds:.1f} s long, over the "
+                            f"limit of {limit:g} s (AGR_MAX_AUDIO_SECONDS)")
+
+
+def _decode(path: Path, rate: int, max_seconds: float) -> tuple[np.ndarray, int]:
+    """(frames x channels float32, its rate): soundfile first, ffmpeg for what it cannot read."""
+    try:
+        return _read_with_soundfile(path, max_seconds)
+    except (RuntimeError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        return _decode_with_ffmpeg(path, rate, max_seconds, soundfile_reason=getattr(exc, "error_string", str(exc)))
+
+
+def _read_with_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
+    # The header tells the duration: a file claiming hours (say 20,000 samples at 1 Hz, which
+    # resampling would blow up to 320 million) is refused before anything is decoded.
+    _check_duration(path, sf.info(str(path)).duration, max_seconds)
+    return sf.read(str(path), dtype="float32", always_2d=True)
+
+
+def ffmpeg_binary() -> str | None:
+    """PATH's ffmpeg (the operator's choice) first, else imageio-ffmpeg's static build."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError):  # not installed, or its binary is missing
+        return None
+
+
+def _decode_with_ffmpeg(path: Path, rate: int, max_seconds: float, soundfile_reason: str) -> tuple[np.ndarray, int]:
+    ffmpeg = ffmpeg_binary()
     if ffmpeg is None:
-        raise BadAudioError(f"{path}: not decodable audio ({reason})")
-    proc = subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"],
-        capture_output=True,
-        timeout=300,
-    )
+        raise BadAudioError(f"{path}: not decodable audio (soundfile: {soundfile_reason}; no ffmpeg found)")
+    command = [
+        ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-sn", "-dn",  # its best audio stream only
+        "-t", str(max_seconds + 1),  # the header may not tell the duration: decode no more than needed to refuse
+        "-rematrix_maxval", "1",  # mix channels to their mean, as the soundfile path does (else +3 dB)
+        "-f", "f32le", "-ac", "1", "-ar", str(rate), "-",
+    ]
+    try:
+        proc = subprocess.run(command, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise BadAudioError(f"{path}: decoding took longer than {FFMPEG_TIMEOUT_S} s (ffmpeg)") from None
     if proc.returncode != 0:
-        raise BadAudioError(f"{path}: not decodable audio ({proc.stderr.decode(errors='replace')[:300]})")
-    return np.frombuffer(proc.stdout, dtype=np.float32)[:, None], rate
+        reason = _ffmpeg_reason(proc.stderr) or f"exit status {proc.returncode}"
+        raise BadAudioError(f"{path}: not decodable audio (ffmpeg: {reason}; soundfile: {soundfile_reason})")
+    data = np.frombuffer(proc.stdout, dtype=np.float32)[:, None]
+    _check_duration(path, len(data) / rate, max_seconds, at_least=True)
+    return data, rate
+
+
+def _ffmpeg_reason(stderr: bytes) -> str:
+    """ffmpeg's first error line is the specific cause, its last the general failure."""
+    # "[in#0 @ 0x55d0...] " opening a line names a context, not the reason.
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line.strip()) for line in stderr.decode(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    picked = lines[:1] + lines[-1:] if len(lines) > 1 else lines
+    return " / ".join(picked)[:400]
 
 
 def _resample(signal: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
