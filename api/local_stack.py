@@ -19,7 +19,7 @@ from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-ROLES = ("perception", "reasoning", "beat")
+ROLES = ("perception-cpu", "perception", "reasoning", "beat")
 
 
 class LocalStack:

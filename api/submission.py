@@ -119,7 +119,7 @@ def create_batch(name: str, items: list[Item], options: dict, source: str | None
         ]
         session.add_all(jobs)
         session.flush()
-        steps = [Step(job_id=j.id, iteration=0, kind=StepKind.PERCEIVE) for j in jobs]
+        steps = [Step(job_id=j.id, iteration=0, kind=StepKind.PERCEIVE_CPU) for j in jobs]
         session.add_all(steps)
         session.flush()
         return batch.id, [s.id for s in steps]
@@ -152,5 +152,5 @@ def submit(name: str, items: list[Item], options: dict, source: str | None = Non
 
     batch_id, step_ids = create_batch(name, items, options, source)
     for step_id in step_ids:
-        enqueue_step(step_id, StepKind.PERCEIVE)
+        enqueue_step(step_id, StepKind.PERCEIVE_CPU)
     return batch_id

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import bench_services, tone_clip  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "step_phases.json"
-KINDS = ("perceive", "plan", "answer")
+KINDS = ("perceive_cpu", "plan", "answer")
 
 
 class PhaseClock:
@@ -51,14 +51,14 @@ class PhaseClock:
 def instrument(clock: PhaseClock) -> None:
     import workers.reasoning.agent_call as agent_call
     import workers.step_runner as step_runner
-    from workers.steps import answer, interact, perceive, plan
+    from workers.steps import answer, interact, perception_round, plan
 
     clock.time("claim", step_runner, "claim_step")
     clock.time("commit (fenced, with successor)", step_runner, "_commit")
     clock.time("enqueue", step_runner, "enqueue_step")
     clock.time("stored LLM reply lookup", agent_call, "_stored")
     clock.time("LLM HTTP call", agent_call.reasoner_client(), "complete_json")
-    for module in (answer, interact, perceive, plan):
+    for module in (answer, interact, perception_round, plan):
         clock.time("load job context", module, "load_job")
         if hasattr(module, "load_iteration"):
             clock.time("load iteration", module, "load_iteration")

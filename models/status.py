@@ -34,14 +34,20 @@ TERMINAL_JOB_STATUSES = frozenset(
 
 
 class StepKind(enum.StrEnum):
-    PERCEIVE = "perceive"  # iteration 0: coarse document; later: run the tool plan and merge
+    # A perception round (iteration 0: the coarse document; later: the agents' tool plan)
+    # runs its CPU tools first, then its GPU tools, which also merge the round's evidence.
+    # A round without GPU calls is merged by the CPU step and has no GPU step.
+    PERCEIVE_CPU = "perceive_cpu"
+    PERCEIVE_GPU = "perceive_gpu"
     PLAN = "plan"  # planning agent judges whether the evidence suffices
     INTERACT = "interact"  # interaction agent turns what is missing into tool calls
     ANSWER = "answer"  # answering agent picks a choice; normalisation maps it
 
     @property
     def queue(self) -> str:
-        return "perception" if self is StepKind.PERCEIVE else "reasoning"
+        return {StepKind.PERCEIVE_CPU: "perception-cpu", StepKind.PERCEIVE_GPU: "perception"}.get(
+            self, "reasoning"
+        )
 
 
 class StepStatus(enum.StrEnum):

@@ -29,5 +29,6 @@ class ToolCall(CreatedAt, Base):
     error: Mapped[str | None] = mapped_column(Text)  # set when the tool refused or failed
     latency_ms: Mapped[float]
     device: Mapped[str] = mapped_column(String(20))
+    batch_size: Mapped[int] = mapped_column(default=1)  # calls (of any jobs) in its forward pass
     cache_key: Mapped[str] = mapped_column(String(64), index=True)
     cache_hit: Mapped[bool] = mapped_column(default=False)

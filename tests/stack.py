@@ -36,7 +36,7 @@ class Stack:
         self.env.update({f"AGR_{k.upper()}": str(v) for k, v in settings.items()})
 
     def start(self, *roles: str) -> None:
-        for role in roles or ("perception", "reasoning", "beat"):
+        for role in roles or ("perception-cpu", "perception", "reasoning", "beat"):
             self.start_role(role)
         time.sleep(0.5)
 

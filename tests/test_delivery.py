@@ -1,9 +1,12 @@
 """At-least-once delivery made harmless: duplicates and poison are bounded by Postgres."""
 
+from sqlalchemy import select
+
 from models import Iteration, LLMCall, Step, ToolCall
 from models.db import session_scope
 from models.status import StepKind
 from tests.stack import count_rows, question_item, tone_wav
+from workers.perception.tools import coarse_tools
 from workers.step_runner import enqueue_step
 
 
@@ -13,16 +16,19 @@ def test_the_same_message_delivered_twice_leaves_one_row_per_step(stack, scripte
     stack.configure(llm_base_url=scripted_llm.base_url)
     batch_id, (step_id,) = create_batch("dup", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {})
     # Both copies sit in the queue before any worker starts, so both are delivered.
-    enqueue_step(step_id, StepKind.PERCEIVE)
-    enqueue_step(step_id, StepKind.PERCEIVE)
+    enqueue_step(step_id, StepKind.PERCEIVE_CPU)
+    enqueue_step(step_id, StepKind.PERCEIVE_CPU)
     stack.start()
     stack.wait_for_batch(batch_id)
     (job,) = stack.jobs(batch_id)
 
     assert job.status == "succeeded", job.error
-    assert count_rows(Step, job_id=job.id, iteration=0, kind="perceive") == 1
+    assert count_rows(Step, job_id=job.id, iteration=0, kind="perceive_cpu") == 1
     assert count_rows(Iteration, job_id=job.id) == 1
-    assert count_rows(ToolCall, job_id=job.id) == 2  # signal facts + transcription, once each
+    assert count_rows(ToolCall, job_id=job.id) == len(coarse_tools())  # each coarse tool once
+    with session_scope() as session:
+        asr = session.scalar(select(ToolCall).where(ToolCall.job_id == job.id, ToolCall.tool == "transcription"))
+    assert asr.output == {"skipped": "no speech detected by voice activity"}  # a tone: no ASR run
     assert count_rows(LLMCall, job_id=job.id) == 2  # planner + answerer, once each
     assert len(scripted_llm.requests) == 2
     with session_scope() as session:
@@ -45,7 +51,7 @@ def test_undecodable_audio_fails_its_own_job_after_max_attempts_and_the_rest_suc
     assert [jobs[f"good{i}"].status for i in range(3)] == ["succeeded"] * 3
     bad = jobs["poison"]
     assert bad.status == "errored"
-    assert "perceive step (iteration 0) failed after 3 attempt(s)" in bad.error
+    assert "perceive_cpu step (iteration 0) failed after 3 attempt(s)" in bad.error
     assert str(poison) in bad.error and "not decodable audio" in bad.error
     assert bad.attempts == 3
     assert count_rows(Iteration, job_id=bad.id) == 0

@@ -45,7 +45,7 @@ def test_kill_perception_worker_mid_step_then_resume(stack, scripted_llm, devset
     item = question_item("long", _long_speech(devset, tmp_path / "long.wav"))
     batch_id = stack.submit([item])
 
-    running = stack.wait_for_running_step("perceive")
+    running = stack.wait_for_running_step("perceive_gpu")  # transcribing: a GPU tool
     stack.kill("perception")
     with session_scope() as session:
         assert session.get(Step, running.id).status == "running"  # killed before it finished
@@ -55,7 +55,7 @@ def test_kill_perception_worker_mid_step_then_resume(stack, scripted_llm, devset
 
     (job,) = stack.jobs(batch_id)
     assert job.status == "succeeded", job.error
-    perceive = next(s for s in _steps(job.id) if s.kind == "perceive")
+    perceive = next(s for s in _steps(job.id) if s.kind == "perceive_gpu")
     assert perceive.attempts == 2 and "never finished" in perceive.last_error
     _assert_one_row_per_step(job.id)
     with session_scope() as session:

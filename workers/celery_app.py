@@ -8,7 +8,8 @@ from celery.signals import worker_process_init
 
 from core.settings import get_settings
 
-PERCEPTION_QUEUE = "perception"
+PERCEPTION_QUEUE = "perception"  # GPU tools: audio-language models, speech recognition
+PERCEPTION_CPU_QUEUE = "perception-cpu"  # CPU tools, so a GPU never waits on librosa
 REASONING_QUEUE = "reasoning"
 
 
@@ -28,7 +29,8 @@ def _build_app() -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=REASONING_QUEUE,
         task_routes={
-            "workers.tasks.perceive": {"queue": PERCEPTION_QUEUE},
+            "workers.tasks.perceive_cpu": {"queue": PERCEPTION_CPU_QUEUE},
+            "workers.tasks.perceive_gpu": {"queue": PERCEPTION_QUEUE},
             "workers.tasks.reason": {"queue": REASONING_QUEUE},
             "workers.tasks.sweep": {"queue": REASONING_QUEUE},
         },

@@ -86,8 +86,8 @@ def fenced(claim: StepClaim):
 
 
 @contextmanager
-def lease_heartbeat(claim: StepClaim) -> Iterator[None]:
-    """Renew the lease in the background while the step works, so a long step is not
+def lease_heartbeat(*claims: StepClaim) -> Iterator[None]:
+    """Renew the leases in the background while the steps work, so a long step is not
     mistaken for a dead one; a killed process stops renewing and the sweeper notices."""
     lease_s = get_settings().step_lease_s
     stop = threading.Event()
@@ -95,13 +95,14 @@ def lease_heartbeat(claim: StepClaim) -> Iterator[None]:
     def renew() -> None:
         while not stop.wait(lease_s / 3):
             with session_scope() as session:
-                session.execute(
-                    update(Step)
-                    .where(fenced(claim))
-                    .values(lease_expires_at=func.now() + timedelta(seconds=lease_s))
-                )
+                for claim in claims:
+                    session.execute(
+                        update(Step)
+                        .where(fenced(claim))
+                        .values(lease_expires_at=func.now() + timedelta(seconds=lease_s))
+                    )
 
-    thread = threading.Thread(target=renew, name=f"lease-{claim.step_id}", daemon=True)
+    thread = threading.Thread(target=renew, name=f"lease-{claims[0].step_id}", daemon=True)
     thread.start()
     try:
         yield

@@ -25,14 +25,21 @@ def run_step(step_id: int) -> None:
     claim = claim_step(step_id)
     if claim is None:
         return
-    handler = HANDLERS[claim.kind]
     try:
         with lease_heartbeat(claim):
-            result = handler.execute(claim)
-        successor = _commit(claim, handler, result)
+            result = HANDLERS[claim.kind].execute(claim)
     except Exception as exc:  # every failure is recorded; the attempt counter bounds retries
-        log.exception("step %s (%s) attempt %s failed", claim.step_id, claim.kind, claim.attempt)
-        _record_failure(claim, exc)
+        fail_attempt(claim, exc)
+        return
+    settle(claim, result)
+
+
+def settle(claim: StepClaim, result) -> None:
+    """Commit a step's result with its successor, then send the successor's message."""
+    try:
+        successor = _commit(claim, HANDLERS[claim.kind], result)
+    except Exception as exc:
+        fail_attempt(claim, exc)
         return
     if successor is not None:
         enqueue_step(*successor)
@@ -75,7 +82,9 @@ def persist_step(session, job_id, next_step: NextStep) -> int:
     return step_id
 
 
-def _record_failure(claim: StepClaim, exc: Exception) -> None:
+def fail_attempt(claim: StepClaim, exc: BaseException) -> None:
+    """Record the failed attempt; retry later with backoff, or error the job when spent."""
+    log.error("step %s (%s) attempt %s failed", claim.step_id, claim.kind, claim.attempt, exc_info=exc)
     settings = get_settings()
     message = f"{type(exc).__name__}: {exc}"[:4000]
     with session_scope() as session:

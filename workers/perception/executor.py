@@ -1,7 +1,8 @@
 """Running a round of tool calls for a job, with the two layers of reuse.
 
-1. A row already stored for (job, iteration, call index) is this step's own earlier
-   attempt: reuse it, so a crash mid-round does not redo finished calls.
+1. A row already stored for (job, iteration, call index) is this round's own earlier
+   work (an earlier attempt, or the round's CPU step when this is its GPU step): reuse it,
+   so a crash mid-round does not redo finished calls.
 2. A row with the same cache key, from any job or batch, is the same tool on the same
    audio content with the same model and args: copy it instead of computing again.
 Each call's row is committed as soon as it exists, before the next call starts.
@@ -21,11 +22,15 @@ from models.db import session_scope
 from workers.perception.audio_io import AudioClip, BadAudioError, load_audio
 from workers.perception.tools import TOOLS, ToolResult
 
+NO_SPEECH = ToolResult({"skipped": "no speech detected by voice activity"}, "skipped: no speech detected")
+
 
 @dataclass(frozen=True)
 class PlannedCall:
     tool: str
     args: dict
+    # The coarse round runs speech tools only where voice activity found speech.
+    needs_speech: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,60 @@ class RoundExecutor:
         self.audio_path, self.audio_sha256 = audio_path, audio_sha256
         self._clip: AudioClip | None = None
 
-    def run(self, calls: list[PlannedCall]) -> list[CallOutcome]:
-        return [self._run_one(i, call) for i, call in enumerate(calls)]
+    def run(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
+        """Every call of `device` ("cpu"/"gpu"; None: all) computed or reused, in plan order."""
+        for index, call in self.pending(calls, device):
+            self.compute(index, call)
+        return self.outcomes(calls, device)
 
-    def _run_one(self, index: int, call: PlannedCall) -> CallOutcome:
-        row = self._stored(index) or self._from_cache(index, call) or self._compute(index, call)
-        return CallOutcome(index, row.tool, row.args, row.text)
+    def pending(self, calls: list[PlannedCall], device: str | None = None) -> list[tuple[int, PlannedCall]]:
+        """The calls that still need their tool run: no stored row, no cache hit, not skipped."""
+        todo = []
+        for index, call in enumerate(calls):
+            if device is not None and TOOLS[call.tool].device != device:
+                continue
+            if self._stored(index) or self._from_cache(index, call) or self._skipped(index, call):
+                continue
+            todo.append((index, call))
+        return todo
+
+    def outcomes(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
+        rows = [
+            (index, self._stored(index))
+            for index, call in enumerate(calls)
+            if device is None or TOOLS[call.tool].device == device
+        ]
+        missing = [index for index, row in rows if row is None]
+        if missing:
+            raise RuntimeError(f"tool calls {missing} of round {self.iteration} have no stored result")
+        return [CallOutcome(index, row.tool, row.args, row.text) for index, row in rows]
+
+    def clip_for(self, call: PlannedCall) -> AudioClip:
+        """The call's window of the audio (the whole file without one)."""
+        return self.audio().window(call.args.get("start"), call.args.get("end"))
+
+    def audio(self) -> AudioClip:
+        if self._clip is None:
+            self._clip = load_audio(self.audio_path)
+        return self._clip
+
+    def save(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
+             latency_ms: float, batch_size: int = 1, cache_hit: bool = False) -> ToolCall:
+        tool = TOOLS[call.tool]
+        values = dict(
+            job_id=self.job_id, iteration=self.iteration, call_index=index, tool=call.tool,
+            model=tool.model_name()[:300], args=call.args, output=result.output, text=result.text,
+            error=error, latency_ms=latency_ms, device=tool.device, batch_size=batch_size,
+            cache_key=cache_key(self.audio_sha256, call.tool, tool.model_name(), call.args),
+            cache_hit=cache_hit,
+        )
+        with session_scope() as session:
+            session.execute(
+                insert(ToolCall).values(**values).on_conflict_do_nothing(
+                    index_elements=["job_id", "iteration", "call_index"]
+                )
+            )
+        return self._stored(index)
 
     def _stored(self, index: int) -> ToolCall | None:
         with session_scope() as session:
@@ -74,38 +127,31 @@ class RoundExecutor:
             )
         if hit is None:
             return None
-        return self._save(
-            index, call, key, ToolResult(hit.output, hit.text), None, 0.0, hit.device, cache_hit=True
-        )
+        return self.save(index, call, ToolResult(hit.output, hit.text), None, 0.0, cache_hit=True)
 
-    def _compute(self, index: int, call: PlannedCall) -> ToolCall:
-        tool = TOOLS[call.tool]
-        key = cache_key(self.audio_sha256, call.tool, tool.model_name(), call.args)
-        clip = self._audio()  # outside the try: undecodable audio fails the whole step
-        started = time.perf_counter()
-        try:
-            result, error = tool.run(clip.window(call.args.get("start"), call.args.get("end")), call.args), None
-        except BadAudioError as exc:  # e.g. a window outside the clip: the agent's mistake
-            result, error = ToolResult({}, f"tool error: {exc}"), str(exc)
-        latency_ms = (time.perf_counter() - started) * 1000
-        return self._save(index, call, key, result, error, latency_ms, tool.device, cache_hit=False)
+    def _skipped(self, index: int, call: PlannedCall) -> ToolCall | None:
+        if not call.needs_speech or self._speech_found() is not False:
+            return None
+        return self.save(index, call, NO_SPEECH, None, 0.0)
 
-    def _audio(self) -> AudioClip:
-        if self._clip is None:
-            self._clip = load_audio(self.audio_path)
-        return self._clip
-
-    def _save(self, index, call, key, result, error, latency_ms, device, cache_hit) -> ToolCall:
-        values = dict(
-            job_id=self.job_id, iteration=self.iteration, call_index=index, tool=call.tool,
-            model=TOOLS[call.tool].model_name(), args=call.args, output=result.output,
-            text=result.text, error=error, latency_ms=latency_ms, device=device,
-            cache_key=key, cache_hit=cache_hit,
-        )
+    def _speech_found(self) -> bool | None:
+        """Whether this round's voice-activity call found speech; None when it has none."""
         with session_scope() as session:
-            session.execute(
-                insert(ToolCall).values(**values).on_conflict_do_nothing(
-                    index_elements=["job_id", "iteration", "call_index"]
+            output = session.scalar(
+                select(ToolCall.output).where(
+                    ToolCall.job_id == self.job_id,
+                    ToolCall.iteration == self.iteration,
+                    ToolCall.tool == "voice_activity",
+                    ToolCall.error.is_(None),
                 )
             )
-        return self._stored(index)
+        return None if output is None else bool(output.get("segments"))
+
+    def compute(self, index: int, call: PlannedCall) -> ToolCall:
+        self.audio()  # outside the try: undecodable audio fails the whole step
+        started = time.perf_counter()
+        try:
+            result, error = TOOLS[call.tool].run(self.clip_for(call), call.args), None
+        except BadAudioError as exc:  # e.g. a window outside the clip: the agent's mistake
+            result, error = ToolResult({}, f"tool error: {exc}"), str(exc)
+        return self.save(index, call, result, error, (time.perf_counter() - started) * 1000)

@@ -13,10 +13,11 @@ class NextStep:
     kind: StepKind
 
 
-from workers.steps import answer, interact, perceive, plan  # noqa: E402  (they import NextStep)
+from workers.steps import answer, interact, perceive_cpu, perceive_gpu, plan  # noqa: E402  (they import NextStep)
 
 HANDLERS = {
-    StepKind.PERCEIVE: perceive,
+    StepKind.PERCEIVE_CPU: perceive_cpu,
+    StepKind.PERCEIVE_GPU: perceive_gpu,
     StepKind.PLAN: plan,
     StepKind.INTERACT: interact,
     StepKind.ANSWER: answer,

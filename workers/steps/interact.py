@@ -32,4 +32,4 @@ def commit(session, claim, plan: list[dict]) -> NextStep:
     if not interaction.accepted_calls(plan):
         # Nothing usable was asked for: another round would see the same document.
         return NextStep(claim.iteration, StepKind.ANSWER)
-    return NextStep(claim.iteration + 1, StepKind.PERCEIVE)
+    return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU)

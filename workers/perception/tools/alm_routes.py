@@ -1,38 +1,67 @@
 """The audio-language model's routes: caption, a question about the audio, and a
-focused re-caption. Available only when AGR_ALM_MODEL names a model."""
+focused re-caption. Available only when AGR_ALM_MODEL names a model.
 
-from collections.abc import Callable
+All three are prompts to one model, so they share `run_prompts`: a GPU worker gathers the
+pending route calls of many jobs and answers them in one padded generate call.
+"""
+
+import librosa
 
 from core.settings import get_settings
+from workers.perception.alm import CAPTION_PROMPT, RE_CAPTION_PROMPT
 from workers.perception.audio_io import AudioClip
 from workers.perception.loaded_models import audio_language_model
 from workers.perception.tools.base import Tool, ToolResult
 
+PROMPTS = {
+    "caption": lambda _args: CAPTION_PROMPT,
+    "audio_qa": lambda args: args["question"],
+    "re_caption": lambda args: RE_CAPTION_PROMPT.format(focus=args["focus"]),
+}
 
-def _route(method: str, arg: str | None = None) -> Callable[[AudioClip, dict], ToolResult]:
-    def run(clip: AudioClip, args: dict) -> ToolResult:
-        text = getattr(audio_language_model(), method)(clip.waveform, *([args[arg]] if arg else []))
-        window = {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
-        return ToolResult({**window, "text": text}, text.strip())
 
-    return run
+def run_prompts(calls: list[tuple[str, AudioClip, dict]]) -> list[ToolResult]:
+    model = audio_language_model()
+    waveforms = [_at_rate(clip, model.sampling_rate) for _, clip, _ in calls]
+    texts = model.generate_batch(waveforms, [PROMPTS[name](args) for name, _, args in calls])
+    return [_result(clip, text) for (_, clip, _), text in zip(calls, texts, strict=True)]
+
+
+def _at_rate(clip: AudioClip, rate: int):
+    if clip.sample_rate == rate:
+        return clip.waveform
+    return librosa.resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
+
+
+def _result(clip: AudioClip, text: str) -> ToolResult:
+    window = {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
+    return ToolResult({**window, "text": text}, text.strip())
 
 
 def _model_name() -> str:
-    return get_settings().alm_model or "none"
+    """The model and everything that changes its replies: part of the result-cache key, so a
+    new family or decoding setting for the same checkpoint is computed afresh, not reused."""
+    s = get_settings()
+    if not s.alm_model:
+        return "none"
+    return (f"{s.alm_model} [{s.alm_family}; max_new_tokens={s.alm_max_new_tokens} sample={s.alm_do_sample} "
+            f"T={s.alm_temperature} top_p={s.alm_top_p} beams={s.alm_num_beams} rep={s.alm_repetition_penalty}]")
 
 
-def _configured() -> bool:
-    return bool(get_settings().alm_model)
+def _route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
+    return Tool(
+        name, description, "gpu",
+        run=lambda clip, call_args: run_prompts([(name, clip, call_args)])[0],
+        model_name=_model_name,
+        available=lambda: bool(get_settings().alm_model),
+        args=args or {}, required=required, run_batch=run_prompts,
+    )
 
 
 TOOLS = [
-    Tool("caption", "A detailed description of the whole audio from an audio-language model.",
-         "gpu", _route("caption"), _model_name, _configured),
-    Tool("audio_qa", "Ask an audio-language model a specific question about the audio.",
-         "gpu", _route("answer", "question"), _model_name, _configured,
-         {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
-    Tool("re_caption", "Describe the audio again, paying attention to one aspect (e.g. the background sounds).",
-         "gpu", _route("re_caption", "focus"), _model_name, _configured,
-         {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
+    _route("caption", "A detailed description of the whole audio from an audio-language model."),
+    _route("audio_qa", "Ask an audio-language model a specific question about the audio.",
+           {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
+    _route("re_caption", "Describe the audio again, paying attention to one aspect (e.g. the background sounds).",
+           {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
 ]

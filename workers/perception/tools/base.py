@@ -29,6 +29,13 @@ class Tool:
     available: Callable[[], bool] = lambda: True
     args: dict = field(default_factory=dict)  # JSON schema properties beyond the window
     required: tuple[str, ...] = ()
+    # Worth running only where someone speaks: the coarse round skips it when voice
+    # activity found no speech (a call the agents ask for always runs).
+    speech_only: bool = False
+    # Tools sharing one `run_batch` (the routes of one audio-language model) have pending
+    # calls of many jobs run together, as one padded forward pass; it takes
+    # [(tool name, clip, args)] and returns one result per call, in order.
+    run_batch: Callable[[list[tuple[str, AudioClip, dict]]], list[ToolResult]] | None = None
 
     def args_schema(self) -> dict:
         return {

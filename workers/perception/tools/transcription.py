@@ -18,4 +18,5 @@ TOOL = Tool(
     "gpu",
     run,
     lambda: f"faster-whisper/{get_settings().asr_model}",
+    speech_only=True,
 )
