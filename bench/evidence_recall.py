@@ -29,11 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, bench_services  # noqa: E402
+from bench.harness import ROOT, bench_services, write_result  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
@@ -199,9 +198,7 @@ def main() -> None:
     for name, figures in accuracy.items():
         print(f"{name:30} {figures['correct']}/{figures['items']}")
     print(f"{'ASR word error rate':30} {result['asr'].get('word_error_rate', result['asr'].get('skipped'))}")
-    out = ROOT / "bench" / "results" / "evidence_recall.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("evidence_recall", result)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ exactly --new-tokens tokens at either batch size. Writes bench/results/gpu_batch
 """
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,7 +24,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, bench_services  # noqa: E402
+from bench.harness import bench_services, write_result  # noqa: E402
 from core.settings import get_settings  # noqa: E402
 
 RATE = 16000
@@ -135,9 +134,7 @@ def main() -> None:
     print(f"{'pipeline items/s':28}{pipeline[b1]:>10.2f}{pipeline[b8]:>10.2f}{result['pipeline_ratio_b8_over_b1']:>8.2f}")
     print(f"{'model generate items/s':28}{model[b1]:>10.2f}{model[b8]:>10.2f}{result['model_ratio_b8_over_b1']:>8.2f}")
     print(f"tool-call rows by stored batch size: {used}")
-    out = ROOT / "bench" / "results" / "gpu_batching.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("gpu_batching", result)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ def bench_services(prefix: str) -> Iterator[Path]:
         llm.close()
 
 
+def write_result(name: str, result: dict) -> Path:
+    """bench/results/NAME.json, the figures a bench printed, kept with the code."""
+    import json
+
+    out = ROOT / "bench" / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return out
+
+
 def tone_clip(path: Path) -> Path:
     """A 0.1 s tone: the cheapest audio the real tools accept."""
     import numpy as np

@@ -17,7 +17,6 @@ memory. Run: .venv/bin/python bench/overhead.py [--jobs N]
 """
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -30,11 +29,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_services, tone_clip  # noqa: E402
+from bench.harness import bench_services, tone_clip, write_result  # noqa: E402
 from core import processes  # noqa: E402
 from core.settings import get_settings  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "overhead.json"
 WARMUP_JOBS = 5
 HOPS_PER_JOB = 3  # perceive, plan, answer
 JOB_TABLES = ("jobs", "steps", "iterations", "tool_calls", "llm_calls")
@@ -224,10 +222,8 @@ def main() -> None:
         # What our Postgres bookkeeping costs, the LLM client's share taken out of the gap.
         "ratio_vs_raw_with_llm": ours["jobs_per_s"] / raw_llm["jobs_per_s"],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
     report(result)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    write_result("overhead", result)
 
 
 if __name__ == "__main__":

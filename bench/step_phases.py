@@ -8,7 +8,6 @@ writes bench/results/step_phases.json. Run: .venv/bin/python bench/step_phases.p
 """
 
 import argparse
-import json
 import sys
 import time
 from collections import defaultdict
@@ -19,9 +18,8 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import bench_services, tone_clip  # noqa: E402
+from bench.harness import bench_services, tone_clip, write_result  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results" / "step_phases.json"
 KINDS = ("perceive_cpu", "plan", "answer")
 
 
@@ -124,10 +122,8 @@ def main() -> None:
 
     with bench_services("agr-phases-") as tmp:
         result = measure(args.jobs, tone_clip(tmp / "tone-0.1s.wav"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     report(result)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    write_result("step_phases", result)
 
 
 if __name__ == "__main__":

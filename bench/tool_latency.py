@@ -33,7 +33,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "bench" / "results" / "tool_latency.json"
 DEVSET_AUDIO = ROOT.parent / "shared" / "devset" / "audio"
 CLIPS = {"speech": DEVSET_AUDIO / "dev-city-00.wav", "music": DEVSET_AUDIO / "dev-tempo-00.wav"}
 RSS_TARGET_MIB = 2048
@@ -270,10 +269,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="agr-tool-latency-") as scratch:
         result = measure(args.repeats, args.rounds, args.tools.split(",") if args.tools else None, Path(scratch))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     report(result)
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    from bench.harness import write_result  # here, not at the top: children time their own imports
+
+    write_result("tool_latency", result)
 
 
 if __name__ == "__main__":
