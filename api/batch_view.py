@@ -5,7 +5,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
-from models import Batch, BatchStatus, Iteration, Job, JobStatus
+from models import Batch, BatchStatus, Iteration, Job, JobStatus, Step, StepStatus
 from models.db import session_scope
 
 
@@ -18,6 +18,15 @@ class Progress:
     total: int
     counts: dict[JobStatus, int]
     batch_done: bool
+    steps_done: int = 0  # jobs take several steps each: this moves while `finished` waits
+    running: dict[str, int] | None = None  # step kind -> steps running now
+
+    @property
+    def activity(self) -> str:
+        """One line for people: job counts, steps done, and what is running now."""
+        counts = " ".join(f"{s}={n}" for s, n in sorted(self.counts.items()))
+        now = ", ".join(f"{kind}×{n}" for kind, n in sorted((self.running or {}).items()))
+        return f"{counts} · {self.steps_done} steps done" + (f" · running: {now}" if now else "")
 
     @property
     def finished(self) -> int:
@@ -30,10 +39,17 @@ def batch_progress(batch_id: UUID) -> Progress:
             select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
         ).all()
         status = session.scalar(select(Batch.status).where(Batch.id == batch_id))
+        steps = session.execute(
+            select(Step.kind, Step.status, func.count()).join(Job, Job.id == Step.job_id)
+            .where(Job.batch_id == batch_id, Step.status.in_([StepStatus.DONE, StepStatus.RUNNING]))
+            .group_by(Step.kind, Step.status)
+        ).all()
     if status is None:
         raise UnknownBatch(f"no batch {batch_id} in this database")
     counts = {JobStatus(s): n for s, n in rows}
-    return Progress(sum(counts.values()), counts, status == BatchStatus.COMPLETED)
+    done = sum(n for _, s, n in steps if s == StepStatus.DONE)
+    running = {str(kind): n for kind, s, n in steps if s == StepStatus.RUNNING}
+    return Progress(sum(counts.values()), counts, status == BatchStatus.COMPLETED, done, running)
 
 
 @dataclass(frozen=True)

@@ -126,10 +126,9 @@ def _watch(batch_id: UUID, stack: LocalStack | None) -> None:
                 stack.revive_dead_workers()
             time.sleep(POLL_S)
             progress = batch_progress(batch_id)
-            counts = " ".join(f"{s}={n}" for s, n in sorted(progress.counts.items()))
-            bar.update(task, completed=progress.finished, counts=counts)
+            bar.update(task, completed=progress.finished, counts=progress.activity)
             if not console.is_terminal and time.monotonic() - last_line > 10:
-                console.print(f"{progress.finished}/{progress.total} finished ({counts})")  # CI logs
+                console.print(f"{progress.finished}/{progress.total} finished ({progress.activity})")  # CI logs
                 last_line = time.monotonic()
 
 

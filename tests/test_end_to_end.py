@@ -47,6 +47,7 @@ def test_devset_batch_through_the_real_stack(database_url, broker_url, devset, t
     # The user sees every item and the score.
     assert all(j.custom_id in run.stdout for j in jobs)
     assert f"/{len(jobs)} correct, accuracy " in run.stdout
+    assert " steps done" in run.stdout  # progress moves while no job has finished yet
 
 
 def _assert_complete_evidence_chain(job: Job) -> None:
