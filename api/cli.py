@@ -1,8 +1,12 @@
-"""`agr`: run a batch of audio questions through the real stack and score it.
+"""`agr`: the command line. This module holds the self-contained commands, which start
+what they need themselves:
 
     agr run                          # ../shared/devset on embedded services
     agr run bench.jsonl --audio-dir audio/ --max-iters 2
     agr resume <batch-id>            # after Ctrl-C or a crash: picks up where it stopped
+
+The HTTP API's commands (submit, status, results, audit, eval) are in api/cli_remote.py,
+the operator's (keys, serve) in api/cli_admin.py.
 """
 
 import logging
@@ -12,21 +16,20 @@ from pathlib import Path
 from uuid import UUID
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 from rich.text import Text
 
 from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
 from api.local_stack import LocalStack
-from api.submission import SubmissionInvalid, read_mmar_file
+from api.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
+from api import cli_admin, cli_remote  # noqa: E402,F401  (they add their commands to `app`)
+from api.cli_common import app, console
 
 
 @app.command()
@@ -88,7 +91,7 @@ def _read_items(file: Path, audio_dir: Path | None):
     if not file.is_file():
         raise typer.BadParameter(f"{file} is not a file", param_hint="FILE")
     try:
-        return read_mmar_file(file, audio_dir)
+        return read_batch_file(file, audio_dir)
     except SubmissionInvalid as exc:  # nothing was queued: say every problem at once
         console.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2) from None

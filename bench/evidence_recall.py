@@ -56,11 +56,12 @@ def offline_tools() -> list[str]:
 def run_devset(devset: Path, tools: list[str]) -> tuple[list[dict], float]:
     from api.batch_view import batch_progress
     from api.local_stack import LocalStack
-    from api.submission import read_mmar_file, submit
+    from api.batch_input import read_batch_file
+    from api.submission import submit
 
     os.environ["AGR_COARSE_TOOLS"] = json.dumps(tools)
     get_settings.cache_clear()
-    items = read_mmar_file(devset / "meta.jsonl", devset)
+    items = read_batch_file(devset / "meta.jsonl", devset)
     started = time.perf_counter()
     with LocalStack(get_settings()):
         batch_id = submit("evidence-recall", items, {"max_iters": 0})

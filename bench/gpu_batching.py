@@ -40,7 +40,8 @@ def noise_clip(path: Path, seed: int) -> Path:
 
 def queue_gpu_steps(tmp: Path, jobs: int, seed: int) -> None:
     """Submit `jobs` jobs and run their CPU steps here, leaving one queued GPU step each."""
-    from api.submission import Item, submit
+    from api.batch_input import Item
+    from api.submission import submit
     from workers.step_runner import run_step
 
     items = [Item(f"j{seed}-{i}", noise_clip(tmp / f"n{seed}-{i}.wav", seed * 1000 + i), "What is heard?",

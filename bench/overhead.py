@@ -86,7 +86,8 @@ def wait_until(done, what: str, timeout: float = 600) -> None:
 
 
 def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
-    from api.submission import Item, submit
+    from api.batch_input import Item
+    from api.submission import submit
     from api.batch_view import batch_progress
 
     workers = start_workers(log_dir / "ours", app=processes.CELERY_APP, queues=("perception", "reasoning"))

@@ -75,7 +75,8 @@ def pending(kind: str) -> list[int]:
 def measure(jobs: int, clip: Path) -> dict:
     from sqlalchemy import event
 
-    from api.submission import Item, submit
+    from api.batch_input import Item
+    from api.submission import submit
     from models.db import get_engine
     from workers.step_runner import run_step
 

@@ -32,6 +32,12 @@ def start_beat(env: dict, log_path: Path, schedule_path: Path) -> subprocess.Pop
     return _spawn(celery_command(*args), env, log_path)
 
 
+def start_api(env: dict, log_path: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
+    args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
+            "--log-level", "warning"]
+    return _spawn([sys.executable, *args], env, log_path)
+
+
 def tied_to_this_process(command: list[str]) -> list[str]:
     """`command`, stopped by the kernel if this process dies (see core/die_with_parent.py)."""
     return [sys.executable, str(ROOT / "core" / "die_with_parent.py"), str(os.getpid()), *command]

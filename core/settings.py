@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     gpu_batch_wait_s: float = Field(0.05, ge=0.0, le=10.0)
     numba_cache_dir: Path | None = None  # librosa's compiled code; default <data_dir>/numba-cache
 
+    # --- HTTP API ---
+    api_url: str = "http://127.0.0.1:8000"  # where the CLI's submit/status/results commands call
+    api_key: SecretStr | None = None  # the CLI's key (create one with `agr keys create`)
+    upload_dir: Path | None = None  # uploaded audio; default <data_dir>/uploads
+    batch_max_items: int = Field(50_000, ge=1)
+    default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> "Settings":
         # A hosted reasoner with the placeholder key would fail on every call, late and

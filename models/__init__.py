@@ -8,9 +8,11 @@ from models.job import Job
 from models.llm_call import LLMCall
 from models.status import BatchStatus, JobStatus, StepKind, StepStatus
 from models.step import Step
+from models.tenant import ApiKey, Tenant
 from models.tool_call import ToolCall
+from models.upload import Upload
 
 __all__ = [
-    "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
-    "LLMCall", "Step", "StepKind", "StepStatus", "ToolCall",
+    "ApiKey", "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
+    "LLMCall", "Step", "StepKind", "StepStatus", "Tenant", "ToolCall", "Upload",
 ]

@@ -2,17 +2,20 @@
 the settings the test chooses, plus helpers to submit work and inspect Postgres."""
 
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 from uuid import UUID
 
+import httpx
 import numpy as np
 import psutil
 import soundfile as sf
 from sqlalchemy import func, select
 
-from api.submission import Item, submit
+from api.batch_input import Item
+from api.submission import submit
 from core import processes
 from models import Batch, BatchStatus, Job, Step
 from models.db import session_scope
@@ -48,6 +51,20 @@ class Stack:
             proc = processes.start_worker(role, self.env, log, concurrency=1)
         self.workers[role] = proc
         return proc
+
+    def start_api(self) -> str:
+        """The HTTP API as its own uvicorn process; returns its base URL once it answers."""
+        port = _free_port()
+        self.workers["api"] = processes.start_api(self.env, self.tmp / "api.log", port)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError(f"the API did not start\n{self.logs()}")
 
     def kill(self, role: str) -> None:
         """kill -9 the worker and its pool children: no shutdown, no acks, nothing saved."""
@@ -92,6 +109,12 @@ class Stack:
                     return step
             time.sleep(0.02)
         raise AssertionError(f"no {kind} step started running in {timeout}s\n{self.logs()}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def tone_wav(path: Path, seconds: float = 1.0, freq: float = 440.0, rate: int = 16000) -> Path:

@@ -11,10 +11,10 @@ from workers.step_runner import enqueue_step
 
 
 def test_the_same_message_delivered_twice_leaves_one_row_per_step(stack, scripted_llm, tmp_path):
-    from api.submission import create_batch
+    from api.submission import BatchRequest, create_batch
 
     stack.configure(llm_base_url=scripted_llm.base_url)
-    batch_id, (step_id,) = create_batch("dup", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {})
+    batch_id, (step_id,) = create_batch(BatchRequest("dup", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
     # Both copies sit in the queue before any worker starts, so both are delivered.
     enqueue_step(step_id, StepKind.PERCEIVE_CPU)
     enqueue_step(step_id, StepKind.PERCEIVE_CPU)

@@ -8,6 +8,8 @@ from models.status import TERMINAL_JOB_STATUSES
 
 
 def finish_job_with_error(session: Session, job: Job, message: str) -> None:
+    if job.status.is_terminal:
+        return  # cancelled or expired meanwhile: that is the job's outcome
     job.status = JobStatus.ERRORED
     job.error = message
     job.finished_at = func.now()

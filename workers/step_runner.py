@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from core.settings import get_settings
-from models import Job, Step, StepKind, StepStatus
+from models import Batch, Job, Step, StepKind, StepStatus
+from workers.batch_lifecycle import settle_cancelling
 from models.db import session_scope
 from workers.job_state import finish_job_with_error
 from workers.step_claim import StepClaim, claim_step, fenced, lease_heartbeat
@@ -57,10 +58,27 @@ def _commit(claim: StepClaim, handler, result) -> tuple[int, StepKind] | None:
             session.rollback()
             log.warning("step %s attempt %s lost its lease; result dropped", claim.step_id, claim.attempt)
             return None
+        if _job_ended(session, claim.job_id):
+            # Cancelled or expired while this step worked: the step is settled, but the job
+            # keeps its status and gets no successor.
+            _settle_cancelled_batch(session, claim.job_id)
+            return None
         next_step = handler.commit(session, claim, result)
         if next_step is None:
             return None
         return persist_step(session, claim.job_id, next_step), next_step.kind
+
+
+def _job_ended(session, job_id) -> bool:
+    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
+    return status is not None and status.is_terminal
+
+
+def _settle_cancelled_batch(session, job_id) -> None:
+    batch = session.scalar(select(Batch).join(Job, Job.batch_id == Batch.id).where(Job.id == job_id)
+                           .with_for_update(of=Batch))
+    session.flush()  # this step's done status counts as no longer running
+    settle_cancelling(session, batch)
 
 
 def persist_step(session, job_id, next_step: NextStep) -> int:

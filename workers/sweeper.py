@@ -16,6 +16,7 @@ from core.settings import get_settings
 from models import Job, Step, StepKind, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
+from workers.batch_lifecycle import sweep_batches
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ def sweep() -> SweepReport:
     with session_scope() as session:
         expired = _take(session, _expired_leases(), reset_to_queued=True)
         stale = _take(session, _stale_queued(), reset_to_queued=False)
+    with session_scope() as session:
+        sweep_batches(session)  # expiry windows, and cancels whose last running step ended
     for step_id, kind in expired + stale:
         enqueue_step(step_id, kind)
     if expired or stale:

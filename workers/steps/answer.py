@@ -24,6 +24,8 @@ class FinalAnswer:
 
 def execute(claim) -> FinalAnswer:
     job = load_job(claim.job_id)
+    if job.pipeline == "direct":
+        return _direct_answer(claim, job)
     document = load_iteration(claim.job_id, claim.iteration).document
     reply = ask_agent(
         claim.job_id, claim.iteration, "answerer",
@@ -37,6 +39,16 @@ def execute(claim) -> FinalAnswer:
     mapped = normalise(raw, job.choices)
     confidence = as_confidence(parsed["confidence"]) if "confidence" in parsed else None
     return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, parsed.get("reasoning"))
+
+
+def _direct_answer(claim, job) -> FinalAnswer:
+    """The `direct` pipeline: the audio-language model's own reply is the answer."""
+    evidence = load_iteration(claim.job_id, claim.iteration).evidence
+    reply = next((e["text"] for e in evidence if e["tool"] == "audio_qa"), "")
+    if not reply or reply.startswith("tool error"):
+        raise RuntimeError(f"the audio-language model gave no answer: {reply or 'empty reply'}")
+    mapped = normalise(reply, job.choices)
+    return FinalAnswer(mapped.answer, reply, mapped.rule, None, None)
 
 
 def commit(session, claim, final: FinalAnswer) -> None:

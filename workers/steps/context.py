@@ -18,6 +18,7 @@ class JobContext:
     max_iters: int
     audio_path: str
     audio_sha256: str
+    pipeline: str = "agr"
 
 
 def load_job(job_id: UUID) -> JobContext:
@@ -26,7 +27,9 @@ def load_job(job_id: UUID) -> JobContext:
             select(Job, AudioAsset).join(AudioAsset, AudioAsset.id == Job.audio_id).where(Job.id == job_id)
         ).one()
         max_iters = job.options.get("max_iters", get_settings().max_iters)
-        return JobContext(job.id, job.question, list(job.choices), int(max_iters), audio.path, audio.sha256)
+        pipeline = job.options.get("pipeline", "agr")
+        return JobContext(job.id, job.question, list(job.choices), int(max_iters), audio.path, audio.sha256,
+                          pipeline)
 
 
 def load_iteration(job_id: UUID, index: int) -> Iteration:

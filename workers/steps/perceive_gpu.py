@@ -19,6 +19,7 @@ from workers.steps.perception_round import Round, write_iteration
 @dataclass(frozen=True)
 class GpuRoundResult:
     evidence: list[dict]
+    pipeline: str
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,12 @@ def execute_many(claims, batch_size: int) -> dict[int, GpuRoundResult | Exceptio
             _run_chunk([p for p in group[start : start + batch_size] if p.step_id not in outcomes], outcomes)
     for step_id, round_ in rounds.items():
         if step_id not in outcomes:
-            _attempt(outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence()), keep=True)
+            _attempt(outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence(), r.pipeline), keep=True)
     return outcomes
 
 
 def commit(session, claim, result: GpuRoundResult):
-    return write_iteration(session, claim, result.evidence)
+    return write_iteration(session, claim, result.evidence, result.pipeline)
 
 
 def _runner_id(p: PendingCall) -> int:

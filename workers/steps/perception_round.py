@@ -8,8 +8,9 @@ from sqlalchemy.dialects.postgresql import insert
 
 from models import Iteration, StepKind
 from workers.perception.evidence import evidence_item, render_document
-from workers.perception.executor import PlannedCall, RoundExecutor
-from workers.perception.tools import TOOLS, coarse_tools
+from workers.perception.executor import RoundExecutor
+from workers.perception.tools import TOOLS
+from workers.pipelines import after_first_document, first_round_calls
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
 from workers.steps.context import load_iteration, load_job
@@ -19,9 +20,10 @@ class Round:
     def __init__(self, claim):
         self.iteration = claim.iteration
         job = load_job(claim.job_id)
+        self.pipeline = job.pipeline
         if claim.iteration == 0:
             self.previous: list[dict] = []
-            self.calls = [PlannedCall(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
+            self.calls = first_round_calls(job.pipeline, job.question, job.choices)
         else:
             before = load_iteration(claim.job_id, claim.iteration - 1)
             self.previous = list(before.evidence)
@@ -39,7 +41,7 @@ class Round:
         return self.previous + new
 
 
-def write_iteration(session, claim, evidence: list[dict]) -> NextStep:
+def write_iteration(session, claim, evidence: list[dict], pipeline: str) -> NextStep:
     session.execute(
         insert(Iteration)
         .values(
@@ -50,4 +52,5 @@ def write_iteration(session, claim, evidence: list[dict]) -> NextStep:
         )
         .on_conflict_do_nothing(index_elements=["job_id", "index"])
     )
-    return NextStep(claim.iteration, StepKind.PLAN)
+    kind = after_first_document(pipeline) if claim.iteration == 0 else StepKind.PLAN
+    return NextStep(claim.iteration, kind)

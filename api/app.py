@@ -1,0 +1,32 @@
+"""The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from api.routes import audio, batches, health, jobs
+
+log = logging.getLogger(__name__)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="audiogenie-queue",
+        version="0.1.0",
+        description="Queue questions about audio in bulk, poll their status, download answers, "
+                    "and audit the evidence chain behind each one.",
+    )
+    for module in (health, audio, batches, jobs):
+        app.include_router(module.router)
+    for error in (OperationalError, InterfaceError):
+        app.add_exception_handler(error, _database_unavailable)
+    return app
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # A lost connection is the database being away, not a bug: say so, and let clients retry.
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "the database is unavailable; retry shortly"}, status_code=503,
+                        headers={"Retry-After": "5"})

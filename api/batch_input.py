@@ -1,0 +1,274 @@
+"""Reading a submission: our JSONL items, an MMAR JSONL file or an MMAU JSON file.
+
+Reading is two passes, so every problem is reported at once, by line, before anything is
+queued: `parse_submission` checks each line's JSON and fields; `resolve_audio` then turns
+each audio reference (a path inside an audio folder, or an upload id) into a file.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+FORMATS = ("auto", "jsonl", "mmar", "mmau")
+METADATA_FIELDS = ("modality", "task", "category", "sub-category", "language", "difficulty")
+MAX_QUESTION_CHARS = 20_000
+MAX_CHOICES = 26
+
+
+class SubmissionInvalid(ValueError):
+    """The submission is refused whole; `errors` name every bad line."""
+
+    def __init__(self, errors: list[str]):
+        shown = errors[:50]
+        more = f"\n... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+        super().__init__(f"{len(errors)} problem(s) in the submission:\n" + "\n".join(shown) + more)
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    upload_id: UUID
+
+
+AudioRef = str | UploadRef  # a relative path, or an uploaded file
+
+
+@dataclass(frozen=True)
+class ParsedItem:
+    where: str  # "line 3" or "item 3": how errors point at it
+    custom_id: str
+    audio: AudioRef
+    question: str
+    choices: list[str]
+    answer: str | None
+    metadata: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # per-item overrides, e.g. max_iters
+
+
+@dataclass(frozen=True)
+class Item:
+    custom_id: str
+    audio: Path
+    question: str
+    choices: list[str]
+    answer: str | None
+    metadata: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+
+def detect_format(text: str) -> str:
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return "mmau"
+    first = stripped.splitlines()[0] if stripped else ""
+    return "jsonl" if '"custom_id"' in first else "mmar"
+
+
+def parse_submission(text: str, fmt: str = "auto", max_items: int | None = None) -> list[ParsedItem]:
+    """Every item, or SubmissionInvalid naming every bad line."""
+    items, errors = parse_lines(text, fmt, max_items)
+    if errors:
+        raise SubmissionInvalid(errors)
+    return items
+
+
+def parse_lines(text: str, fmt: str = "auto", max_items: int | None = None) -> tuple[list[ParsedItem], list[str]]:
+    """The items that parse, and the problems of those that do not, in file order."""
+    if fmt not in FORMATS:
+        raise SubmissionInvalid([f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}"])
+    fmt = detect_format(text) if fmt == "auto" else fmt
+    records = _mmau_records(text) if fmt == "mmau" else _jsonl_records(text)
+    parse = _ours if fmt == "jsonl" else _benchmark
+    items, errors, seen = [], [], set()
+    for where, raw in records:
+        try:
+            item = parse(where, raw)
+        except ValueError as exc:
+            errors.append(f"{where}: {exc}")
+            continue
+        if item.custom_id in seen:
+            errors.append(f"{where}: duplicate id {item.custom_id!r}")
+        seen.add(item.custom_id)
+        items.append(item)
+    if not items and not errors:
+        errors.append("the submission has no items")
+    if max_items is not None and len(items) > max_items:
+        errors.append(f"{len(items)} items: at most {max_items} per batch")
+    return items, errors
+
+
+def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], Path],
+                  earlier_errors: tuple[str, ...] = ()) -> list[Item]:
+    """Items with their audio files; SubmissionInvalid names every reference that fails,
+    together with `earlier_errors` (the parse's), all in file order."""
+    resolved, errors = [], list(earlier_errors)
+    for item in items:
+        try:
+            audio = resolve(item.audio)
+        except ValueError as exc:
+            errors.append(f"{item.where}: {exc}")
+            continue
+        resolved.append(Item(item.custom_id, audio, item.question, item.choices, item.answer,
+                             item.metadata, item.options))
+    if errors:
+        raise SubmissionInvalid(sorted(errors, key=_position))
+    return resolved
+
+
+def _position(error: str) -> int:
+    """Where an error points ("line 12: ..." -> 12); file-wide errors go last."""
+    head = error.split(":", 1)[0].split()
+    return int(head[1]) if len(head) == 2 and head[1].isdigit() else 1 << 62
+
+
+def _jsonl_records(text: str):
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number}"
+        try:
+            yield where, json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield where, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+
+
+def _mmau_records(text: str):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        yield f"line {exc.lineno}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return
+    if not isinstance(data, list):
+        yield "line 1", ValueError("an MMAU file is a JSON list of items")
+        return
+    for number, raw in enumerate(data, start=1):
+        yield f"item {number}", raw
+
+
+def _benchmark(where: str, raw) -> ParsedItem:
+    """An MMAR line (audio_path) or an MMAU item (audio_id): the benchmarks' own fields."""
+    raw = _object(raw)
+    audio_field = "audio_path" if "audio_path" in raw else "audio_id"
+    _require(raw, "id", audio_field, "question")
+    return ParsedItem(
+        where, str(raw["id"]), _path_ref(raw[audio_field], audio_field), _question(raw["question"]),
+        _choices(raw.get("choices")), _answer(raw.get("answer")),
+        {k: raw[k] for k in METADATA_FIELDS if raw.get(k) is not None},
+    )
+
+
+def _ours(where: str, raw) -> ParsedItem:
+    """Our JSONL: custom_id, audio ("path" or {"upload_id": ...}), question, choices, ..."""
+    raw = _object(raw)
+    _require(raw, "custom_id", "audio", "question")
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object")
+    return ParsedItem(
+        where, str(raw["custom_id"]), _audio_ref(raw["audio"]), _question(raw["question"]),
+        _choices(raw.get("choices")), _answer(raw.get("answer")), metadata, _item_options(raw.get("options")),
+    )
+
+
+def _object(raw) -> dict:
+    if isinstance(raw, Exception):
+        raise raw
+    if not isinstance(raw, dict):
+        raise ValueError("expected a JSON object")
+    return raw
+
+
+def _require(raw: dict, *names: str) -> None:
+    missing = [k for k in names if raw.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"missing field(s): {', '.join(missing)}")
+
+
+def _question(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("question must be a non-empty string")
+    if len(value) > MAX_QUESTION_CHARS:
+        raise ValueError(f"question longer than {MAX_QUESTION_CHARS} characters")
+    return value
+
+
+def _choices(value) -> list[str]:
+    choices = value or []
+    if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError("choices must be a list of non-empty strings")
+    if len(choices) > MAX_CHOICES:
+        raise ValueError(f"at most {MAX_CHOICES} choices")
+    # MMAU test-mini repeats a choice in 27 items; a repeat adds nothing, so it is dropped.
+    return list(dict.fromkeys(choices))
+
+
+def _answer(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("answer must be a string")
+    return value
+
+
+def _path_ref(value, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
+def _audio_ref(value) -> AudioRef:
+    if isinstance(value, str):
+        return _path_ref(value, "audio")
+    if isinstance(value, dict) and set(value) == {"upload_id"}:
+        try:
+            return UploadRef(UUID(str(value["upload_id"])))
+        except ValueError:
+            raise ValueError(f"audio.upload_id {value['upload_id']!r} is not an upload id") from None
+    if isinstance(value, dict) and set(value) == {"path"}:
+        return _path_ref(value["path"], "audio.path")
+    raise ValueError('audio must be a path string, {"path": ...} or {"upload_id": ...}')
+
+
+def _item_options(value) -> dict:
+    options = value or {}
+    if not isinstance(options, dict) or set(options) - {"max_iters"}:
+        raise ValueError("options may only set max_iters")
+    if "max_iters" in options and not (isinstance(options["max_iters"], int) and 0 <= options["max_iters"] <= 10):
+        raise ValueError("options.max_iters must be an integer from 0 to 10")
+    return options
+
+
+def resolve_in_root(reference: str, root: Path) -> Path:
+    """A file inside `root`. URLs, absolute paths, '..' and symlinks leading out are refused."""
+    if "://" in reference or reference.startswith(("http:", "https:", "file:")):
+        raise ValueError(f"audio {reference!r}: URLs are not accepted")
+    relative = Path(reference)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ValueError(f"audio {reference!r} must be relative to the audio folder, without '..'")
+    root = root.resolve()
+    resolved = (root / relative).resolve()  # follows symlinks, so one pointing out is caught here
+    if not resolved.is_relative_to(root):
+        raise ValueError(f"audio {reference!r} leaves the audio folder")
+    if not resolved.is_file():
+        raise ValueError(f"audio file not found: {reference}")
+    return resolved
+
+
+def read_batch_file(path: Path, audio_dir: Path | None = None, fmt: str = "auto") -> list[Item]:
+    """A benchmark or JSONL file on this machine, its audio paths inside `audio_dir`
+    (default: the file's folder); upload references need the API."""
+    root = (audio_dir or path.parent).resolve()
+
+    def resolve(ref: AudioRef) -> Path:
+        if isinstance(ref, UploadRef):
+            raise ValueError("upload ids can only be used through the HTTP API")
+        return resolve_in_root(ref, root)
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionInvalid([f"{path}: not UTF-8 text"]) from None
+    items, errors = parse_lines(text, fmt)
+    return resolve_audio(items, resolve, tuple(errors))

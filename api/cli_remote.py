@@ -1,0 +1,237 @@
+"""The CLI commands that talk to the HTTP API (AGR_API_URL, AGR_API_KEY):
+submit, status, results, audit, eval."""
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.audit_view import render_audit
+from api.batch_input import SubmissionInvalid, UploadRef, parse_submission, resolve_in_root
+from api.cli_common import app, console, fail
+from api.client import ApiClient, ApiError
+from core.benchmark_exports import EXPORT_FORMATS
+from core.scoring import read_benchmark, read_predictions, score
+
+ENDED = {"completed", "failed", "expired", "cancelled"}
+POLL_S = 1.0
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., help="our JSONL items, an MMAR JSONL file or an MMAU JSON file"),
+    audio_dir: Path | None = typer.Option(None, help="local folder the audio paths are relative to; its files "
+                                                     "are uploaded [default: the file's folder]"),
+    server_audio_dir: str | None = typer.Option(None, help="instead of uploading: a folder inside the "
+                                                           "tenant's server-side audio root"),
+    input_format: str = typer.Option("auto", "--format", help="auto, jsonl, mmar or mmau"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop) or direct (one ALM call)"),
+    max_iters: int | None = typer.Option(None, min=0, max=10),
+    name: str | None = typer.Option(None),
+    completion_window: str | None = typer.Option(None, help="e.g. 24h; unfinished jobs expire after it"),
+    wait: bool = typer.Option(False, help="show live progress until the batch ends, then the score"),
+) -> None:
+    """Validate a file (every line, every audio file), upload its audio, queue it as one batch."""
+    text = _read_text(file)
+    client = _client()
+    body = {"input_format": input_format, "pipeline": pipeline, "max_iters": max_iters,
+            "name": name or file.name, "completion_window": completion_window}
+    if server_audio_dir is not None:
+        body |= {"input": text, "audio_dir": server_audio_dir or None}
+    else:
+        body |= {"input": _with_uploads(client, text, input_format, (audio_dir or file.parent).resolve()),
+                 "input_format": "jsonl"}
+    batch = _api(lambda: client.create_batch(body, idempotency_key=str(uuid.uuid4())))
+    console.print(f"batch [bold]{batch['id']}[/] queued: {batch['request_counts']['total']} item(s), "
+                  f"pipeline {batch['pipeline']}")
+    if wait:
+        _watch(client, batch["id"])
+        _print_score(client.score(batch["id"]))
+
+
+@app.command()
+def status(batch_id: str, watch: bool = typer.Option(False, help="follow until the batch ends")) -> None:
+    """A batch's status and live counts."""
+    client = _client()
+    if watch:
+        _watch(client, batch_id)
+    _print_batch(_api(lambda: client.batch(batch_id)))
+
+
+@app.command()
+def cancel(batch_id: str) -> None:
+    """Cancel a batch; finished results are kept."""
+    client = _client()
+    _print_batch(_api(lambda: client.cancel(batch_id)))
+
+
+@app.command()
+def results(
+    batch_id: str,
+    output: Path = typer.Option(..., "-o", "--output", help="file to write"),
+    export_format: str = typer.Option("jsonl", "--format", help="jsonl (ours), mmar, mmau or mmar-challenge"),
+) -> None:
+    """Download answers (partial while running). jsonl writes the output file to OUTPUT and the
+    error file beside it (OUTPUT.errors.jsonl); mmar/mmau/mmar-challenge write the official format."""
+    client = _client()
+    done = _api(lambda: client.result_lines(batch_id, "output"))
+    failed = _api(lambda: client.result_lines(batch_id, "errors"))
+    if export_format == "jsonl":
+        _write_jsonl(output, done)
+        errors_path = output.with_name(output.name + ".errors.jsonl")
+        _write_jsonl(errors_path, failed)
+        console.print(f"{len(done)} answer(s) -> {output}; {len(failed)} error(s) -> {errors_path}")
+        return
+    if export_format not in EXPORT_FORMATS:
+        fail(f"unknown format {export_format!r}; use jsonl or one of {', '.join(EXPORT_FORMATS)}")
+    items = sorted(done + failed, key=lambda r: r["custom_id"])
+    benchmark_items = [{"id": r["custom_id"], "question": r["question"], "choices": r["choices"],
+                        "answer": r["reference_answer"], **r["metadata"]} for r in items]
+    predictions = {r["custom_id"]: {"answer": r["answer"] if r["answer"] is not None else r["raw_answer"],
+                                    "thinking": r["reasoning"]} for r in done}
+    written = EXPORT_FORMATS[export_format](benchmark_items, predictions, output)
+    console.print(f"{export_format}: {len(benchmark_items)} item(s), {written} with a prediction -> {output}")
+
+
+@app.command()
+def audit(job_id: str) -> None:
+    """A job's evidence chain, rendered for reading: each iteration's tool calls, document,
+    the planner's verdict and the agents' LLM calls, then the answer against the reference."""
+    client = _client()
+    render_audit(console, _api(lambda: client.evidence(job_id)))
+
+
+@app.command("eval")
+def evaluate(
+    batch: str | None = typer.Option(None, help="score a batch through the API"),
+    predictions: Path | None = typer.Option(None, help="a predictions file (MMAR/MMAU output, MMAR challenge "
+                                                       "JSONL, or our output JSONL)"),
+    benchmark: Path | None = typer.Option(None, help="the benchmark file the predictions answer"),
+    rule: str = typer.Option("token", help="token (MMAR/MMAU official) or letter (AIR-Bench)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the report as JSON"),
+) -> None:
+    """Accuracy by the benchmarks' official rule: overall and per modality, category,
+    sub-category and difficulty; official (no-prediction items dropped) and strict."""
+    if batch:
+        client = _client()
+        report = _api(lambda: client.score(batch, rule))
+    elif predictions and benchmark:
+        try:
+            report = score(read_benchmark(benchmark), read_predictions(predictions), rule).as_json()
+        except (ValueError, OSError) as exc:
+            fail(str(exc))
+    else:
+        fail("give --batch ID, or --predictions FILE with --benchmark FILE")
+    _print_score(report)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+
+
+def _client() -> ApiClient:
+    try:
+        return ApiClient()
+    except ApiError as exc:
+        fail(str(exc))
+
+
+def _api(call):
+    try:
+        return call()
+    except ApiError as exc:
+        fail(str(exc))
+    except Exception as exc:  # httpx transport errors: the API is not reachable
+        fail(f"cannot reach the API: {type(exc).__name__}: {exc}")
+
+
+def _read_text(file: Path) -> str:
+    if not file.is_file():
+        fail(f"{file} is not a file")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        fail(f"{file}: not UTF-8 text")
+
+
+def _with_uploads(client: ApiClient, text: str, input_format: str, audio_dir: Path) -> str:
+    """The file as our JSONL, each audio path replaced by the id of its upload. Everything
+    is checked here first, so nothing is uploaded for a file that would be refused."""
+    try:
+        items = parse_submission(text, input_format)
+    except SubmissionInvalid as exc:
+        fail(str(exc))
+    errors, paths = [], {}
+    for item in items:
+        if isinstance(item.audio, UploadRef):
+            continue
+        try:
+            paths[item.audio] = resolve_in_root(item.audio, audio_dir)
+        except ValueError as exc:
+            errors.append(f"{item.where}: {exc}")
+    if errors:
+        fail(str(SubmissionInvalid(errors)))
+    upload_ids = {}
+    for path in sorted(set(paths.values())):
+        upload_ids[path] = _api(lambda p=path: client.upload(p))["id"]
+    lines = []
+    for item in items:
+        audio = ({"upload_id": str(item.audio.upload_id)} if isinstance(item.audio, UploadRef)
+                 else {"upload_id": upload_ids[paths[item.audio]]})
+        lines.append(json.dumps({"custom_id": item.custom_id, "audio": audio, "question": item.question,
+                                 "choices": item.choices, "answer": item.answer, "metadata": item.metadata,
+                                 "options": item.options}, ensure_ascii=False))
+    console.print(f"uploaded {len(upload_ids)} audio file(s)")
+    return "\n".join(lines)
+
+
+def _watch(client: ApiClient, batch_id: str) -> None:
+    batch = _api(lambda: client.batch(batch_id))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[counts]}")]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("finished", total=batch["request_counts"]["total"], counts="")
+        while True:
+            counts = batch["request_counts"]
+            finished = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["expired"]
+            summary = " ".join(f"{k}={v}" for k, v in counts.items() if k != "total" and v)
+            bar.update(task, completed=finished, counts=f"{batch['status']} · {summary}")
+            if batch["status"] in ENDED:
+                break
+            time.sleep(POLL_S)
+            batch = _api(lambda: client.batch(batch_id))
+
+
+def _print_batch(batch: dict) -> None:
+    table = Table("field", "value", show_header=False)
+    for key in ("id", "name", "status", "pipeline", "created_at", "expires_at", "completed_at", "ended_at"):
+        table.add_row(key, str(batch.get(key)))
+    table.add_row("counts", " ".join(f"{k}={v}" for k, v in batch["request_counts"].items()))
+    table.add_row("files", f"{batch['output_file']}  {batch['error_file']}")
+    console.print(table)
+
+
+def _print_score(report: dict) -> None:
+    overall = report["overall"]
+    table = Table("group", "value", "correct", "scored", "total", "official", "strict")
+    table.add_row("overall", "", *_figures(overall))
+    for group, values in report["by_group"].items():
+        for value, acc in values.items():
+            table.add_row(group, value, *_figures(acc))
+    console.print(table)
+    console.print(f"rule {report['rule']}: official {_pct(overall['official'])} (items without a prediction "
+                  f"dropped: {overall['missing']}), strict {_pct(overall['strict'])}")
+
+
+def _figures(acc: dict) -> list[str]:
+    return [str(acc["correct"]), str(acc["scored"]), str(acc["total"]), _pct(acc["official"]), _pct(acc["strict"])]
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

@@ -1,0 +1,67 @@
+"""Database rows as the API shows them: batches with live counts, jobs, result lines."""
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.schemas import BatchOut, JobOut, RequestCounts
+from models import Batch, Job, JobStatus
+
+
+def request_counts(session: Session, batch_id) -> RequestCounts:
+    rows = dict(session.execute(
+        select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+    ).all())
+    n = lambda status: rows.get(status, 0)  # noqa: E731
+    return RequestCounts(
+        total=sum(rows.values()), queued=n(JobStatus.QUEUED), in_progress=n(JobStatus.IN_PROGRESS),
+        completed=n(JobStatus.SUCCEEDED), failed=n(JobStatus.ERRORED),
+        cancelled=n(JobStatus.CANCELLED), expired=n(JobStatus.EXPIRED),
+    )
+
+
+def batch_out(session: Session, batch: Batch) -> BatchOut:
+    return BatchOut(
+        id=batch.id, name=batch.name, status=batch.status,
+        pipeline=batch.options.get("pipeline", "agr"), options=batch.options,
+        metadata=batch.batch_metadata or {}, source=batch.source, created_at=batch.created_at,
+        expires_at=batch.expires_at, completed_at=batch.completed_at, cancelled_at=batch.cancelled_at,
+        ended_at=batch.ended_at, request_counts=request_counts(session, batch.id),
+        output_file=f"/v1/batches/{batch.id}/output", error_file=f"/v1/batches/{batch.id}/errors",
+    )
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(
+        id=job.id, batch_id=job.batch_id, custom_id=job.custom_id, status=job.status,
+        question=job.question, choices=job.choices, answer=job.answer, raw_answer=job.raw_answer,
+        normalisation=job.normalisation, confidence=job.confidence, reasoning=job.reasoning,
+        reference_answer=job.reference_answer, error=job.error, metadata=job.item_metadata or {},
+        options=job.options or {}, attempts=job.attempts, created_at=job.created_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+    )
+
+
+def result_line(job: Job) -> dict:
+    """One line of the output or error file: the item as submitted, and what became of it.
+    Enough to score it or export it in a benchmark's format without another request."""
+    return {
+        "custom_id": job.custom_id, "job_id": str(job.id), "status": str(job.status),
+        "answer": job.answer, "raw_answer": job.raw_answer, "normalisation": job.normalisation,
+        "confidence": job.confidence, "reasoning": job.reasoning, "error": job.error,
+        "question": job.question, "choices": job.choices, "reference_answer": job.reference_answer,
+        "metadata": job.item_metadata or {},
+    }
+
+
+def benchmark_item(job: Job) -> dict:
+    """The job as a benchmark item, for core.scoring."""
+    return {"id": job.custom_id, "question": job.question, "choices": job.choices,
+            "answer": job.reference_answer, **(job.item_metadata or {})}
+
+
+def prediction_of(job: Job) -> str | None:
+    """What the benchmark scripts would read: the mapped choice, else the raw reply;
+    None (no prediction) for a job that never answered."""
+    if job.status != JobStatus.SUCCEEDED:
+        return None
+    return job.answer if job.answer is not None else (job.raw_answer or "")

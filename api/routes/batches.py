@@ -1,0 +1,189 @@
+"""/v1/batches: create from a file's text, read with live counts, list, page through its
+jobs, download output and error files (partial while running and after cancel or expiry),
+cancel, and score against the reference answers."""
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy import func, select
+
+from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
+from api.deps import CallerDep, SessionDep
+from api.keys import Caller
+from api.presenters import batch_out, benchmark_item, job_out, prediction_of, result_line
+from api.schemas import BatchCreate, BatchList, BatchOut, JobList
+from api.submission import BatchRequest, create_batch, enqueue_first_steps
+from api.tenant_audio import resolver_for
+from core.scoring import score
+from core.settings import get_settings
+from models import Batch, Job, JobStatus
+from models.db import session_scope
+from models.status import TERMINAL_JOB_STATUSES
+from workers.batch_lifecycle import cancel_batch, expire_if_due
+
+router = APIRouter(prefix="/v1/batches", tags=["batches"])
+NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
+OUTPUT_STATUSES = (JobStatus.SUCCEEDED,)
+ERROR_STATUSES = (JobStatus.ERRORED, JobStatus.CANCELLED, JobStatus.EXPIRED)
+
+
+@router.post("", status_code=201, response_model=BatchOut,
+             responses={200: {"model": BatchOut, "description": "the batch an earlier request with this "
+                                                              "Idempotency-Key created"},
+                        409: {"description": "Idempotency-Key reused for a different request"},
+                        422: {"description": "the submission is refused whole; errors name each bad line"},
+                        429: {"description": "rate limit, or too many unfinished items for this tenant"}})
+def create(body: BatchCreate, caller: CallerDep,
+           idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
+    """Validate every line and every audio reference, then queue the whole batch (or nothing)."""
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    with session_scope() as session:
+        if idempotency_key and (earlier := _by_idempotency_key(session, caller, idempotency_key)):
+            if earlier.request_sha256 != request_hash:
+                raise HTTPException(409, "this Idempotency-Key was used for a different request")
+            return JSONResponse(batch_out(session, earlier).model_dump(mode="json"), status_code=200)
+        request = _batch_request(session, caller, body, idempotency_key, request_hash)
+        _check_queue_room(session, caller, len(request.items))
+        batch_id, step_ids = create_batch(request, session)
+    enqueue_first_steps(step_ids)  # only after the commit: no message without its state
+    with session_scope() as session:
+        return batch_out(session, session.get(Batch, batch_id))
+
+
+@router.get("", response_model=BatchList)
+def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                 after: UUID | None = None) -> BatchList:
+    """Newest first; pass the last id you saw as `after` for the next page."""
+    query = select(Batch).where(Batch.tenant_id == caller.tenant_id)
+    if after is not None:
+        pivot = _owned(session, caller, after)
+        query = query.where((Batch.created_at, Batch.id) < (pivot.created_at, pivot.id))
+    batches = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)).all()
+    return BatchList(data=[batch_out(session, b) for b in batches[:limit]], has_more=len(batches) > limit)
+
+
+@router.get("/{batch_id}", response_model=BatchOut, responses=NOT_FOUND)
+def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
+    batch = _owned(session, caller, batch_id)
+    if batch.expires_at is not None and batch.expires_at <= datetime.now(timezone.utc):
+        # Expiry is applied when it is seen, not only on the sweeper's next pass.
+        batch = _owned(session, caller, batch_id, lock=True)
+        if expire_if_due(session, batch):
+            session.flush()
+            session.refresh(batch)
+    return batch_out(session, batch)
+
+
+@router.post("/{batch_id}/cancel", response_model=BatchOut, responses=NOT_FOUND)
+def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
+    """Stop the batch: unfinished jobs are cancelled, finished results are kept."""
+    batch = _owned(session, caller, batch_id, lock=True)
+    if not expire_if_due(session, batch):
+        cancel_batch(session, batch)
+    session.flush()
+    session.refresh(batch)
+    return batch_out(session, batch)
+
+
+@router.get("/{batch_id}/jobs", response_model=JobList, responses=NOT_FOUND)
+def list_jobs(batch_id: UUID, session: SessionDep, caller: CallerDep,
+              status: JobStatus | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+              after: Annotated[str | None, Query(max_length=200, description="a custom_id")] = None) -> JobList:
+    """The batch's jobs in custom_id order, optionally only those with one status."""
+    _owned(session, caller, batch_id)
+    query = select(Job).where(Job.batch_id == batch_id)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if after is not None:
+        query = query.where(Job.custom_id > after)
+    jobs = session.scalars(query.order_by(Job.custom_id).limit(limit + 1)).all()
+    page = jobs[:limit]
+    return JobList(data=[job_out(j) for j in page], has_more=len(jobs) > limit,
+                   last_id=page[-1].custom_id if page else None)
+
+
+@router.get("/{batch_id}/output", responses={**NOT_FOUND, 200: {"content": {"application/x-ndjson": {}}}})
+def output_file(batch_id: UUID, session: SessionDep, caller: CallerDep) -> Response:
+    """JSONL, one line per succeeded job so far (complete once the batch has ended)."""
+    return _result_file(session, caller, batch_id, OUTPUT_STATUSES)
+
+
+@router.get("/{batch_id}/errors", responses={**NOT_FOUND, 200: {"content": {"application/x-ndjson": {}}}})
+def error_file(batch_id: UUID, session: SessionDep, caller: CallerDep) -> Response:
+    """JSONL, one line per errored, cancelled or expired job, with the reason. Always exists
+    (empty when nothing failed)."""
+    return _result_file(session, caller, batch_id, ERROR_STATUSES)
+
+
+@router.get("/{batch_id}/score", responses=NOT_FOUND)
+def score_batch(batch_id: UUID, session: SessionDep, caller: CallerDep,
+                rule: Annotated[str, Query(pattern="^(token|letter)$")] = "token") -> dict:
+    """Accuracy against the submitted reference answers, by the benchmarks' own rule, overall
+    and per modality, category, sub-category and difficulty; `official` drops items without
+    a prediction (as the benchmark scripts do), `strict` counts them wrong."""
+    _owned(session, caller, batch_id)
+    jobs = session.scalars(select(Job).where(Job.batch_id == batch_id).order_by(Job.custom_id)).all()
+    report = score([benchmark_item(j) for j in jobs], {j.custom_id: prediction_of(j) for j in jobs}, rule)
+    return report.as_json()
+
+
+def _result_file(session, caller: Caller, batch_id: UUID, statuses) -> Response:
+    _owned(session, caller, batch_id)
+    jobs = session.scalars(
+        select(Job).where(Job.batch_id == batch_id, Job.status.in_(statuses)).order_by(Job.custom_id)
+    ).all()
+    lines = [json.dumps(result_line(j), ensure_ascii=False) + "\n" for j in jobs]
+    return StreamingResponse(iter(lines), media_type="application/x-ndjson")
+
+
+def _owned(session, caller: Caller, batch_id: UUID, lock: bool = False) -> Batch:
+    """The batch if it belongs to the caller's tenant; 404 otherwise (never 403: another
+    tenant's ids must not be confirmed to exist)."""
+    query = select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
+    batch = session.scalar(query.with_for_update() if lock else query)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return batch
+
+
+def _by_idempotency_key(session, caller: Caller, key: str) -> Batch | None:
+    return session.scalar(select(Batch).where(Batch.tenant_id == caller.tenant_id, Batch.idempotency_key == key))
+
+
+def _batch_request(session, caller: Caller, body: BatchCreate, idempotency_key, request_hash) -> BatchRequest:
+    settings = get_settings()
+    if body.pipeline == "direct" and not settings.alm_model:
+        raise HTTPException(422, "the direct pipeline needs an audio-language model (AGR_ALM_MODEL)")
+    try:
+        parsed, errors = parse_lines(body.input, body.input_format, settings.batch_max_items)
+        items = resolve_audio(parsed, resolver_for(session, caller, parsed, body.audio_dir), tuple(errors))
+    except SubmissionInvalid as exc:
+        raise HTTPException(422, {"message": str(exc).splitlines()[0], "errors": exc.errors}) from None
+    options = {"pipeline": body.pipeline,
+               "max_iters": settings.max_iters if body.max_iters is None else body.max_iters}
+    window = body.completion_window or settings.default_completion_window
+    return BatchRequest(
+        name=body.name or f"batch of {len(items)}", items=items, options=options, tenant_id=caller.tenant_id,
+        metadata=body.metadata, completion_window=_duration(window),
+        idempotency_key=idempotency_key, request_sha256=request_hash,
+    )
+
+
+def _check_queue_room(session, caller: Caller, adding: int) -> None:
+    unfinished = session.scalar(
+        select(func.count()).select_from(Job).join(Batch, Batch.id == Job.batch_id)
+        .where(Batch.tenant_id == caller.tenant_id, Job.status.not_in(TERMINAL_JOB_STATUSES))
+    )
+    if unfinished + adding > caller.max_queued_items:
+        raise HTTPException(429, f"{unfinished} unfinished item(s) already queued; adding {adding} would pass "
+                                 f"this tenant's limit of {caller.max_queued_items}")
+
+
+def _duration(text: str) -> timedelta:
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[text[-1]]
+    return timedelta(**{unit: int(text[:-1])})

@@ -1,0 +1,37 @@
+"""/v1/jobs: one job's status and answer, and its whole evidence chain."""
+
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException
+from sqlalchemy import select
+
+from api.deps import CallerDep, SessionDep
+from api.evidence_chain import evidence_chain
+from api.presenters import job_out
+from api.schemas import JobOut
+from models import Batch, Job
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+NOT_FOUND = {404: {"description": "no such job for this key's tenant"}}
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
+def read(job_id: UUID, session: SessionDep, caller: CallerDep) -> JobOut:
+    return job_out(_owned(session, caller.tenant_id, job_id))
+
+
+@router.get("/{job_id}/evidence", responses=NOT_FOUND)
+def evidence(job_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
+    """Each iteration's document, the planner's verdict, tool calls with args and outputs,
+    LLM calls with prompts, replies, tokens and latency, and every step's timing."""
+    job = _owned(session, caller.tenant_id, job_id)
+    return {"job": job_out(job).model_dump(mode="json"), **evidence_chain(session, job)}
+
+
+def _owned(session, tenant_id, job_id: UUID) -> Job:
+    job = session.scalar(
+        select(Job).join(Batch, Batch.id == Job.batch_id).where(Job.id == job_id, Batch.tenant_id == tenant_id)
+    )
+    if job is None:
+        raise HTTPException(404, f"no job {job_id}")
+    return job

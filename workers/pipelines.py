@@ -1,0 +1,33 @@
+"""The three ways a batch can answer its questions, so the paper's ablations run on the
+same audio and the same stored perception results:
+
+- ``agr``: the full method: coarse document, then the planner / interaction loop, then the answerer;
+- ``cascade``: coarse document, then the answerer at once (no refinement loop);
+- ``direct``: one audio-language-model call answers (e.g. Audio-Reasoner); no reasoner LLM.
+"""
+
+from models.status import StepKind
+from workers.perception.executor import PlannedCall
+from workers.perception.tools import coarse_tools
+
+PIPELINES = ("agr", "cascade", "direct")
+DEFAULT_PIPELINE = "agr"
+
+
+def first_round_calls(pipeline: str, question: str, choices: list[str]) -> list[PlannedCall]:
+    if pipeline == "direct":
+        return [PlannedCall("audio_qa", {"question": direct_prompt(question, choices)})]
+    return [PlannedCall(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
+
+
+def after_first_document(pipeline: str) -> StepKind:
+    """What reads the coarse document: the planner, or (no loop) the answerer."""
+    return StepKind.PLAN if pipeline == "agr" else StepKind.ANSWER
+
+
+def direct_prompt(question: str, choices: list[str]) -> str:
+    # Verbatim choice text is what the benchmarks' token rule scores, so ask for it.
+    if not choices:
+        return question
+    listed = "\n".join(f"- {c}" for c in choices)
+    return f"{question}\nChoose one of these options and reply with its exact text:\n{listed}"
