@@ -20,6 +20,8 @@ from core import processes
 from models import Batch, BatchStatus, Job, Step
 from models.db import session_scope
 
+SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+
 FAST_DURABILITY = {
     "AGR_STEP_LEASE_S": "4",
     "AGR_SWEEP_INTERVAL_S": "1",
