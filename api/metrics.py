@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
-from core.settings import get_settings
+from core.broker_redis import broker_redis
 from models import Batch, Job, LLMCall, Step, StepStatus, ToolCall
 from models.db import session_scope
 from workers.celery_app import PERCEPTION_CPU_QUEUE, PERCEPTION_QUEUE, REASONING_QUEUE
@@ -36,7 +36,7 @@ class StackCollector(Collector):
 def _queue_depth() -> GaugeMetricFamily:
     gauge = GaugeMetricFamily("agr_queue_depth", "messages waiting in each broker queue", labels=["queue"])
     try:
-        client = redis.Redis.from_url(get_settings().broker_url, socket_timeout=1.0)
+        client = broker_redis()
         for queue in (PERCEPTION_QUEUE, PERCEPTION_CPU_QUEUE, REASONING_QUEUE):
             gauge.add_metric([queue], client.llen(queue))
     except redis.RedisError as exc:

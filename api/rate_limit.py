@@ -7,18 +7,11 @@ let through: readiness reports the broker, and refusing all work would be worse.
 
 import logging
 import time
-from functools import lru_cache
-
 import redis
 
-from core.settings import get_settings
+from core.broker_redis import broker_redis
 
 log = logging.getLogger(__name__)
-
-
-@lru_cache
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().broker_url, socket_timeout=1.0)
 
 
 def seconds_until_allowed(key_id, limit_per_minute: int) -> int:
@@ -27,7 +20,7 @@ def seconds_until_allowed(key_id, limit_per_minute: int) -> int:
     window = int(now // 60)
     name = f"agr:rate:{key_id}:{window}"
     try:
-        pipe = _client().pipeline()
+        pipe = broker_redis().pipeline()
         pipe.incr(name)
         pipe.expire(name, 120)
         count, _ = pipe.execute()

@@ -75,13 +75,20 @@ def _asset_values(path: Path) -> dict:
     return values
 
 
+ROWS_PER_STATEMENT = 5000  # 7 parameters a row; Postgres takes at most 65,535 per statement
+
+
 def _upsert_assets(session, assets: dict) -> dict[str, int]:
     rows = list({v["sha256"]: v for v in assets.values()}.values())
-    session.execute(insert(AudioAsset).values(rows).on_conflict_do_nothing(index_elements=["sha256"]))
-    found = session.execute(
-        select(AudioAsset.sha256, AudioAsset.id).where(AudioAsset.sha256.in_([r["sha256"] for r in rows]))
-    )
-    return dict(found.all())
+    ids = {}
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        session.execute(insert(AudioAsset).values(chunk).on_conflict_do_nothing(index_elements=["sha256"]))
+        found = session.execute(
+            select(AudioAsset.sha256, AudioAsset.id).where(AudioAsset.sha256.in_([r["sha256"] for r in chunk]))
+        )
+        ids.update(found.all())
+    return ids
 
 
 def upsert_asset(session, path: Path) -> AudioAsset:

@@ -17,6 +17,8 @@ import openai
 import redis
 from celery import Celery
 
+from core.broker_redis import broker_redis
+
 QUEUES = ("raw-perception", "raw-reasoning", "raw-reasoning")  # one per hop, like perceive/plan/answer
 BROKER_URL = os.environ.get("AGR_BROKER_URL", "redis://127.0.0.1:6379/0")
 
@@ -32,10 +34,7 @@ app.conf.update(
 
 
 def redis_client() -> redis.Redis:
-    # Kombu spells a unix socket redis+socket:///path; redis-py spells it unix:///path.
-    if BROKER_URL.startswith("redis+socket://"):
-        return redis.Redis(unix_socket_path=BROKER_URL.removeprefix("redis+socket://"))
-    return redis.Redis.from_url(BROKER_URL)
+    return broker_redis(BROKER_URL)
 
 
 def done_key(run: str) -> str:

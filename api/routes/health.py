@@ -1,14 +1,13 @@
 """Liveness, readiness (database and broker reachable) and Prometheus metrics. No key
 needed: orchestrators and scrapers call these."""
 
-import redis
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from api.metrics import StackCollector
-from core.settings import get_settings
+from core.broker_redis import broker_redis
 from models.db import session_scope
 
 router = APIRouter(tags=["health"])
@@ -45,7 +44,7 @@ def _check_database() -> str:
 
 def _check_broker() -> str:
     try:
-        redis.Redis.from_url(get_settings().broker_url, socket_timeout=2.0).ping()
+        broker_redis().ping()
         return "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}: {str(exc)[:200]}"
