@@ -24,6 +24,7 @@ from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, ba
 from api.local_stack import LocalStack
 from api.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
+from workers.pipelines import PIPELINES
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
@@ -40,17 +41,24 @@ def run(
     limit: int | None = typer.Option(None, min=1, help="only the first N items"),
     name: str | None = typer.Option(None, help="batch name [default: the file name]"),
     workers: bool = typer.Option(True, help="start perception/reasoning workers and beat here (--no-workers when they run elsewhere)"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop) or direct (one ALM call answers)"),
 ) -> None:
     """Submit a benchmark file as one batch, show progress, print answers and accuracy."""
     _configure_logging()
     items = _read_items(file, audio_dir)[:limit]
     settings = get_settings()
-    options = {"max_iters": settings.max_iters if max_iters is None else max_iters}
+    if pipeline not in PIPELINES:
+        raise typer.BadParameter(f"use one of {', '.join(PIPELINES)}", param_hint="--pipeline")
+    if pipeline == "direct" and not settings.alm_model:
+        raise typer.BadParameter("the direct pipeline needs an audio-language model (AGR_ALM_MODEL)",
+                                 param_hint="--pipeline")
+    options = {"max_iters": settings.max_iters if max_iters is None else max_iters, "pipeline": pipeline}
     with _stack(workers) as stack:
         from api.submission import submit  # after the stack exported the broker URL
 
         batch_id = submit(name or file.name, items, options, source=str(file))
-        console.print(f"batch [bold]{batch_id}[/] queued: {len(items)} item(s), max_iters={options['max_iters']}")
+        console.print(f"batch [bold]{batch_id}[/] queued: {len(items)} item(s), pipeline {pipeline}, "
+                      f"max_iters={options['max_iters']}")
         _watch_and_report(batch_id, stack)
 
 

@@ -51,36 +51,33 @@ def _write_json_list(records: list[dict], path) -> None:
     _write_atomically(path, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
 
 
-def export_mmar(items: list[dict], predictions: dict[str, dict], path) -> int:
-    """MMAR results: a JSON list of every item, with "answer_prediction" and
-    "thinking_prediction" (its rubric score reads the latter; "" when we have
-    none) added where we have an answer. Returns how many items carry one."""
+def _export_list(items: list[dict], predictions: dict[str, dict], path, prediction_fields) -> int:
+    """Every item, with `prediction_fields(answer, thinking)` added where we have an
+    answer (an item without one is left bare, so the official script drops it)."""
     records, written = [], 0
     for item in items:
         record = _bare(item)
         answer, thinking = _prediction(predictions, item)
         if answer is not None:
-            record["thinking_prediction"] = thinking or ""
-            record["answer_prediction"] = answer
+            record |= prediction_fields(answer, thinking)
             written += 1
         records.append(record)
     _write_json_list(records, path)
     return written
+
+
+def export_mmar(items: list[dict], predictions: dict[str, dict], path) -> int:
+    """MMAR results: a JSON list of every item, with "answer_prediction" and
+    "thinking_prediction" (its rubric score reads the latter; "" when we have
+    none) added where we have an answer. Returns how many items carry one."""
+    return _export_list(items, predictions, path, lambda answer, thinking: {
+        "thinking_prediction": thinking or "", "answer_prediction": answer})
 
 
 def export_mmau(items: list[dict], predictions: dict[str, dict], path) -> int:
     """MMAU results: a JSON list of every item, with "model_output" added where
     we have an answer. Returns how many items carry one."""
-    records, written = [], 0
-    for item in items:
-        record = _bare(item)
-        answer, _ = _prediction(predictions, item)
-        if answer is not None:
-            record["model_output"] = answer
-            written += 1
-        records.append(record)
-    _write_json_list(records, path)
-    return written
+    return _export_list(items, predictions, path, lambda answer, _: {"model_output": answer})
 
 
 def export_mmar_challenge(items: list[dict], predictions: dict[str, dict], path) -> int:

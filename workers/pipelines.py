@@ -7,14 +7,17 @@ same audio and the same stored perception results:
 """
 
 from models.status import StepKind
-from workers.perception.executor import PlannedCall
-from workers.perception.tools import coarse_tools
 
 PIPELINES = ("agr", "cascade", "direct")
 DEFAULT_PIPELINE = "agr"
 
 
-def first_round_calls(pipeline: str, question: str, choices: list[str]) -> list[PlannedCall]:
+def first_round_calls(pipeline: str, question: str, choices: list[str]) -> list:
+    """The PlannedCalls of iteration 0. (Imported here: the CLI reads PIPELINES without
+    loading the perception stack.)"""
+    from workers.perception.executor import PlannedCall
+    from workers.perception.tools import coarse_tools
+
     if pipeline == "direct":
         return [PlannedCall("audio_qa", {"question": direct_prompt(question, choices)})]
     return [PlannedCall(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]

@@ -11,6 +11,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
 from api.deps import CallerDep, SessionDep
@@ -42,14 +43,18 @@ def create(body: BatchCreate, caller: CallerDep,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
     """Validate every line and every audio reference, then queue the whole batch (or nothing)."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    with session_scope() as session:
-        if idempotency_key and (earlier := _by_idempotency_key(session, caller, idempotency_key)):
-            if earlier.request_sha256 != request_hash:
-                raise HTTPException(409, "this Idempotency-Key was used for a different request")
-            return JSONResponse(batch_out(session, earlier).model_dump(mode="json"), status_code=200)
-        request = _batch_request(session, caller, body, idempotency_key, request_hash)
-        _check_queue_room(session, caller, len(request.items))
-        batch_id, step_ids = create_batch(request, session)
+    try:
+        with session_scope() as session:
+            if idempotency_key and (replay := _replay(session, caller, idempotency_key, request_hash)):
+                return replay
+            request = _batch_request(session, caller, body, idempotency_key, request_hash)
+            _check_queue_room(session, caller, len(request.items))
+            batch_id, step_ids = create_batch(request, session)
+    except IntegrityError:
+        if not idempotency_key:
+            raise
+        with session_scope() as session:  # a concurrent request with the same key committed first
+            return _replay(session, caller, idempotency_key, request_hash)
     enqueue_first_steps(step_ids)  # only after the commit: no message without its state
     with session_scope() as session:
         return batch_out(session, session.get(Batch, batch_id))
@@ -151,8 +156,15 @@ def _owned(session, caller: Caller, batch_id: UUID, lock: bool = False) -> Batch
     return batch
 
 
-def _by_idempotency_key(session, caller: Caller, key: str) -> Batch | None:
-    return session.scalar(select(Batch).where(Batch.tenant_id == caller.tenant_id, Batch.idempotency_key == key))
+def _replay(session, caller: Caller, key: str, request_hash: str) -> JSONResponse | None:
+    """The batch an earlier request with this Idempotency-Key made (200), 409 if that request
+    was a different one, or None when the key is new."""
+    earlier = session.scalar(select(Batch).where(Batch.tenant_id == caller.tenant_id, Batch.idempotency_key == key))
+    if earlier is None:
+        return None
+    if earlier.request_sha256 != request_hash:
+        raise HTTPException(409, "this Idempotency-Key was used for a different request")
+    return JSONResponse(batch_out(session, earlier).model_dump(mode="json"), status_code=200)
 
 
 def _batch_request(session, caller: Caller, body: BatchCreate, idempotency_key, request_hash) -> BatchRequest:
