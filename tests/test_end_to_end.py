@@ -81,6 +81,6 @@ def test_invalid_file_is_refused_whole_and_nothing_is_queued(database_url, broke
     run = _agr("run", str(path), "--name", "refused", data_dir=tmp_path, timeout=120)
 
     assert run.returncode == 2
-    for expected in ("line 2: audio file not found", "line 3: audio_path '../etc/passwd'", "line 4: not valid JSON"):
+    for expected in ("line 2: audio file not found", "line 3: audio '../etc/passwd' must be relative", "line 4: not valid JSON"):
         assert expected in run.stdout
     assert _batch("refused") is None
