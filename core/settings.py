@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     gpu_batch_size: int = Field(8, ge=1, le=256)
     gpu_batch_wait_s: float = Field(0.05, ge=0.0, le=10.0)
     numba_cache_dir: Path | None = None  # librosa's compiled code; default <data_dir>/numba-cache
+    simulated_gpu_s: float | None = Field(None, gt=0)  # benchmarks only: see tools/simulated_gpu.py
 
     # --- HTTP API ---
     api_url: str = "http://127.0.0.1:8000"  # where the CLI's submit/status/results commands call
