@@ -7,6 +7,7 @@ Every request is recorded, so a test can count what the workers really asked.
 """
 
 import json
+import random
 import re
 import threading
 import time
@@ -39,7 +40,8 @@ class ScriptedLLM:
     def __init__(self):
         self.script: dict[str, list] = {}
         self.delays: dict[str, float] = {}
-        self.requests: list[dict] = []  # {"agent", "body", "answered"}
+        self.requests: list[dict] = []  # {"agent", "body", "answered", "fault"}
+        self._faults = (0.0, random.Random(0), 0.0)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -57,6 +59,12 @@ class ScriptedLLM:
         self._server.shutdown()
         self._server.server_close()
 
+    def inject_faults(self, rate: float, seed: int, hang_s: float) -> None:
+        """From now on a share `rate` of requests fail: HTTP 500, HTTP 429, a reply only
+        after `hang_s` (past the client's timeout), or garbage instead of JSON, in turn
+        drawn from a seeded generator so a failing run can be replayed."""
+        self._faults = (rate, random.Random(seed), hang_s)
+
     def _next(self, body: dict):
         agent = agent_of(body)
         with self._lock:
@@ -64,8 +72,20 @@ class ScriptedLLM:
             self.requests.append(record)
             queued = self.script.get(agent)
             reply = queued.pop(0) if queued else default_reply(agent, body)
-        time.sleep(self.delays.get(agent, 0.0))
+            fault = self._draw_fault()
+        record["fault"] = fault
+        time.sleep(self.delays.get(agent, 0.0) + (self._faults[2] if fault == "hang" else 0.0))
+        if fault in (500, 429):
+            return record, fault
+        if fault == "garbage":
+            return record, "}{ this is not JSON <|endoftext|>"
         return record, reply
+
+    def _draw_fault(self):
+        rate, rng, _ = self._faults
+        if rng.random() >= rate:
+            return None
+        return rng.choice([500, 429, "hang", "garbage"])
 
     def _handler(self):
         scripted = self
