@@ -120,8 +120,15 @@ def _free_port() -> int:
 
 
 def tone_wav(path: Path, seconds: float = 1.0, freq: float = 440.0, rate: int = 16000) -> Path:
+    """A sine tone whose bytes are new on every call (a random starting phase).
+
+    Perception results are cached by audio content across every batch in the database,
+    and the tests share one database: equal tones written by two tests would let the
+    first answer the second's perception from the cache. A test that wants the same
+    audio twice reuses the file."""
     t = np.arange(int(seconds * rate)) / rate
-    sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
+    phase = np.random.default_rng().uniform(0, 2 * np.pi)
+    sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32), rate)
     return path
 
 
