@@ -40,7 +40,15 @@ class Settings(BaseSettings):
     step_lease_s: float = 120.0  # a running step not heart-beaten for this long is re-queued
     sweep_interval_s: float = 30.0
     requeue_queued_after_s: float = 1800.0  # queued this long without running: message presumed lost
+    # ...or this long while its queue is empty: the message is not waiting anywhere (a worker
+    # killed between taking it and claiming the step took it along)
+    lost_message_after_s: float = 60.0
     task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
+    # Kombu's Redis transport options, over our defaults: {"visibility_timeout": s} shortens
+    # redelivery of unacked messages (tests of a step outliving it set it; in production
+    # keep it above the task time limit); "unacked_restore_interval" and
+    # "unacked_restore_throttle" set how often workers look for such messages.
+    broker_transport_options: dict[str, float] = {}
     reasoning_concurrency: int = 2
 
     # --- perception ---
@@ -92,10 +100,10 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def visibility_timeout_s(self) -> int:
+    def visibility_timeout_s(self) -> float:
         # Longer than the longest task, so Redis never re-delivers a message whose task is
         # still running; lost messages are the sweeper's job, not the broker's.
-        return int(self.task_time_limit_s * 2)
+        return self.broker_transport_options.get("visibility_timeout", self.task_time_limit_s * 2)
 
 
 @lru_cache

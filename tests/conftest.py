@@ -22,6 +22,16 @@ DATABASE_URL = make_url(ADMIN_URL).set(database=_DB_NAME).render_as_string(hide_
 os.environ.update(AGR_DATABASE_URL=DATABASE_URL, AGR_BROKER_URL=BROKER_URL)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true",
+                     help="run the long fault-injection suite (tests/test_chaos.py) instead of the bounded one")
+
+
+@pytest.fixture
+def soak(request) -> bool:
+    return request.config.getoption("--soak")
+
+
 @pytest.fixture(scope="session")
 def database_url():
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -41,7 +51,13 @@ def database_url():
 
 @pytest.fixture
 def broker_url():
-    redis.Redis.from_url(BROKER_URL).flushdb()  # no message of an earlier test leaks in
+    from workers.sweeper import BROKER_MARKER_KEY
+
+    broker = redis.Redis.from_url(BROKER_URL)
+    broker.flushdb()  # no message of an earlier test leaks in
+    # Emptied on purpose, not lost: without the marker the first sweep would re-send every
+    # queued step in the shared test database, earlier tests' leftovers included.
+    broker.set(BROKER_MARKER_KEY, "1")
     return BROKER_URL
 
 

@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible server: a real HTTP server whose replies a test chooses.
 
 Each agent (recognised by its system prompt) has a queue of scripted replies; when the
-queue is empty, the agent's default reply is used. A reply is a dict (sent as JSON
+queue is empty, the agent's default reply is used (a test may set its own). A reply is a dict (sent as JSON
 content), a str (sent verbatim as content) or an int (an HTTP error status).
 Every request is recorded, so a test can count what the workers really asked.
 """
@@ -40,6 +40,7 @@ class ScriptedLLM:
     def __init__(self):
         self.script: dict[str, list] = {}
         self.delays: dict[str, float] = {}
+        self.default_replies: dict[str, object] = {}  # an agent's reply once its queue is empty
         self.requests: list[dict] = []  # {"agent", "body", "answered", "fault"}
         self._faults = (0.0, random.Random(0), 0.0)
         self._lock = threading.Lock()
@@ -71,7 +72,10 @@ class ScriptedLLM:
             record = {"agent": agent, "body": body, "answered": False}
             self.requests.append(record)
             queued = self.script.get(agent)
-            reply = queued.pop(0) if queued else default_reply(agent, body)
+            if queued:
+                reply = queued.pop(0)
+            else:
+                reply = self.default_replies.get(agent) or default_reply(agent, body)
             fault = self._draw_fault()
         record["fault"] = fault
         time.sleep(self.delays.get(agent, 0.0) + (self._faults[2] if fault == "hang" else 0.0))

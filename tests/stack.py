@@ -25,6 +25,7 @@ SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks
 FAST_DURABILITY = {
     "AGR_STEP_LEASE_S": "4",
     "AGR_SWEEP_INTERVAL_S": "1",
+    "AGR_LOST_MESSAGE_AFTER_S": "3",
     "AGR_RETRY_BACKOFF_S": "0.2",
     "AGR_LLM_MAX_RETRIES": "1",
     "AGR_LLM_TIMEOUT_S": "30",
@@ -45,12 +46,14 @@ class Stack:
             self.start_role(role)
         time.sleep(0.5)
 
-    def start_role(self, role: str) -> subprocess.Popen:
+    def start_role(self, role: str, queue: str | None = None) -> subprocess.Popen:
+        """Start beat, or a worker of concurrency 1 named `role` on `queue` (default: the
+        queue of that name); a role started again replaces its killed predecessor."""
         log = self.tmp / f"{role}.log"
         if role == "beat":
             proc = processes.start_beat(self.env, log, self.tmp / "beat-schedule")
         else:
-            proc = processes.start_worker(role, self.env, log, concurrency=1)
+            proc = processes.start_worker(queue or role, self.env, log, concurrency=1, name=role)
         self.workers[role] = proc
         return proc
 
@@ -77,6 +80,9 @@ class Stack:
 
     def stop_all(self) -> None:
         processes.stop_all(list(self.workers.values()))
+
+    def log_of(self, role: str) -> str:
+        return (self.tmp / f"{role}.log").read_text()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.tmp.glob("*.log"))

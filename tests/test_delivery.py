@@ -55,3 +55,19 @@ def test_undecodable_audio_fails_its_own_job_after_max_attempts_and_the_rest_suc
     assert str(poison) in bad.error and "not decodable audio" in bad.error
     assert bad.attempts == 3
     assert count_rows(Iteration, job_id=bad.id) == 0
+
+
+def test_a_message_lost_between_delivery_and_claim_is_sent_again_soon(stack, scripted_llm, tmp_path):
+    """A worker killed after taking a message and before claiming its step leaves the step
+    queued in Postgres with its message gone (Redis would hand it back only after its
+    hour-long visibility timeout). Made directly: the step is persisted, never sent."""
+    from api.submission import BatchRequest, create_batch
+
+    stack.configure(llm_base_url=scripted_llm.base_url, requeue_queued_after_s=3600)
+    batch_id, _ = create_batch(BatchRequest("lost", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
+    stack.start()
+    stack.wait_for_batch(batch_id, timeout=60)  # AGR_LOST_MESSAGE_AFTER_S is 3 s here
+
+    (job,) = stack.jobs(batch_id)
+    assert job.status == "succeeded", job.error
+    assert "re-queued 0 lapsed and 1 stale steps" in stack.log_of("reasoning")

@@ -3,6 +3,7 @@ and an LLM server that fails 30% of calls. Each bad item fails its own job with 
 person can act on; the rest complete; nothing hangs."""
 
 import shutil
+import struct
 
 import numpy as np
 import soundfile as sf
@@ -31,7 +32,17 @@ def bad_audio_corpus(folder) -> dict:
     add("noise.mp3", "not decodable audio", np.random.default_rng(1).bytes(20_000))
     sf.write(folder / "absurd.wav", np.zeros(20_000, dtype=np.float32), 1, subtype="PCM_16")  # 5.5 h header
     corpus["absurd.wav"] = (folder / "absurd.wav", "20000.0 s long")
+    add("huge_header.wav", "not decodable audio", riff([b"fmt " + struct.pack("<I", 0xFFFFFF00) + PCM16_MONO_16K]))
     return corpus
+
+
+PCM16_MONO_16K = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)  # a WAV fmt chunk's body
+
+
+def riff(chunks: list[bytes], samples: bytes = b"\0\0" * 16000, data_size: int | None = None) -> bytes:
+    """A WAV file written by hand: the chunks, then a data chunk (of a false size if asked)."""
+    data = b"data" + struct.pack("<I", len(samples) if data_size is None else data_size) + samples
+    return b"RIFF" + struct.pack("<I", 0xFFFFFFF0) + b"WAVE" + b"".join(chunks) + data
 
 
 def test_each_bad_file_fails_its_own_job_and_the_rest_complete(stack, scripted_llm, tmp_path):
@@ -44,6 +55,11 @@ def test_each_bad_file_fails_its_own_job_and_the_rest_complete(stack, scripted_l
     items = [question_item(f"bad-{name}", path) for name, (path, _) in corpus.items()]
     items += [question_item(f"good-{i}", tone_wav(tmp_path / f"good{i}.wav", freq=300 + 50 * i)) for i in range(4)]
     items.append(question_item("good-flac-named-wav", flac_named_wav))
+    # A header claiming 4 GB over one second of samples (as a recorder cut off mid-stream
+    # writes it): the samples that are there are audio.
+    cut_off = tmp_path / "claims_4gb.wav"
+    cut_off.write_bytes(riff([b"fmt " + struct.pack("<I", 16) + PCM16_MONO_16K], data_size=0xFFFFFFE0))
+    items.append(question_item("good-header-claims-4gb", cut_off))
 
     batch_id = stack.submit(items)
     stack.wait_for_batch(batch_id, timeout=FAULTY_BATCH_TIMEOUT_S)

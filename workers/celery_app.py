@@ -7,6 +7,7 @@ from celery import Celery
 from celery.signals import worker_process_init
 
 from core.settings import get_settings
+from models.status import StepKind
 
 PERCEPTION_QUEUE = "perception"  # GPU tools: audio-language models, speech recognition
 PERCEPTION_CPU_QUEUE = "perception-cpu"  # CPU tools, so a GPU never waits on librosa
@@ -21,7 +22,8 @@ def _build_app() -> Celery:
         broker_connection_retry_on_startup=True,
         # Redis re-delivers an unacked message only after this long; it must exceed the
         # longest task or a slow step would run twice. Lost work is the sweeper's job.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={**settings.broker_transport_options,
+                                  "visibility_timeout": settings.visibility_timeout_s},
         task_ignore_result=True,
         task_acks_late=True,  # ack after the step committed, not when it was received
         task_reject_on_worker_lost=True,  # a killed child puts its message back
@@ -48,6 +50,12 @@ def _build_app() -> Celery:
 
 
 app = _build_app()
+
+
+def queue_of(kind: StepKind) -> str:
+    """The queue a step of this kind is sent to."""
+    return {StepKind.PERCEIVE_CPU: PERCEPTION_CPU_QUEUE, StepKind.PERCEIVE_GPU: PERCEPTION_QUEUE}.get(
+        kind, REASONING_QUEUE)
 
 
 @worker_process_init.connect

@@ -8,6 +8,7 @@ will (re)send. Never a message pointing at state that does not exist.
 
 import logging
 
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -43,7 +44,13 @@ def settle(claim: StepClaim, result) -> None:
         fail_attempt(claim, exc)
         return
     if successor is not None:
-        enqueue_step(*successor)
+        try:
+            enqueue_step(*successor)
+        except KombuOperationalError as exc:
+            # The successor is persisted; the broker is down past the send's retries. The
+            # sweeper sends it later (at once if the broker comes back empty). Raising here
+            # would leave the other steps of a GPU batch unsettled.
+            log.warning("step %s committed; its successor's message was not sent: %s", claim.step_id, exc)
 
 
 def _commit(claim: StepClaim, handler, result) -> tuple[int, StepKind] | None:
@@ -127,7 +134,12 @@ def fail_attempt(claim: StepClaim, exc: BaseException) -> None:
     enqueue_step(claim.step_id, claim.kind, countdown=delay)
 
 
+# Ride out a broker restart of a few seconds before giving up a send (kombu's default
+# gives up after ~0.6 s).
+SEND_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+
+
 def enqueue_step(step_id: int, kind: StepKind, countdown: float | None = None) -> None:
     from workers.tasks import task_for
 
-    task_for(kind).apply_async(args=[step_id], countdown=countdown)
+    task_for(kind).apply_async(args=[step_id], countdown=countdown, retry=True, retry_policy=SEND_RETRY_POLICY)
