@@ -1,14 +1,17 @@
 """The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
 
 import logging
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.routes import audio, batches, health, jobs
 
 log = logging.getLogger(__name__)
+CONSOLE_DIR = Path(__file__).parent / "console"
 
 
 def create_app() -> FastAPI:
@@ -20,6 +23,9 @@ def create_app() -> FastAPI:
     )
     for module in (health, audio, batches, jobs):
         app.include_router(module.router)
+    # The audit console: static pages calling the routes above with the user's key.
+    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     return app

@@ -4,6 +4,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.schemas import BatchOut, JobOut, RequestCounts
+from core.scoring import score_item
 from models import Batch, Job, JobStatus
 
 
@@ -35,10 +36,19 @@ def job_out(job: Job) -> JobOut:
         id=job.id, batch_id=job.batch_id, custom_id=job.custom_id, status=job.status,
         question=job.question, choices=job.choices, answer=job.answer, raw_answer=job.raw_answer,
         normalisation=job.normalisation, confidence=job.confidence, reasoning=job.reasoning,
-        reference_answer=job.reference_answer, error=job.error, metadata=job.item_metadata or {},
+        reference_answer=job.reference_answer, correct=correctness(job), error=job.error,
+        metadata=job.item_metadata or {},
         options=job.options or {}, attempts=job.attempts, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
     )
+
+
+def correctness(job: Job) -> bool | None:
+    """The answer right or wrong by the official token rule; None for a job without an
+    answer (running, errored, cancelled) or without a reference answer."""
+    if job.reference_answer is None or job.status != JobStatus.SUCCEEDED:
+        return None
+    return score_item(benchmark_item(job), prediction_of(job)).correct
 
 
 def result_line(job: Job) -> dict:

@@ -85,6 +85,8 @@ class JobOut(BaseModel):
     confidence: float | None
     reasoning: str | None
     reference_answer: str | None
+    correct: bool | None = Field(None, description="the answer against the reference by the benchmarks' "
+                                                   "token rule; null without an answer or a reference")
     error: str | None
     metadata: dict[str, Any]
     options: dict[str, Any]

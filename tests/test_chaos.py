@@ -8,6 +8,7 @@ The bounded version runs in CI; `pytest --soak` runs the long one (1,000 items, 
 
 import json
 import random
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,12 +25,14 @@ from tests.private_services import PrivatePostgres, PrivateRedis, this_process_u
 from tests.stack import Stack, question_item, tone_wav
 
 KILLED_ROLES = ("perception-cpu", "perception", "reasoning")
-MIN_UPTIME_BEFORE_KILL_S = 4.0  # a worker is killed at work, not while it boots
+KILL_AFTER_READY_S = (0.2, 2.5)  # a kill lands this long after the worker said it was ready
 
 # Every job: coarse document (signal facts on the CPU queue, the simulated model on the
 # GPU queue), planner wants more, interaction asks one CPU and one GPU call on a window,
 # round 1, planner re-checks (budget spent), answerer: 8 steps and 4 LLM calls per job.
-CHAOS_SETTINGS = dict(coarse_tools='["signal_facts", "simulated_gpu"]', simulated_gpu_s=0.02,
+# The simulated GPU's 0.2 s per call keeps a 200-item batch running >= 80 s, long enough
+# for its kills to land while it runs.
+CHAOS_SETTINGS = dict(coarse_tools='["signal_facts", "simulated_gpu"]', simulated_gpu_s=0.2,
                       max_attempts=10)  # kills are not poison: no job may run out of tries
 INSUFFICIENT = {"reason": "look again at the start", "sufficient": False, "confidence": 0.2,
                 "missing": ["the first half second"]}
@@ -99,24 +102,36 @@ def llm_calls_per_job(batch_id) -> Counter:
 # --- kill -9 -----------------------------------------------------------------------------
 
 class RandomKiller:
-    """kill -9 a random worker (main process and pool children) at random moments, and
-    start a new one in its place at once, as a supervisor would."""
+    """kill -9 a random worker (main process and pool children) at a random moment of its
+    work, and start a new one in its place at once, as a supervisor would. A worker is
+    killed only after it said it was ready, so every kill lands on a worker taking work,
+    not on one still importing its code."""
 
     def __init__(self, stack: Stack, seed: int):
         self.stack, self.rng = stack, random.Random(seed)
         self.kills: Counter = Counter()
-        self.started = {role: time.monotonic() for role in KILLED_ROLES}
+        self.boots = {role: self._boots(role) for role in KILLED_ROLES}
+        self.due: dict[str, float | None] = dict.fromkeys(KILLED_ROLES)
 
-    def kill_one(self) -> None:
+    def step(self) -> None:
         now = time.monotonic()
-        ready = [r for r in KILLED_ROLES if now - self.started[r] >= MIN_UPTIME_BEFORE_KILL_S]
-        if not ready:
-            return
-        role = self.rng.choice(ready)
+        for role in KILLED_ROLES:
+            if self.due[role] is None and self._boots(role) >= self.boots[role]:
+                self.due[role] = now + self.rng.uniform(*KILL_AFTER_READY_S)
+        due = [role for role, at in self.due.items() if at is not None and at <= now]
+        if due:
+            self._kill(self.rng.choice(due))
+
+    def _kill(self, role: str) -> None:
         self.stack.kill(role)
         self.kills[role] += 1
+        self.boots[role] = self._boots(role) + 1  # eligible again once the new one is ready
+        self.due[role] = None
         self.stack.start_role(role)
-        self.started[role] = time.monotonic()
+
+    def _boots(self, role: str) -> int:
+        """How many workers of this role have said they are ready so far (one line each)."""
+        return len(re.findall(rf"\] {re.escape(role)}@\S+ ready\.", self.stack.log_of(role)))
 
 
 def _batch_done(batch_id) -> bool:
@@ -142,8 +157,8 @@ def test_random_kill_9_of_workers_loses_nothing_and_pays_no_llm_call_twice(stack
     killer = RandomKiller(stack, seed=20261201)
     while sum(killer.kills.values()) < min_kills:
         assert not _batch_done(batch_id), f"the batch finished after only {dict(killer.kills)} kills"
-        time.sleep(killer.rng.uniform(0.3, 1.5))
-        killer.kill_one()
+        killer.step()
+        time.sleep(0.1)
     print(f"kills while the batch ran: {dict(killer.kills)}")
     stack.wait_for_batch(batch_id, timeout=900 if soak else 420)
 

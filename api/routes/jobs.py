@@ -1,8 +1,11 @@
-"""/v1/jobs: one job's status and answer, and its whole evidence chain."""
+"""/v1/jobs: one job's status and answer, its whole evidence chain, and its audio."""
 
+import mimetypes
+from pathlib import Path
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from api.deps import CallerDep, SessionDep
@@ -26,6 +29,17 @@ def evidence(job_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
     LLM calls with prompts, replies, tokens and latency, and every step's timing."""
     job = _owned(session, caller.tenant_id, job_id)
     return {"job": job_out(job).model_dump(mode="json"), **evidence_chain(session, job)}
+
+
+@router.get("/{job_id}/audio", responses={**NOT_FOUND, 200: {"content": {"audio/*": {}}}})
+def audio(job_id: UUID, session: SessionDep, caller: CallerDep) -> FileResponse:
+    """The job's audio as it was submitted, for listening to the spans its evidence cites."""
+    job = _owned(session, caller.tenant_id, job_id)
+    path = Path(job.audio.path)
+    if not path.is_file():
+        raise HTTPException(404, f"the audio of job {job_id} is no longer on the server")
+    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type)
 
 
 def _owned(session, tenant_id, job_id: UUID) -> Job:
