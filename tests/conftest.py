@@ -50,15 +50,31 @@ def database_url():
 
 
 @pytest.fixture
-def broker_url():
+def broker_url(database_url):
     from workers.sweeper import BROKER_MARKER_KEY
 
+    _cancel_earlier_tests_unfinished_jobs()
     broker = redis.Redis.from_url(BROKER_URL)
     broker.flushdb()  # no message of an earlier test leaks in
     # Emptied on purpose, not lost: without the marker the first sweep would re-send every
     # queued step in the shared test database, earlier tests' leftovers included.
     broker.set(BROKER_MARKER_KEY, "1")
     return BROKER_URL
+
+
+def _cancel_earlier_tests_unfinished_jobs() -> None:
+    """The tests share one database, and the sweeper re-sends any unfinished job's lost
+    messages: a batch an earlier test left queued (an API test without workers, say) would
+    be worked on by this test's workers, with this test's LLM. Cancelled, it is left alone."""
+    from sqlalchemy import update
+
+    from models import Job, JobStatus
+    from models.db import session_scope
+    from models.status import TERMINAL_JOB_STATUSES
+
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.status.not_in(TERMINAL_JOB_STATUSES))
+                        .values(status=JobStatus.CANCELLED, error="left unfinished by an earlier test"))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import func, select
 
 from models import Batch, Iteration, Job, JobStatus, LLMCall, ToolCall
@@ -28,6 +29,7 @@ def _batch(name: str) -> Batch | None:
         return session.scalar(select(Batch).where(Batch.name == name))
 
 
+@pytest.mark.timeout(E2E_TIMEOUT_S + 60)
 def test_devset_batch_through_the_real_stack(database_url, broker_url, devset, tmp_path):
     run = _agr("run", str(devset / "meta.jsonl"), "--max-iters", "1", "--name", "e2e-devset",
                data_dir=tmp_path, timeout=E2E_TIMEOUT_S)
