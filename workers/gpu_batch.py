@@ -5,18 +5,37 @@ worker claims up to `gpu_batch_size` of them (each claim is the usual fenced lea
 step's own message, arriving later, finds it running or done and does nothing), runs
 their model calls as padded batches, then settles each step on its own: one job's bad
 audio fails that job's step only.
+
+While steps are waiting it keeps going, as a pipeline: as one batch computes, a helper
+thread claims and prepares the next (Postgres, decoding) and another finishes and settles
+the last (its results, commits, successors' messages), so the model does not sit idle
+through Postgres round trips. It returns to Celery once the queue is empty or after
+`DRAIN_FOR_S`.
 """
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
 from core.settings import get_settings
-from models import Step, StepKind, StepStatus
+from models import Job, Step, StepKind, StepStatus
 from models.db import session_scope
-from workers.step_claim import StepClaim, claim_step, lease_heartbeat
+from models.status import TERMINAL_JOB_STATUSES
+from workers.step_claim import LeaseRenewal, StepClaim, claim_step
 from workers.step_runner import fail_attempt, settle
 from workers.steps import perceive_gpu
+
+DRAIN_FOR_S = 30.0
+
+
+@dataclass
+class TakenBatch:
+    """Claimed steps, their leases renewed until they are settled, ready for the model."""
+
+    renewal: LeaseRenewal
+    batch: perceive_gpu.GpuBatch
 
 
 def run_gpu_steps(step_id: int) -> None:
@@ -24,25 +43,60 @@ def run_gpu_steps(step_id: int) -> None:
     if first is None:
         return
     settings = get_settings()
-    claims = [first] + claim_waiting(settings.gpu_batch_size - 1, settings.gpu_batch_wait_s, exclude=step_id)
-    with lease_heartbeat(*claims):
-        outcomes = perceive_gpu.execute_many(claims, settings.gpu_batch_size)
-    for claim in claims:
-        outcome = outcomes[claim.step_id]
-        if isinstance(outcome, Exception):
-            fail_attempt(claim, outcome)
-        else:
-            settle(claim, outcome)
+    claims = [first] + claim_waiting(settings.gpu_batch_size - 1, settings.gpu_batch_wait_s, exclude={step_id})
+    current: TakenBatch | None = take(claims, settings.gpu_batch_size)
+    draining_until = time.monotonic() + DRAIN_FOR_S
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-io") as helpers:
+        settling: Future | None = None
+        while current is not None:
+            upcoming = helpers.submit(take_waiting, settings.gpu_batch_size) if time.monotonic() < draining_until else None
+            computed = perceive_gpu.compute(current.batch)
+            if settling is not None:
+                settling.result()  # a failure to settle (the database gone) is this task's
+            settling = helpers.submit(finish_and_settle, current, computed)
+            current = upcoming.result() if upcoming is not None else None
+        if settling is not None:
+            settling.result()
 
 
-def claim_waiting(limit: int, wait_s: float, exclude: int) -> list[StepClaim]:
+def take_waiting(batch_size: int) -> TakenBatch | None:
+    claims = claim_waiting(batch_size, 0.0)
+    return take(claims, batch_size) if claims else None
+
+
+def take(claims: list[StepClaim], batch_size: int) -> TakenBatch:
+    renewal = LeaseRenewal(claims).start()
+    try:
+        return TakenBatch(renewal, perceive_gpu.prepare(claims, batch_size))
+    except BaseException:
+        renewal.stop()
+        raise
+
+
+def finish_and_settle(taken: TakenBatch, computed: list) -> None:
+    """Store the batch's results, then commit each step with its successor (or record its
+    failure); the leases stay renewed until the last step is settled."""
+    try:
+        outcomes = perceive_gpu.finish(taken.batch, computed)
+        for claim in taken.batch.claims:
+            outcome = outcomes[claim.step_id]
+            if isinstance(outcome, Exception):
+                fail_attempt(claim, outcome)
+            else:
+                settle(claim, outcome)
+    finally:
+        taken.renewal.stop()
+
+
+def claim_waiting(limit: int, wait_s: float, exclude: frozenset[int] = frozenset()) -> list[StepClaim]:
     """Claim up to `limit` queued GPU steps, waiting up to `wait_s` for them to appear."""
     claims: list[StepClaim] = []
+    tried = set(exclude)  # claimed, or refused (another worker took it first)
     deadline = time.monotonic() + wait_s
     while len(claims) < limit:
-        taken = {c.step_id for c in claims} | {exclude}
-        for candidate in _queued_gpu_steps(limit - len(claims), taken):
-            claim = claim_step(candidate)  # None: another worker took it first
+        for candidate in _queued_gpu_steps(limit - len(claims), tried):
+            tried.add(candidate)
+            claim = claim_step(candidate)
             if claim is not None:
                 claims.append(claim)
         if len(claims) >= limit or time.monotonic() >= deadline:
@@ -56,8 +110,9 @@ def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
         return list(
             session.scalars(
                 select(Step.id)
+                .join(Job, Job.id == Step.job_id)
                 .where(Step.kind == StepKind.PERCEIVE_GPU, Step.status == StepStatus.QUEUED,
-                       Step.id.not_in(exclude))
+                       Job.status.not_in(TERMINAL_JOB_STATUSES), Step.id.not_in(exclude))
                 .order_by(Step.id)
                 .limit(limit)
             )

@@ -85,27 +85,41 @@ def fenced(claim: StepClaim):
     )
 
 
-@contextmanager
-def lease_heartbeat(*claims: StepClaim) -> Iterator[None]:
-    """Renew the leases in the background while the steps work, so a long step is not
-    mistaken for a dead one; a killed process stops renewing and the sweeper notices."""
-    lease_s = get_settings().step_lease_s
-    stop = threading.Event()
+class LeaseRenewal:
+    """Renews the leases in the background while the steps work, so a long step is not
+    mistaken for a dead one; a killed process stops renewing and the sweeper notices.
+    Started and stopped explicitly where the work spans threads (workers/gpu_batch.py)."""
 
-    def renew() -> None:
-        while not stop.wait(lease_s / 3):
+    def __init__(self, claims: list[StepClaim]):
+        self.claims = list(claims)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.claims[0].step_id}", daemon=True)
+
+    def start(self) -> "LeaseRenewal":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _renew(self) -> None:
+        lease_s = get_settings().step_lease_s
+        while not self._stop.wait(lease_s / 3):
             with session_scope() as session:
-                for claim in claims:
+                for claim in self.claims:
                     session.execute(
                         update(Step)
                         .where(fenced(claim))
                         .values(lease_expires_at=func.now() + timedelta(seconds=lease_s))
                     )
 
-    thread = threading.Thread(target=renew, name=f"lease-{claims[0].step_id}", daemon=True)
-    thread.start()
+
+@contextmanager
+def lease_heartbeat(*claims: StepClaim) -> Iterator[None]:
+    """The leases renewed for the duration of the block."""
+    renewal = LeaseRenewal(list(claims)).start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join(timeout=5)
+        renewal.stop()

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import redis
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from core.broker_redis import broker_redis
 from core.settings import get_settings
@@ -113,19 +114,23 @@ def _queued_whose_message_is_lost(broker: BrokerView):
 
 def _take(session, conditions, reset_to_queued: bool) -> list[tuple[int, StepKind]]:
     rows = session.execute(
-        select(Step.id, Step.kind, Step.attempts)
+        select(Step.id, Step.kind)
         .join(Job, Job.id == Step.job_id)
         .where(*conditions, Job.status.not_in(TERMINAL_JOB_STATUSES))
         .with_for_update(of=Step, skip_locked=True)  # never block a worker's claim
     ).all()
-    for step_id, kind, attempts in rows:
-        values = {"updated_at": func.now()}  # one re-send per period, not one per sweep
-        if reset_to_queued:
-            values |= {
-                "status": StepStatus.QUEUED,
-                "lease_expires_at": None,
-                "last_error": f"attempt {attempts} of the {kind} step never finished: "
-                "its worker died or stopped renewing its lease",
-            }
-        session.execute(update(Step).where(Step.id == step_id).values(**values))
-    return [(step_id, kind) for step_id, kind, _ in rows]
+    if not rows:
+        return []
+    values = {"updated_at": func.now()}  # one re-send per period, not one per sweep
+    if reset_to_queued:
+        values |= {
+            "status": StepStatus.QUEUED,
+            "lease_expires_at": None,
+            "last_error": func.concat("attempt ", Step.attempts, " of the ", Step.kind, " step never "
+                                      "finished: its worker died or stopped renewing its lease"),
+        }
+    # One statement for them all: after a broker loss that is every queued step, and the
+    # rows stay locked (workers' claims wait) until this transaction ends.
+    ids = bindparam("ids", [step_id for step_id, _ in rows], type_=ARRAY(BigInteger))
+    session.execute(update(Step).where(Step.id == any_(ids)).values(**values))
+    return [(step_id, kind) for step_id, kind in rows]

@@ -3,14 +3,16 @@
 A GPU worker runs several jobs' GPU steps at once (workers/gpu_batch.py): the pending
 calls of tools that share a batch runner (the routes of one audio-language model) go
 through it together, in chunks of at most `batch_size`; a failure belongs to the jobs
-whose calls were in the failing chunk, not to the whole batch.
+whose calls were in the failing chunk, not to the whole batch. The work comes in three
+phases, prepare (Postgres, decoding), compute (the model) and finish (Postgres), so the
+worker can keep the model busy with one batch while it prepares or finishes another.
 """
 
 import time
 from dataclasses import dataclass
 from itertools import groupby
 
-from workers.perception.audio_io import BadAudioError
+from workers.perception.audio_io import AudioClip, BadAudioError
 from workers.perception.executor import PlannedCall
 from workers.perception.tools import TOOLS, ToolResult
 from workers.steps.perception_round import Round, write_iteration
@@ -30,6 +32,26 @@ class PendingCall:
     call: PlannedCall
 
 
+@dataclass
+class GpuBatch:
+    """Claimed GPU steps made ready for the model: their rounds loaded, the calls still to
+    run found (stored and cached results are reused) and their audio decoded. Preparing
+    and finishing one (Postgres, decoding) can run beside another batch's computing."""
+
+    claims: list
+    rounds: dict[int, Round]
+    outcomes: dict[int, GpuRoundResult | Exception]  # failures so far; results once finished
+    singles: list[PendingCall]  # calls of GPU tools without a batch runner
+    chunks: list[list[tuple[PendingCall, AudioClip]]]  # one forward pass each
+
+
+@dataclass(frozen=True)
+class ComputedChunk:
+    calls: list[PendingCall]
+    results: list[ToolResult]
+    latency_ms: float
+
+
 def execute(claim) -> GpuRoundResult:
     outcome = execute_many([claim], batch_size=1)[claim.step_id]
     if isinstance(outcome, Exception):
@@ -39,24 +61,58 @@ def execute(claim) -> GpuRoundResult:
 
 def execute_many(claims, batch_size: int) -> dict[int, GpuRoundResult | Exception]:
     """Each claimed step's result, or the exception that failed it."""
+    batch = prepare(claims, batch_size)
+    return finish(batch, compute(batch))
+
+
+def prepare(claims, batch_size: int) -> GpuBatch:
     outcomes: dict[int, GpuRoundResult | Exception] = {}
     rounds = {c.step_id: _attempt(outcomes, c.step_id, lambda c=c: Round(c)) for c in claims}
     pending: list[PendingCall] = []
     for step_id, round_ in rounds.items():
-        todo = _attempt(outcomes, step_id, lambda r=round_: r.executor.pending(r.calls, device="gpu"))
-        pending += [PendingCall(step_id, round_, i, call) for i, call in todo or []]
-    batchable = [p for p in pending if TOOLS[p.call.tool].run_batch is not None]
-    for p in pending:
-        if p not in batchable and p.step_id not in outcomes:
-            _attempt(outcomes, p.step_id, lambda p=p: p.round.executor.compute(p.index, p.call))
-    for _, group in groupby(sorted(batchable, key=_runner_id), key=_runner_id):
-        group = list(group)
-        for start in range(0, len(group), batch_size):
-            _run_chunk([p for p in group[start : start + batch_size] if p.step_id not in outcomes], outcomes)
-    for step_id, round_ in rounds.items():
         if step_id not in outcomes:
-            _attempt(outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence(), r.pipeline), keep=True)
-    return outcomes
+            todo = _attempt(outcomes, step_id, lambda r=round_: r.executor.pending(r.calls, device="gpu"))
+            pending += [PendingCall(step_id, round_, i, call) for i, call in todo or []]
+    singles = [p for p in pending if TOOLS[p.call.tool].run_batch is None]
+    chunks = []
+    batchable = [p for p in pending if TOOLS[p.call.tool].run_batch is not None]
+    for _, group in groupby(sorted(batchable, key=_runner_id), key=_runner_id):
+        runnable = _decoded(list(group), outcomes)
+        chunks += [runnable[start : start + batch_size] for start in range(0, len(runnable), batch_size)]
+    return GpuBatch(list(claims), rounds, outcomes, singles, chunks)
+
+
+def compute(batch: GpuBatch) -> list[ComputedChunk]:
+    """The model's part: a forward pass per chunk (a failure belongs to that chunk's jobs)."""
+    outcomes = batch.outcomes
+    for p in batch.singles:
+        if p.step_id not in outcomes:
+            _attempt(outcomes, p.step_id, lambda p=p: p.round.executor.compute(p.index, p.call))
+    computed = []
+    for chunk in batch.chunks:
+        chunk = [(p, clip) for p, clip in chunk if p.step_id not in outcomes]
+        if not chunk:
+            continue
+        started = time.perf_counter()
+        try:
+            results = TOOLS[chunk[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
+        except Exception as exc:
+            for p, _ in chunk:
+                outcomes.setdefault(p.step_id, exc)
+            continue
+        computed.append(ComputedChunk([p for p, _ in chunk], results, (time.perf_counter() - started) * 1000))
+    return computed
+
+
+def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, GpuRoundResult | Exception]:
+    """Store every result on its own job's round, then each round's evidence."""
+    for chunk in computed:
+        for p, result in zip(chunk.calls, chunk.results, strict=True):
+            p.round.executor.save(p.index, p.call, result, None, chunk.latency_ms, batch_size=len(chunk.calls))
+    for step_id, round_ in batch.rounds.items():
+        if step_id not in batch.outcomes:
+            _attempt(batch.outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence(), r.pipeline), keep=True)
+    return batch.outcomes
 
 
 def commit(session, claim, result: GpuRoundResult):
@@ -67,28 +123,19 @@ def _runner_id(p: PendingCall) -> int:
     return id(TOOLS[p.call.tool].run_batch)
 
 
-def _run_chunk(chunk: list[PendingCall], outcomes: dict) -> None:
-    """One forward pass for the chunk; each result is stored on its own job's round."""
+def _decoded(calls: list[PendingCall], outcomes: dict) -> list[tuple[PendingCall, AudioClip]]:
+    """Each call with its audio window, decoded now so the forward pass does not wait on it."""
     runnable = []
-    for p in chunk:
+    for p in calls:
+        if p.step_id in outcomes:
+            continue
         try:
             runnable.append((p, p.round.executor.clip_for(p.call)))
         except BadAudioError as exc:  # a window outside the clip: that call's error only
             p.round.executor.save(p.index, p.call, ToolResult({}, f"tool error: {exc}"), str(exc), 0.0)
         except Exception as exc:  # undecodable audio: that job's step fails
             outcomes[p.step_id] = exc
-    if not runnable:
-        return
-    started = time.perf_counter()
-    try:
-        results = TOOLS[runnable[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in runnable])
-    except Exception as exc:
-        for p, _ in runnable:
-            outcomes.setdefault(p.step_id, exc)
-        return
-    latency_ms = (time.perf_counter() - started) * 1000
-    for (p, _), result in zip(runnable, results, strict=True):
-        p.round.executor.save(p.index, p.call, result, None, latency_ms, batch_size=len(runnable))
+    return runnable
 
 
 def _attempt(outcomes: dict, step_id: int, work, keep: bool = False):
