@@ -90,7 +90,9 @@ def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
     from api.submission import submit
     from api.batch_view import batch_progress
 
-    workers = start_workers(log_dir / "ours", app=processes.CELERY_APP, queues=("perception", "reasoning"))
+    # One perception worker takes both perception queues: the bench's only tool (signal facts)
+    # runs on the CPU queue, and a round without GPU calls has no GPU step.
+    workers = start_workers(log_dir / "ours", app=processes.CELERY_APP, queues=("perception-cpu,perception", "reasoning"))
     workers["beat"] = processes.start_beat(dict(os.environ), log_dir / "ours" / "beat.log", log_dir / "beat-schedule")
     try:
         def batch(name, count):
@@ -176,7 +178,8 @@ def start_workers(log_dir: Path, app: str, queues: tuple[str, str]) -> dict:
     perception, reasoning = queues
     env = dict(os.environ)
     return {
-        "perception": processes.start_worker(perception, env, log_dir / "perception.log", 1, name=perception, app=app),
+        "perception": processes.start_worker(perception, env, log_dir / "perception.log", 1,
+                                             name=perception.split(",")[0], app=app),
         "reasoning": processes.start_worker(reasoning, env, log_dir / "reasoning.log",
                                             get_settings().reasoning_concurrency, name=reasoning, app=app),
     }
