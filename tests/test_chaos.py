@@ -59,7 +59,8 @@ def assert_nothing_lost_or_doubled(batch_id) -> None:
     with session_scope() as session:
         statuses = Counter(session.scalars(select(Job.status).where(Job.batch_id == batch_id)))
         jobs = sum(statuses.values())
-        assert statuses == {JobStatus.SUCCEEDED: jobs}, statuses
+        errors = Counter(session.scalars(select(Job.error).where(Job.batch_id == batch_id, Job.error.is_not(None))))
+        assert statuses == {JobStatus.SUCCEEDED: jobs}, (statuses, errors.most_common(5))
         for model, key in ((Step, (Step.job_id, Step.iteration, Step.kind)),
                            (Iteration, (Iteration.job_id, Iteration.index)),
                            (ToolCall, (ToolCall.job_id, ToolCall.iteration, ToolCall.call_index)),

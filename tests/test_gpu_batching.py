@@ -28,7 +28,8 @@ def _wait_for_queued_gpu_steps(count: int, stack, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-def test_queued_gpu_steps_of_different_jobs_share_a_forward_pass(stack, scripted_llm, tmp_path):
+def _queue_gpu_steps_of_distinct_jobs(stack, scripted_llm, tmp_path) -> str:
+    """Queues JOBS caption steps with the GPU worker still down, and returns the batch id."""
     alm_dir = build_tiny_qwen2_audio(tmp_path / "tiny-alm")
     stack.configure(
         llm_base_url=scripted_llm.base_url, alm_model=str(alm_dir), alm_device="cpu", alm_max_new_tokens=6,
@@ -39,16 +40,25 @@ def test_queued_gpu_steps_of_different_jobs_share_a_forward_pass(stack, scripted
     stack.start("perception-cpu", "reasoning", "beat")  # the GPU worker comes later
     batch_id = stack.submit(items, max_iters=0)
     _wait_for_queued_gpu_steps(JOBS, stack)
+    return batch_id
+
+
+def _caption_calls(batch_id) -> list:
+    with session_scope() as session:
+        return session.execute(
+            select(Job.custom_id, ToolCall.tool, ToolCall.device, ToolCall.batch_size, ToolCall.text)
+            .join(Job, Job.id == ToolCall.job_id).where(Job.batch_id == batch_id)
+        ).all()
+
+
+def test_queued_gpu_steps_of_different_jobs_share_a_forward_pass(stack, scripted_llm, tmp_path):
+    batch_id = _queue_gpu_steps_of_distinct_jobs(stack, scripted_llm, tmp_path)
     stack.start_role("perception")
     stack.wait_for_batch(batch_id, timeout=300)
 
     jobs = stack.jobs(batch_id)
     assert [j.status for j in jobs] == ["succeeded"] * JOBS, stack.job_summary(batch_id)
-    with session_scope() as session:
-        calls = session.execute(
-            select(Job.custom_id, ToolCall.tool, ToolCall.device, ToolCall.batch_size, ToolCall.text)
-            .join(Job, Job.id == ToolCall.job_id).where(Job.batch_id == batch_id)
-        ).all()
+    calls = _caption_calls(batch_id)
     captions = [c for c in calls if c.tool == "caption"]
     assert sorted(c.custom_id for c in captions) == sorted(f"q{i}" for i in range(JOBS))  # one per job
     assert [c.batch_size for c in captions] == [BATCH] * JOBS  # two full passes of four
@@ -57,3 +67,25 @@ def test_queued_gpu_steps_of_different_jobs_share_a_forward_pass(stack, scripted
     worker_logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
     assert "workers.tasks.perceive_cpu[" in worker_logs["perception-cpu.log"]  # "Task NAME[id] received"
     assert "workers.tasks.perceive_cpu[" not in worker_logs["perception.log"]
+
+
+def test_a_gpu_step_whose_worker_died_under_it_runs_alone(stack, scripted_llm, tmp_path):
+    """If a step's input is what kills the worker, batching it again would charge every
+    batch-mate an attempt per crash; so a step tried before gets a forward pass of its own."""
+    batch_id = _queue_gpu_steps_of_distinct_jobs(stack, scripted_llm, tmp_path)
+    with session_scope() as session:  # what the claim leaves after a worker died mid-step
+        suspect = session.scalars(
+            select(Step).join(Job, Job.id == Step.job_id)
+            .where(Job.batch_id == batch_id, Job.custom_id == "q2", Step.kind == "perceive_gpu")
+        ).one()
+        suspect.attempts = 1
+        suspect.last_error = "attempt 1 of the perceive_gpu step never finished"
+    stack.start_role("perception")
+    stack.wait_for_batch(batch_id, timeout=300)
+
+    jobs = stack.jobs(batch_id)
+    assert [j.status for j in jobs] == ["succeeded"] * JOBS, stack.job_summary(batch_id)
+    sizes = {c.custom_id: c.batch_size for c in _caption_calls(batch_id) if c.tool == "caption"}
+    assert sizes.pop("q2") == 1
+    # The seven others: one full pass of four, then the three left.
+    assert sorted(sizes.values()) == [3, 3, 3, BATCH, BATCH, BATCH, BATCH], sizes

@@ -6,6 +6,10 @@ step's own message, arriving later, finds it running or done and does nothing), 
 their model calls as padded batches, then settles each step on its own: one job's bad
 audio fails that job's step only.
 
+A step that was tried before (its worker died under it, or it failed) is not batched: it
+runs alone when its own message comes, so a poison input cannot use up its batch-mates'
+attempts.
+
 While steps are waiting it keeps going, as a pipeline: as one batch computes, a helper
 thread claims and prepares the next (Postgres, decoding) and another finishes and settles
 the last (its results, commits, successors' messages), so the model does not sit idle
@@ -43,9 +47,15 @@ def run_gpu_steps(step_id: int) -> None:
     if first is None:
         return
     settings = get_settings()
-    claims = [first] + claim_waiting(settings.gpu_batch_size - 1, settings.gpu_batch_wait_s, exclude={step_id})
+    if first.attempt > 1:
+        # Tried before, and it died or failed: alone, so if its input is what crashes the
+        # worker, it is the only step charged with the crash, and innocent batch-mates do not
+        # run out of attempts beside it.
+        claims, draining_until = [first], 0.0
+    else:
+        claims = [first] + claim_waiting(settings.gpu_batch_size - 1, settings.gpu_batch_wait_s, exclude={step_id})
+        draining_until = time.monotonic() + DRAIN_FOR_S
     current: TakenBatch | None = take(claims, settings.gpu_batch_size)
-    draining_until = time.monotonic() + DRAIN_FOR_S
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-io") as helpers:
         settling: Future | None = None
         while current is not None:
@@ -112,6 +122,7 @@ def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
                 select(Step.id)
                 .join(Job, Job.id == Step.job_id)
                 .where(Step.kind == StepKind.PERCEIVE_GPU, Step.status == StepStatus.QUEUED,
+                       Step.attempts == 0,  # a step tried before runs alone, by its own message
                        Job.status.not_in(TERMINAL_JOB_STATUSES), Step.id.not_in(exclude))
                 .order_by(Step.id)
                 .limit(limit)
