@@ -41,8 +41,10 @@ const pct = (x) => (x === null || x === undefined ? "—" : `${(100 * x).toFixed
 const badge = (status) => h("span", {class: `badge ${status}`}, status);
 const pretty = (value) => h("pre", {}, typeof value === "string" ? value : JSON.stringify(value, null, 2));
 
+const withKey = (key) => ({headers: {Authorization: `Bearer ${key}`}});
+
 async function api(path) {
-  const response = await fetch(path, {headers: {Authorization: `Bearer ${sessionStorage.getItem(KEY_STORAGE)}`}});
+  const response = await fetch(path, withKey(sessionStorage.getItem(KEY_STORAGE)));
   if (response.status === 401) {
     sessionStorage.removeItem(KEY_STORAGE);
     showKeyForm("That API key was refused; enter a valid one.");
@@ -84,7 +86,7 @@ function showKeyForm(message) {
   const problem = h("p", {class: "error"}, message || "");
   const form = h("form", {class: "key", onsubmit: async (event) => {
     event.preventDefault();
-    const probe = await fetch("/v1/batches?limit=1", {headers: {Authorization: `Bearer ${input.value.trim()}`}});
+    const probe = await fetch("/v1/batches?limit=1", withKey(input.value.trim()));
     if (probe.status === 401) { problem.textContent = "That API key was refused."; return; }
     sessionStorage.setItem(KEY_STORAGE, input.value.trim());
     route();
