@@ -18,6 +18,7 @@ through Postgres round trips. It returns to Celery once the queue is empty or af
 """
 
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ def finish_and_settle(taken: TakenBatch, computed: list) -> None:
         taken.renewal.stop()
 
 
-def claim_waiting(limit: int, wait_s: float, exclude: frozenset[int] = frozenset()) -> list[StepClaim]:
+def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> list[StepClaim]:
     """Claim up to `limit` queued GPU steps, waiting up to `wait_s` for them to appear."""
     claims: list[StepClaim] = []
     tried = set(exclude)  # claimed, or refused (another worker took it first)
