@@ -14,7 +14,7 @@ from sqlalchemy import case, func, select
 from core.broker_redis import broker_redis
 from models import Batch, Job, LLMCall, Step, StepStatus, ToolCall
 from models.db import session_scope
-from workers.celery_app import PERCEPTION_CPU_QUEUE, PERCEPTION_QUEUE, REASONING_QUEUE
+from workers.routing import QUEUES
 
 log = logging.getLogger(__name__)
 STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -37,7 +37,7 @@ def _queue_depth() -> GaugeMetricFamily:
     gauge = GaugeMetricFamily("agr_queue_depth", "messages waiting in each broker queue", labels=["queue"])
     try:
         client = broker_redis()
-        for queue in (PERCEPTION_QUEUE, PERCEPTION_CPU_QUEUE, REASONING_QUEUE):
+        for queue in QUEUES:
             gauge.add_metric([queue], client.llen(queue))
     except redis.RedisError as exc:
         log.warning("queue depth unavailable: %s", exc)

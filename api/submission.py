@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from api.batch_input import Item
 from models import AudioAsset, Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
+from workers.dispatch import send_step
 from workers.perception.audio_io import file_sha256
 
 
@@ -99,10 +100,8 @@ def upsert_asset(session, path: Path) -> AudioAsset:
 
 
 def enqueue_first_steps(step_ids: list[int]) -> None:
-    from workers.step_runner import enqueue_step
-
     for step_id in step_ids:
-        enqueue_step(step_id, StepKind.PERCEIVE_CPU)
+        send_step(step_id, StepKind.PERCEIVE_CPU)
 
 
 def submit(name: str, items: list[Item], options: dict, source: str | None = None) -> UUID:

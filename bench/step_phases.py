@@ -53,7 +53,7 @@ def instrument(clock: PhaseClock) -> None:
 
     clock.time("claim", step_runner, "claim_step")
     clock.time("commit (fenced, with successor)", step_runner, "_commit")
-    clock.time("enqueue", step_runner, "enqueue_step")
+    clock.time("enqueue", step_runner, "send_step")
     clock.time("stored LLM reply lookup", agent_call, "_stored")
     clock.time("LLM HTTP call", agent_call.reasoner_client(), "complete_json")
     for module in (answer, interact, perception_round, plan):

@@ -43,12 +43,6 @@ class StepKind(enum.StrEnum):
     INTERACT = "interact"  # interaction agent turns what is missing into tool calls
     ANSWER = "answer"  # answering agent picks a choice; normalisation maps it
 
-    @property
-    def queue(self) -> str:
-        return {StepKind.PERCEIVE_CPU: "perception-cpu", StepKind.PERCEIVE_GPU: "perception"}.get(
-            self, "reasoning"
-        )
-
 
 class StepStatus(enum.StrEnum):
     QUEUED = "queued"  # persisted and (re)enqueued; not yet claimed

@@ -46,10 +46,10 @@ class PrivateRedis:
 
     def pending_messages(self) -> int:
         """Messages waiting in the stack's queues plus those delivered and not yet acked."""
-        from workers.celery_app import PERCEPTION_CPU_QUEUE, PERCEPTION_QUEUE, REASONING_QUEUE
+        from workers.routing import QUEUES
 
         client = redis.Redis(port=self.port)
-        queued = sum(client.llen(q) for q in (PERCEPTION_CPU_QUEUE, PERCEPTION_QUEUE, REASONING_QUEUE))
+        queued = sum(client.llen(q) for q in QUEUES)
         return queued + client.hlen("unacked")
 
     def stop(self) -> None:

@@ -7,7 +7,7 @@ from models.db import session_scope
 from models.status import StepKind
 from tests.stack import count_rows, question_item, tone_wav
 from workers.perception.tools import coarse_tools
-from workers.step_runner import enqueue_step
+from workers.dispatch import send_step
 
 
 def test_the_same_message_delivered_twice_leaves_one_row_per_step(stack, scripted_llm, tmp_path):
@@ -16,8 +16,8 @@ def test_the_same_message_delivered_twice_leaves_one_row_per_step(stack, scripte
     stack.configure(llm_base_url=scripted_llm.base_url)
     batch_id, (step_id,) = create_batch(BatchRequest("dup", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
     # Both copies sit in the queue before any worker starts, so both are delivered.
-    enqueue_step(step_id, StepKind.PERCEIVE_CPU)
-    enqueue_step(step_id, StepKind.PERCEIVE_CPU)
+    send_step(step_id, StepKind.PERCEIVE_CPU)
+    send_step(step_id, StepKind.PERCEIVE_CPU)
     stack.start()
     stack.wait_for_batch(batch_id)
     (job,) = stack.jobs(batch_id)

@@ -13,7 +13,7 @@ from models import Iteration, Job, LLMCall, Step, ToolCall
 from models.db import session_scope
 from models.status import StepKind
 from tests.stack import question_item, tone_wav
-from workers.step_runner import enqueue_step
+from workers.dispatch import send_step
 
 
 def _long_speech(devset, path):
@@ -113,7 +113,7 @@ def test_replaying_a_step_whose_reply_is_stored_pays_nothing(stack, scripted_llm
 
     with session_scope() as session:
         session.get(Batch, batch).status = "in_progress"
-    enqueue_step(answer_step.id, StepKind.ANSWER)
+    send_step(answer_step.id, StepKind.ANSWER)
     stack.wait_for_batch(batch_id)
 
     (again,) = stack.jobs(batch_id)

@@ -4,14 +4,10 @@ Messages carry step ids only; Postgres holds all state. Results are ignored.
 """
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from core.settings import get_settings
-from models.status import StepKind
-
-PERCEPTION_QUEUE = "perception"  # GPU tools: audio-language models, speech recognition
-PERCEPTION_CPU_QUEUE = "perception-cpu"  # CPU tools, so a GPU never waits on librosa
-REASONING_QUEUE = "reasoning"
+from workers.routing import REASONING_QUEUE, SWEEP_ROUTE, task_routes
 
 
 def _build_app() -> Celery:
@@ -30,15 +26,10 @@ def _build_app() -> Celery:
         worker_prefetch_multiplier=1,  # a GPU worker must not hoard messages it cannot start
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=REASONING_QUEUE,
-        task_routes={
-            "workers.tasks.perceive_cpu": {"queue": PERCEPTION_CPU_QUEUE},
-            "workers.tasks.perceive_gpu": {"queue": PERCEPTION_QUEUE},
-            "workers.tasks.reason": {"queue": REASONING_QUEUE},
-            "workers.tasks.sweep": {"queue": REASONING_QUEUE},
-        },
+        task_routes=task_routes(),
         beat_schedule={
             "sweep-expired-leases": {
-                "task": "workers.tasks.sweep",
+                "task": SWEEP_ROUTE.task,
                 "schedule": settings.sweep_interval_s,
                 # A sweep older than one interval is superseded by the next one.
                 "options": {"expires": settings.sweep_interval_s},
@@ -52,12 +43,6 @@ def _build_app() -> Celery:
 app = _build_app()
 
 
-def queue_of(kind: StepKind) -> str:
-    """The queue a step of this kind is sent to."""
-    return {StepKind.PERCEIVE_CPU: PERCEPTION_CPU_QUEUE, StepKind.PERCEIVE_GPU: PERCEPTION_QUEUE}.get(
-        kind, REASONING_QUEUE)
-
-
 @worker_process_init.connect
 def _after_fork(**_kwargs) -> None:
     # Each pool process builds its own database engine; models load lazily on first use,
@@ -65,3 +50,14 @@ def _after_fork(**_kwargs) -> None:
     from models.db import reset_after_fork
 
     reset_after_fork()
+
+
+@worker_init.connect
+def _size_database_pool(sender, **_kwargs) -> None:
+    # A thread-pool worker (the reasoning role) runs its tasks in this one process: its
+    # database pool must serve all of them. Prefork children keep the small default.
+    pool = sender.pool_cls
+    if "thread" in (pool if isinstance(pool, str) else pool.__module__):
+        from models.db import size_pool_for_threads
+
+        size_pool_for_threads(sender.concurrency)

@@ -14,11 +14,12 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.settings import get_settings
 from models import Batch, Job, Step, StepKind, StepStatus
-from workers.batch_lifecycle import settle_cancelling
 from models.db import session_scope
+from workers.batch_lifecycle import settle_cancelling
+from workers.dispatch import send_step
 from workers.job_state import finish_job_with_error
 from workers.step_claim import StepClaim, claim_step, fenced, lease_heartbeat
-from workers.steps import HANDLERS, NextStep
+from workers.steps import NextStep, handler_for
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def run_step(step_id: int) -> None:
         return
     try:
         with lease_heartbeat(claim):
-            result = HANDLERS[claim.kind].execute(claim)
+            result = handler_for(claim.kind).execute(claim)
     except Exception as exc:  # every failure is recorded; the attempt counter bounds retries
         fail_attempt(claim, exc)
         return
@@ -39,13 +40,13 @@ def run_step(step_id: int) -> None:
 def settle(claim: StepClaim, result) -> None:
     """Commit a step's result with its successor, then send the successor's message."""
     try:
-        successor = _commit(claim, HANDLERS[claim.kind], result)
+        successor = _commit(claim, handler_for(claim.kind), result)
     except Exception as exc:
         fail_attempt(claim, exc)
         return
     if successor is not None:
         try:
-            enqueue_step(*successor)
+            send_step(*successor)
         except KombuOperationalError as exc:
             # The successor is persisted; the broker is down past the send's retries. The
             # sweeper sends it later (at once if the broker comes back empty). Raising here
@@ -131,15 +132,4 @@ def fail_attempt(claim: StepClaim, exc: BaseException) -> None:
             return
         step.status = StepStatus.QUEUED
     delay = settings.retry_backoff_s * 2 ** (claim.attempt - 1)
-    enqueue_step(claim.step_id, claim.kind, countdown=delay)
-
-
-# Ride out a broker restart of a few seconds before giving up a send (kombu's default
-# gives up after ~0.6 s).
-SEND_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
-
-
-def enqueue_step(step_id: int, kind: StepKind, countdown: float | None = None) -> None:
-    from workers.tasks import task_for
-
-    task_for(kind).apply_async(args=[step_id], countdown=countdown, retry=True, retry_policy=SEND_RETRY_POLICY)
+    send_step(claim.step_id, claim.kind, countdown=delay)

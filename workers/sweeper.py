@@ -25,8 +25,9 @@ from core.settings import get_settings
 from models import Job, Step, StepKind, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
-from workers.celery_app import queue_of
 from workers.batch_lifecycle import sweep_batches
+from workers.dispatch import send_step
+from workers.routing import STEP_ROUTES
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ class SweepReport:
 
 
 def sweep() -> SweepReport:
-    from workers.step_runner import enqueue_step
-
     broker = look_at_broker()
     with session_scope() as session:
         expired = _take(session, _expired_leases(), reset_to_queued=True)
@@ -57,7 +56,7 @@ def sweep() -> SweepReport:
     with session_scope() as session:
         sweep_batches(session)  # expiry windows, and cancels whose last running step ended
     for step_id, kind in expired + stale:
-        enqueue_step(step_id, kind)
+        send_step(step_id, kind)
     if expired or stale:
         log.warning("sweeper re-queued %d lapsed and %d stale steps%s", len(expired), len(stale),
                     " (the broker had lost its contents)" if broker.emptied else "")
@@ -72,7 +71,7 @@ def look_at_broker() -> BrokerView:
     try:
         client = broker_redis()
         emptied = bool(client.set(BROKER_MARKER_KEY, "1", nx=True))
-        idle = tuple(kind for kind in StepKind if client.llen(queue_of(kind)) == 0)
+        idle = tuple(kind for kind in StepKind if client.llen(STEP_ROUTES[kind].queue) == 0)
         return BrokerView(emptied, idle)
     except (redis.RedisError, OSError):
         return BrokerView(False, ())
@@ -82,8 +81,6 @@ def resend_unfinished(batch_id) -> int:
     """Re-send every queued step of a batch's unfinished jobs (after the whole stack
     stopped, say, taking the broker's messages with it). Duplicates are harmless: a step
     is claimed once, and a claimed or finished step ignores a second message."""
-    from workers.step_runner import enqueue_step
-
     with session_scope() as session:
         rows = session.execute(
             select(Step.id, Step.kind)
@@ -92,7 +89,7 @@ def resend_unfinished(batch_id) -> int:
                    Job.status.not_in(TERMINAL_JOB_STATUSES))
         ).all()
     for step_id, kind in rows:
-        enqueue_step(step_id, kind)
+        send_step(step_id, kind)
     return len(rows)
 
 

@@ -1,10 +1,15 @@
-"""Celery tasks. Each is a thin door into the step runner: messages carry a step id only."""
+"""Celery tasks. Each is a thin door into the step runner: messages carry a step id only.
+
+Senders never import this module: workers/dispatch.py sends by the task names that
+workers/routing.py lists (tests/test_roles.py checks they match these). This module
+loads only what every role shares: a step kind's code is imported when a worker first runs
+a step of that kind (workers/steps/__init__.py), the GPU batch pipeline when a GPU worker
+first takes a GPU step.
+"""
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from models.status import StepKind
 from workers.celery_app import app
-from workers.gpu_batch import run_gpu_steps
 from workers.step_runner import run_step
 from workers.sweeper import sweep as sweep_once
 
@@ -25,6 +30,8 @@ def perceive_cpu(step_id: int) -> None:
 @app.task(name="workers.tasks.perceive_gpu", **DATABASE_UNREACHABLE)
 def perceive_gpu(step_id: int) -> None:
     # Takes other queued GPU steps along, so their model calls share one forward pass.
+    from workers.gpu_batch import run_gpu_steps  # the perception stack: GPU workers only
+
     run_gpu_steps(step_id)
 
 
@@ -36,7 +43,3 @@ def reason(step_id: int) -> None:
 @app.task(name="workers.tasks.sweep")
 def sweep() -> None:
     sweep_once()
-
-
-def task_for(kind: StepKind):
-    return {StepKind.PERCEIVE_CPU: perceive_cpu, StepKind.PERCEIVE_GPU: perceive_gpu}.get(kind, reason)

@@ -1,8 +1,14 @@
-"""The four kinds of step. Each module has `execute(claim)`, the slow part run without a
+"""The kinds of step. Each module has `execute(claim)`, the slow part run without a
 transaction open, and `commit(session, claim, result)`, which writes the result and names
-the successor step (or None when the job is finished)."""
+the successor step (or None when the job is finished).
 
+A step's module is imported when a worker first runs a step of its kind, so a reasoning
+worker never loads the perception stack and a perception worker never loads the agents.
+"""
+
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 from models.status import StepKind
 
@@ -13,12 +19,14 @@ class NextStep:
     kind: StepKind
 
 
-from workers.steps import answer, interact, perceive_cpu, perceive_gpu, plan  # noqa: E402  (they import NextStep)
-
-HANDLERS = {
-    StepKind.PERCEIVE_CPU: perceive_cpu,
-    StepKind.PERCEIVE_GPU: perceive_gpu,
-    StepKind.PLAN: plan,
-    StepKind.INTERACT: interact,
-    StepKind.ANSWER: answer,
+HANDLER_MODULES = {
+    StepKind.PERCEIVE_CPU: "workers.steps.perceive_cpu",
+    StepKind.PERCEIVE_GPU: "workers.steps.perceive_gpu",
+    StepKind.PLAN: "workers.steps.plan",
+    StepKind.INTERACT: "workers.steps.interact",
+    StepKind.ANSWER: "workers.steps.answer",
 }
+
+
+def handler_for(kind: StepKind) -> ModuleType:
+    return importlib.import_module(HANDLER_MODULES[kind])

@@ -1,0 +1,37 @@
+"""Where each task goes: the one definition of the queues and of which task runs which step.
+
+Pure data, importable by every role (the API, beat, the sweeper, the metrics) without the
+task modules: a sender names the task and its queue, it never imports the task.
+"""
+
+from dataclasses import dataclass
+
+from models.status import StepKind
+
+PERCEPTION_QUEUE = "perception"  # GPU tools: audio-language models, speech recognition
+PERCEPTION_CPU_QUEUE = "perception-cpu"  # CPU tools, so a GPU never waits on librosa
+REASONING_QUEUE = "reasoning"  # the LLM agents, and the sweeper
+QUEUES = (PERCEPTION_QUEUE, PERCEPTION_CPU_QUEUE, REASONING_QUEUE)
+
+
+@dataclass(frozen=True)
+class Route:
+    task: str  # the registered Celery task name
+    queue: str
+
+
+STEP_ROUTES: dict[StepKind, Route] = {
+    StepKind.PERCEIVE_CPU: Route("workers.tasks.perceive_cpu", PERCEPTION_CPU_QUEUE),
+    StepKind.PERCEIVE_GPU: Route("workers.tasks.perceive_gpu", PERCEPTION_QUEUE),
+    StepKind.PLAN: Route("workers.tasks.reason", REASONING_QUEUE),
+    StepKind.INTERACT: Route("workers.tasks.reason", REASONING_QUEUE),
+    StepKind.ANSWER: Route("workers.tasks.reason", REASONING_QUEUE),
+}
+SWEEP_ROUTE = Route("workers.tasks.sweep", REASONING_QUEUE)
+
+
+def task_routes() -> dict[str, dict]:
+    """Celery's `task_routes`, derived from the table above (a task re-sent by its own
+    retry goes back to its queue)."""
+    routes = {r.task: {"queue": r.queue} for r in (*STEP_ROUTES.values(), SWEEP_ROUTE)}
+    return routes
