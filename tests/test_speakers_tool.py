@@ -86,3 +86,12 @@ def test_no_speech_is_no_speakers(kind):
     result = _speakers(audio)
     assert result.output["speaker_count"] == 0 and result.output["turns"] == []
     assert result.text == "no speech detected"
+
+
+def test_the_registry_names_the_encoder_as_its_settings_say():
+    """The registry's model name is part of every stored result's cache key and is read
+    without loading the encoder: it must change when the windows or the threshold do."""
+    from workers.perception import speakers
+    from workers.perception.tools.speakers import MODEL_NAME
+
+    assert speakers.SpeakerEncoder.name == MODEL_NAME

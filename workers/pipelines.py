@@ -14,9 +14,8 @@ DEFAULT_PIPELINE = "agr"
 
 def first_round_calls(pipeline: str, question: str, choices: list[str]) -> list:
     """The PlannedCalls of iteration 0. (Imported here: the CLI reads PIPELINES without
-    loading the perception stack.)"""
-    from workers.perception.executor import PlannedCall
-    from workers.perception.tools import coarse_tools
+    loading the tool registry.)"""
+    from workers.perception.tools import PlannedCall, coarse_tools
 
     if pipeline == "direct":
         return [PlannedCall("audio_qa", {"question": direct_prompt(question, choices)})]

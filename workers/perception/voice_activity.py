@@ -8,13 +8,14 @@ import numpy as np
 import torch
 
 from workers.perception.audio_io import AudioClip
+from workers.perception.tools.voice_activity import MODEL_NAME
 
 RATE = 16000  # the rate the clip arrives at, and one Silero supports
 SEGMENT_LIMIT = 20  # segments named in the text
 
 
 class VoiceActivityDetector:
-    name = "silero-vad-6.2.3 (onnx)"
+    name = MODEL_NAME
 
     def __init__(self):
         from silero_vad import get_speech_timestamps, load_silero_vad

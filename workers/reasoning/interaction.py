@@ -6,7 +6,7 @@ unknown tool or carrying arguments that fail the tool's schema are dropped, and 
 drop is recorded in the plan so an audit shows it.
 """
 
-from workers.perception.executor import PlannedCall
+from workers.perception.tools import PlannedCall
 from workers.reasoning.json_reply import schema_errors
 from workers.reasoning.prompts import evidence_block, question_block
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from workers.perception.audio_io import AudioClip, BadAudioError
-from workers.perception.executor import PlannedCall
-from workers.perception.tools import TOOLS, ToolResult
+from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 from workers.steps.perception_round import Round, write_iteration
 
 

@@ -3,16 +3,16 @@
 Each module here declares `TOOL` (or `TOOLS`, a list) built from `base.Tool`: its name,
 what it is for, a JSON schema of its arguments and its device class. The interaction
 agent's prompt and output schema are built from this registry, so adding a tool is
-adding one module.
+adding one module. Importing it loads none of the tools' libraries (see base.py).
 """
 
 import importlib
 import pkgutil
 
 from core.settings import get_settings
-from workers.perception.tools.base import WINDOW_ARGS, Tool, ToolResult
+from workers.perception.tools.base import WINDOW_ARGS, PlannedCall, Tool, ToolResult
 
-__all__ = ["TOOLS", "WINDOW_ARGS", "Tool", "ToolResult", "available_tools", "coarse_tools"]
+__all__ = ["TOOLS", "WINDOW_ARGS", "PlannedCall", "Tool", "ToolResult", "available_tools", "coarse_tools"]
 
 
 def _discover() -> dict[str, Tool]:

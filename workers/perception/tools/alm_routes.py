@@ -5,35 +5,38 @@ All three are prompts to one model, so they share `run_prompts`: a GPU worker ga
 pending route calls of many jobs and answers them in one padded generate call.
 """
 
-import librosa
-
 from core.settings import get_settings
-from workers.perception.alm import CAPTION_PROMPT, RE_CAPTION_PROMPT
-from workers.perception.audio_io import AudioClip
-from workers.perception.loaded_models import audio_language_model
 from workers.perception.tools.base import Tool, ToolResult
 
-PROMPTS = {
-    "caption": lambda _args: CAPTION_PROMPT,
-    "audio_qa": lambda args: args["question"],
-    "re_caption": lambda args: RE_CAPTION_PROMPT.format(focus=args["focus"]),
-}
 
+def run_prompts(calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
+    from workers.perception.loaded_models import audio_language_model
 
-def run_prompts(calls: list[tuple[str, AudioClip, dict]]) -> list[ToolResult]:
     model = audio_language_model()
     waveforms = [_at_rate(clip, model.sampling_rate) for _, clip, _ in calls]
-    texts = model.generate_batch(waveforms, [PROMPTS[name](args) for name, _, args in calls])
+    texts = model.generate_batch(waveforms, [_prompt(name, args) for name, _, args in calls])
     return [_result(clip, text) for (_, clip, _), text in zip(calls, texts, strict=True)]
 
 
-def _at_rate(clip: AudioClip, rate: int):
+def _prompt(route: str, args: dict) -> str:
+    from workers.perception.alm import CAPTION_PROMPT, RE_CAPTION_PROMPT
+
+    if route == "caption":
+        return CAPTION_PROMPT
+    if route == "re_caption":
+        return RE_CAPTION_PROMPT.format(focus=args["focus"])
+    return args["question"]  # audio_qa
+
+
+def _at_rate(clip, rate: int):
     if clip.sample_rate == rate:
         return clip.waveform
+    import librosa
+
     return librosa.resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
 
 
-def _result(clip: AudioClip, text: str) -> ToolResult:
+def _result(clip, text: str) -> ToolResult:
     window = {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
     return ToolResult({**window, "text": text}, text.strip())
 

@@ -1,10 +1,21 @@
 """What every perception tool is: a name, a purpose, an argument schema, a device class,
-and a function from an audio clip (possibly a window of the file) to a result."""
+and a function from an audio clip (possibly a window of the file) to a result.
+
+The registry is read by roles that never run a tool (the reasoning agents need the names,
+schemas and descriptions; the API and CLI the names), so a tool module imports its
+libraries (librosa, torch, onnxruntime, faster-whisper, ...) inside its `run`, never at
+its top: importing the registry loads none of them (tests/test_roles.py checks).
+"""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from workers.perception.audio_io import AudioClip
+if TYPE_CHECKING:
+    from workers.perception.audio_io import AudioClip
 
 # Every tool accepts a window: "re-listening" to a segment is any tool on [start, end].
 WINDOW_ARGS = {
@@ -17,6 +28,16 @@ WINDOW_ARGS = {
 class ToolResult:
     output: dict  # structured, with absolute timestamps
     text: str  # short rendering merged into the evidence document
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """One call a round will make: a tool and its arguments."""
+
+    tool: str
+    args: dict
+    # The coarse round runs speech tools only where voice activity found speech.
+    needs_speech: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,3 +64,11 @@ class Tool:
             "properties": {**self.args, **WINDOW_ARGS},
             "required": list(self.required),
         }
+
+
+def package_version(distribution: str) -> str:
+    """A library's version from its installed metadata, without importing the library."""
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not-installed"

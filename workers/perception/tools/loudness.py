@@ -1,11 +1,11 @@
 """Loudness: integrated LUFS, RMS over time, loudest and quietest moments."""
 
-from workers.perception import loudness
-from workers.perception.audio_io import AudioClip
 from workers.perception.tools.base import Tool, ToolResult
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import loudness
+
     facts = loudness.analyse(clip)
     return ToolResult(facts, loudness.render(facts))
 

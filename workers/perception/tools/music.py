@@ -1,13 +1,11 @@
 """Music and rhythm: tempo and beats, onsets and sound bursts, pitch contour, key, chord."""
 
-import librosa
-
-from workers.perception import music
-from workers.perception.audio_io import AudioClip
-from workers.perception.tools.base import Tool, ToolResult
+from workers.perception.tools.base import Tool, ToolResult, package_version
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import music
+
     facts = music.analyse(clip)
     return ToolResult(facts, music.render(facts))
 
@@ -19,5 +17,5 @@ TOOL = Tool(
     "(major/minor) and key.",
     "cpu",
     run,
-    lambda: f"librosa-{librosa.__version__}",
+    lambda: f"librosa-{package_version('librosa')}",
 )

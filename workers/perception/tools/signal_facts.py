@@ -1,11 +1,11 @@
 """Duration, level, clipping and silence: cheap facts about any audio."""
 
-from workers.perception import signal_facts as facts
-from workers.perception.audio_io import AudioClip
 from workers.perception.tools.base import Tool, ToolResult
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import signal_facts as facts
+
     out = facts.signal_facts(clip)
     return ToolResult(out, facts.render(out))
 

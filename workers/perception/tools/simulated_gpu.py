@@ -5,11 +5,10 @@ without a real model's variance. Available only when AGR_SIMULATED_GPU_S is set.
 import time
 
 from core.settings import get_settings
-from workers.perception.audio_io import AudioClip
 from workers.perception.tools.base import Tool, ToolResult
 
 
-def run_batch(calls: list[tuple[str, AudioClip, dict]]) -> list[ToolResult]:
+def run_batch(calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
     # No gain from batching: n calls cost n times one, so the GPU-bound ceiling is exact.
     time.sleep(get_settings().simulated_gpu_s * len(calls))
     return [ToolResult({"seconds": clip.duration_s}, f"simulated model heard {clip.duration_s:.2f} s")

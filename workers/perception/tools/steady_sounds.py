@@ -1,11 +1,11 @@
 """Steady sounds: sustained tones and the background floor beneath the foreground."""
 
-from workers.perception import steady_sounds
-from workers.perception.audio_io import AudioClip
 from workers.perception.tools.base import Tool, ToolResult
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import steady_sounds
+
     facts = steady_sounds.analyse(clip)
     return ToolResult(facts, steady_sounds.render(facts))
 

@@ -1,12 +1,12 @@
 """Speech recognition with timestamps (faster-whisper; bundled tiny.en by default)."""
 
 from core.settings import get_settings
-from workers.perception.audio_io import AudioClip
-from workers.perception.loaded_models import speech_recognizer
 from workers.perception.tools.base import Tool, ToolResult
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception.loaded_models import speech_recognizer
+
     result = speech_recognizer().transcribe(clip.waveform, offset_s=clip.offset_s)
     lines = [f"[{s['start']:.1f}-{s['end']:.1f}s] {s['text']}" for s in result["segments"]]
     return ToolResult(result, "\n".join(lines) if lines else "no speech recognised")

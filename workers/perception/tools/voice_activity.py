@@ -1,12 +1,14 @@
 """Voice activity: the segments where someone speaks (Silero VAD)."""
 
-from workers.perception import voice_activity
-from workers.perception.audio_io import AudioClip
-from workers.perception.loaded_models import voice_activity_detector
 from workers.perception.tools.base import Tool, ToolResult
 
+MODEL_NAME = "silero-vad-6.2.3 (onnx)"
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import voice_activity
+    from workers.perception.loaded_models import voice_activity_detector
+
     facts = voice_activity_detector().segments(clip)
     return ToolResult(facts, voice_activity.render(facts))
 
@@ -16,5 +18,5 @@ TOOL = Tool(
     "Where speech is: start and end of every speech segment, and the share of the audio that is speech.",
     "cpu",
     run,
-    lambda: voice_activity.VoiceActivityDetector.name,
+    lambda: MODEL_NAME,
 )

@@ -1,13 +1,11 @@
 """Voice pitch: F0 median and range of the voiced parts, as acoustic facts."""
 
-import parselmouth
-
-from workers.perception import voice
-from workers.perception.audio_io import AudioClip
-from workers.perception.tools.base import Tool, ToolResult
+from workers.perception.tools.base import Tool, ToolResult, package_version
 
 
-def run(clip: AudioClip, _args: dict) -> ToolResult:
+def run(clip, _args: dict) -> ToolResult:
+    from workers.perception import voice
+
     facts = voice.analyse(clip)
     return ToolResult(facts, voice.render(facts))
 
@@ -18,5 +16,5 @@ TOOL = Tool(
     "measured with Praat. Acoustic facts only.",
     "cpu",
     run,
-    lambda: f"praat-parselmouth-{parselmouth.__version__}",
+    lambda: f"praat-parselmouth-{package_version('praat-parselmouth')}",
 )
