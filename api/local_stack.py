@@ -20,6 +20,9 @@ from core.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 ROLES = ("perception-cpu", "perception", "reasoning", "beat")
+# The embedded llama.cpp server answers one request at a time: more reasoning threads than
+# this would only queue at its door, each waiting towards its client timeout.
+EMBEDDED_LLM_CONCURRENCY = 2
 
 
 class LocalStack:
@@ -37,6 +40,9 @@ class LocalStack:
                 self.settings.broker_url, self.settings.llm_base_url,
             ))
             self._adopt(services.env())
+            if not self.settings.llm_base_url:
+                os.environ["AGR_REASONING_CONCURRENCY"] = str(
+                    min(self.settings.reasoning_concurrency, EMBEDDED_LLM_CONCURRENCY))
             upgrade_to_head(services.database_url)
             self._exit.callback(self._stop_workers)
             for role in ROLES:
@@ -64,8 +70,7 @@ class LocalStack:
         if role == "beat":
             self.workers[role] = processes.start_beat(env, log_path, self.log_dir / "beat-schedule")
         else:
-            concurrency = self.settings.reasoning_concurrency if role == "reasoning" else 1
-            self.workers[role] = processes.start_worker(role, env, log_path, concurrency=concurrency)
+            self.workers[role] = processes.start_worker(role, env, log_path)
 
     def revive_dead_workers(self) -> list[str]:
         """Restart any worker process that exited; returns the roles restarted."""

@@ -180,8 +180,10 @@ def start_workers(log_dir: Path, app: str, queues: tuple[str, str]) -> dict:
     return {
         "perception": processes.start_worker(perception, env, log_dir / "perception.log", 1,
                                              name=perception.split(",")[0], app=app),
+        # Both sides' reasoning hops on the thread pool a reasoning worker runs in production.
         "reasoning": processes.start_worker(reasoning, env, log_dir / "reasoning.log",
-                                            get_settings().reasoning_concurrency, name=reasoning, app=app),
+                                            get_settings().reasoning_concurrency, name=reasoning, app=app,
+                                            pool="threads"),
     }
 
 

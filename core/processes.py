@@ -1,6 +1,11 @@
 """Starting the stack's worker processes: one Celery worker per queue, and beat.
 
-Used by `agr run` and by the tests, so both exercise the same real processes.
+Used by `agr run`, the benches and the tests, so all exercise the same real processes.
+
+A reasoning worker is one process with a pool of threads (AGR_REASONING_CONCURRENCY):
+its steps spend their time waiting on the LLM server, so tens of them share one process
+and one database pool. Perception workers are prefork processes (a model is loaded after
+the fork, and prefork keeps Celery's time limits), of concurrency 1 by default.
 """
 
 import os
@@ -20,11 +25,25 @@ def celery_command(*args: str, app: str = CELERY_APP) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", app, *args]
 
 
-def start_worker(queue: str, env: dict, log_path: Path, concurrency: int = 1, name: str | None = None,
-                 app: str = CELERY_APP) -> subprocess.Popen:
-    args = ["worker", "-Q", queue, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
+def start_worker(queue: str, env: dict, log_path: Path, concurrency: int | None = None,
+                 name: str | None = None, app: str = CELERY_APP, pool: str | None = None) -> subprocess.Popen:
+    """A worker on `queue`; the reasoning queue's gets the thread pool and the configured
+    concurrency unless told otherwise."""
+    threaded = queue == "reasoning"
+    pool = pool or ("threads" if threaded else "prefork")
+    if concurrency is None:
+        concurrency = reasoning_concurrency(env) if threaded else 1
+    args = ["worker", "-Q", queue, "--pool", pool, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
             "-n", f"{name or queue}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     return _spawn(celery_command(*args, app=app), env, log_path)
+
+
+def reasoning_concurrency(env: dict) -> int:
+    """AGR_REASONING_CONCURRENCY as the started worker will see it (`env` over ours)."""
+    from core.settings import get_settings
+
+    configured = env.get("AGR_REASONING_CONCURRENCY")
+    return int(configured) if configured else get_settings().reasoning_concurrency
 
 
 def start_beat(env: dict, log_path: Path, schedule_path: Path) -> subprocess.Popen:

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     # keep it above the task time limit); "unacked_restore_interval" and
     # "unacked_restore_throttle" set how often workers look for such messages.
     broker_transport_options: dict[str, float] = {}
-    reasoning_concurrency: int = 2
+    # Threads of a reasoning worker: each holds one step, so one LLM call, in flight. The
+    # default keeps a GPU worker >= 90% busy at 3-8 s per LLM call (bench/pipelining.py
+    # --profile realistic); docker-compose.yml uses the same figure.
+    reasoning_concurrency: int = Field(64, ge=1, le=1024)
 
     # --- perception ---
     # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped,

@@ -10,6 +10,28 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
+# Connections kept open, and opened beyond that at a burst, by each process. A process
+# running one task at a time (the API's request threads, beat, a prefork child) needs few.
+_pool = {"pool_size": 5, "max_overflow": 5}
+
+
+def size_pool_for_threads(threads: int) -> None:
+    """Size this process's pool for `threads` concurrent tasks (a reasoning worker's thread
+    pool); called before the first connection is made.
+
+    A reasoning step holds a connection only for its short transactions (claim, context,
+    stored reply, commit: milliseconds) and none while it waits seconds on the LLM, so its
+    threads seldom want one at the same moment: a quarter of them at once, and as many again
+    at a burst, leaves room for every claim at start-up without taking a connection per
+    thread from Postgres (100 by default, shared by every role)."""
+    quarter = max(5, -(-threads // 4))
+    _pool.update(pool_size=quarter, max_overflow=quarter)
+    reset_after_fork()
+
+
+def pool_limits() -> dict[str, int]:
+    return dict(_pool)
+
 
 @lru_cache
 def get_engine() -> Engine:
@@ -18,7 +40,7 @@ def get_engine() -> Engine:
         raise RuntimeError(
             "AGR_DATABASE_URL is not set; start the stack with `agr run` or point it at Postgres"
         )
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return create_engine(url, pool_pre_ping=True, **_pool)
 
 
 @lru_cache

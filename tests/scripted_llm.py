@@ -3,7 +3,8 @@
 Each agent (recognised by its system prompt) has a queue of scripted replies; when the
 queue is empty, the agent's default reply is used (a test may set its own). A reply is a dict (sent as JSON
 content), a str (sent verbatim as content) or an int (an HTTP error status).
-Every request is recorded, so a test can count what the workers really asked.
+Every request is recorded, so a test can count what the workers really asked, and the
+server counts the requests it holds open at once (how many calls a worker keeps in flight).
 """
 
 import json
@@ -41,9 +42,13 @@ class ScriptedLLM:
         self.script: dict[str, list] = {}
         self.delays: dict[str, float] = {}
         self.default_replies: dict[str, object] = {}  # an agent's reply once its queue is empty
-        self.requests: list[dict] = []  # {"agent", "body", "answered", "fault"}
+        self.requests: list[dict] = []  # {"agent", "body", "answered", "fault", "started", "ended"}
+        self.in_flight = 0  # requests received and not yet answered
+        self.peak_in_flight = 0
+        self._holds: dict[str, tuple[int, float]] = {}
         self._faults = (0.0, random.Random(0), 0.0)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
@@ -55,6 +60,21 @@ class ScriptedLLM:
 
     def requests_of(self, agent: str) -> list[dict]:
         return [r for r in self.requests if r["agent"] == agent]
+
+    def hold_until_in_flight(self, agent: str, count: int, timeout_s: float) -> None:
+        """Answer no request of `agent` until `count` of them are open at once (or until one
+        has waited `timeout_s`): a client that cannot keep that many calls in flight is
+        seen, whatever the machine's speed."""
+        with self._lock:
+            self._holds[agent] = (count, timeout_s)
+
+    def in_flight_seconds(self, since: float = 0.0) -> float:
+        """Request-seconds spent open since `since` (time.monotonic()); over a wall time,
+        the mean number of calls in flight."""
+        now = time.monotonic()
+        with self._lock:
+            return sum((r["ended"] or now) - max(r["started"], since) for r in self.requests
+                       if (r["ended"] or now) > since)
 
     def close(self) -> None:
         self._server.shutdown()
@@ -69,8 +89,12 @@ class ScriptedLLM:
     def _next(self, body: dict):
         agent = agent_of(body)
         with self._lock:
-            record = {"agent": agent, "body": body, "answered": False}
+            record = {"agent": agent, "body": body, "answered": False, "started": time.monotonic(), "ended": None}
             self.requests.append(record)
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            self._changed.notify_all()
+            self._wait_for_hold(agent)
             queued = self.script.get(agent)
             if queued:
                 reply = queued.pop(0)
@@ -84,6 +108,21 @@ class ScriptedLLM:
         if fault == "garbage":
             return record, "}{ this is not JSON <|endoftext|>"
         return record, reply
+
+    def _wait_for_hold(self, agent: str) -> None:
+        count, timeout_s = self._holds.get(agent, (0, 0.0))
+        if count:
+            waiting = sum(1 for r in self.requests if r["agent"] == agent and r["ended"] is None)
+            if waiting >= count:
+                self._holds.pop(agent)  # reached: every held request goes now
+                self._changed.notify_all()
+            else:
+                self._changed.wait_for(lambda: agent not in self._holds, timeout=timeout_s)
+
+    def _finished(self, record: dict) -> None:
+        with self._lock:
+            record["ended"] = time.monotonic()
+            self.in_flight -= 1
 
     def _draw_fault(self):
         rate, rng, _ = self._faults
@@ -104,12 +143,15 @@ class ScriptedLLM:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 record, reply = scripted._next(body)
-                if isinstance(reply, int):
-                    self._send(reply, {"error": {"message": f"scripted status {reply}"}})
-                else:
-                    content = reply if isinstance(reply, str) else json.dumps(reply)
-                    self._send(200, completion(body, content))
-                record["answered"] = True
+                try:
+                    if isinstance(reply, int):
+                        self._send(reply, {"error": {"message": f"scripted status {reply}"}})
+                    else:
+                        content = reply if isinstance(reply, str) else json.dumps(reply)
+                        self._send(200, completion(body, content))
+                    record["answered"] = True
+                finally:
+                    scripted._finished(record)
 
             def _send(self, status: int, payload: dict):
                 data = json.dumps(payload).encode()

@@ -47,13 +47,14 @@ class Stack:
         time.sleep(0.5)
 
     def start_role(self, role: str, queue: str | None = None) -> subprocess.Popen:
-        """Start beat, or a worker of concurrency 1 named `role` on `queue` (default: the
-        queue of that name); a role started again replaces its killed predecessor."""
+        """Start beat, or a worker named `role` on `queue` (default: the queue of that name):
+        perception workers of concurrency 1, a reasoning worker with its thread pool at the
+        configured concurrency; a role started again replaces its killed predecessor."""
         log = self.tmp / f"{role}.log"
         if role == "beat":
             proc = processes.start_beat(self.env, log, self.tmp / "beat-schedule")
         else:
-            proc = processes.start_worker(queue or role, self.env, log, concurrency=1, name=role)
+            proc = processes.start_worker(queue or role, self.env, log, name=role)
         self.workers[role] = proc
         return proc
 
@@ -117,6 +118,14 @@ class Stack:
                     return step
             time.sleep(0.02)
         raise AssertionError(f"no {kind} step started running in {timeout}s\n{self.logs()}")
+
+
+def api_client(url: str, key: str | None = None) -> httpx.Client:
+    """A client of the test's API. No client timeout: on a slow machine the API answers
+    slowly, not wrongly (a first request may wait on imports, a submission on Postgres); a
+    hung API is caught by the test's own time limit, with the logs."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=None)
 
 
 def _free_port() -> int:

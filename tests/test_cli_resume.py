@@ -50,8 +50,10 @@ def _wait_for_first_answer(name: str, timeout: float = 120) -> Batch:
 
 
 def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scripted_llm, tmp_path):
-    scripted_llm.delays["planner"] = 1.0  # slow enough that Ctrl-C lands mid-batch
-    env = _cli_env(scripted_llm, tmp_path)
+    # Two reasoning threads and a planner of 1 s: the batch needs >= 6 s of planner time
+    # after its first answer, so the Ctrl-C lands mid-batch however fast the machine.
+    scripted_llm.delays["planner"] = 1.0
+    env = _cli_env(scripted_llm, tmp_path) | {"AGR_REASONING_CONCURRENCY": "2"}
     command = [sys.executable, "-m", "api.cli"]
     run = subprocess.Popen([*command, "run", str(_batch_file(tmp_path)), "--name", "resumable", "--max-iters", "0"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
