@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from api.keys import create_key
-from tests.stack import SHARED_BENCHMARKS, tone_wav
+from tests.stack import SHARED_BENCHMARKS, api_client, tone_wav
 
 QUICK_COARSE_TOOLS = '["signal_facts", "voice_activity"]'  # the flow is under test here, not perception
 
@@ -28,7 +28,7 @@ def served(stack, scripted_llm, tmp_path):
 
     def client(audio_root=None) -> tuple[httpx.Client, str]:
         key = create_key(f"t-{os.urandom(4).hex()}", audio_root=audio_root, rate_limit_per_minute=100_000)
-        return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120), key
+        return api_client(url, key), key
 
     return url, client
 
@@ -140,9 +140,9 @@ def test_mmar_and_mmau_files_with_stand_in_audio(served, tmp_path):
     assert planner["latency_ms"] > 0 and planner["prompt_tokens"] is not None
     assert [s["kind"] for s in chain["steps"]] == ["perceive_cpu", "plan", "answer"]
 
-    assert served[0] and httpx.get(f"{served[0]}/readyz").json() == {
+    assert served[0] and api_client(served[0]).get("/readyz").json() == {
         "status": "ready", "checks": {"database": "ok", "broker": "ok"}}
-    metrics = httpx.get(f"{served[0]}/metrics").text
+    metrics = api_client(served[0]).get("/metrics").text
     for name in ('agr_jobs{status="succeeded"}', 'agr_queue_depth{queue="perception"}',
                  'agr_step_seconds_bucket{kind="plan",le="+Inf"}', 'agr_llm_usage_total{kind="prompt"}'):
         assert name in metrics, name
@@ -184,7 +184,7 @@ def test_expiry_keeps_the_batch_readable(stack, tmp_path):
     stand_in_audio(root, ["a.wav", "b.wav"])
     url = stack.start_api()  # no workers: nothing can finish before the window closes
     key = create_key(f"t-{os.urandom(4).hex()}", audio_root=root)
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"})
+    http = api_client(url, key)
     lines = "\n".join(json.dumps({"custom_id": n, "audio": f"{n}.wav", "question": "q?"}) for n in "ab")
     created = http.post("/v1/batches", json={"input": lines, "completion_window": "1s"}).json()
     time.sleep(1.5)
@@ -207,7 +207,7 @@ def test_cascade_and_direct_pipelines(stack, scripted_llm, tmp_path):
     root = tmp_path / "root"
     stand_in_audio(root, ["a.wav"])
     key = create_key(f"t-{os.urandom(4).hex()}", audio_root=root)
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    http = api_client(url, key)
     line = json.dumps({"custom_id": "q", "audio": "a.wav", "question": "What is heard?",
                        "choices": ["A tone", "A voice"]})
 

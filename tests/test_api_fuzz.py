@@ -5,7 +5,6 @@ import os
 
 from collections import Counter, defaultdict
 
-import httpx
 import hypothesis
 from hypothesis import strategies as st
 import schemathesis
@@ -15,7 +14,7 @@ from schemathesis.models import Status
 from schemathesis.runner import events
 
 from api.keys import create_key
-from tests.stack import tone_wav
+from tests.stack import api_client, tone_wav
 
 EXAMPLES_PER_OPERATION = 40
 
@@ -59,7 +58,7 @@ def test_no_request_gets_a_server_error(stack, tmp_path):
 
 
 def _a_batch_and_its_job(url: str, key: str) -> list[str]:
-    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"})
+    http = api_client(url, key)
     line = '{"custom_id": "one", "audio": "tone.wav", "question": "What is heard?", "choices": ["a", "b"]}'
     batch = http.post("/v1/batches", json={"input": line})
     assert batch.status_code == 201, batch.text

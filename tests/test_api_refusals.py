@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from api.keys import create_key
 from models import Batch, Job
 from models.db import session_scope
-from tests.stack import tone_wav
+from tests.stack import api_client, tone_wav
 
 UPLOAD_LIMIT = 50_000
 
@@ -29,15 +29,11 @@ def api(stack, tmp_path):
     stack.configure(max_audio_bytes=UPLOAD_LIMIT, data_dir=str(tmp_path / "data"))
     url = stack.start_api()
     suffix = os.urandom(4).hex()
-    mine = httpx.Client(base_url=url, headers=_auth(create_key(f"lab-{suffix}", audio_root=root)))
-    theirs = httpx.Client(base_url=url, headers=_auth(create_key(f"other-{suffix}", audio_root=root)))
+    mine = api_client(url, create_key(f"lab-{suffix}", audio_root=root))
+    theirs = api_client(url, create_key(f"other-{suffix}", audio_root=root))
     yield mine, theirs, url
     mine.close()
     theirs.close()
-
-
-def _auth(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def _line(custom_id: str, audio: str, **extra) -> str:
@@ -144,8 +140,8 @@ def test_upload_then_reference_it(api, tmp_path):
 
 def test_keys_and_tenants(api):
     client, theirs, url = api
-    assert httpx.get(f"{url}/v1/batches").status_code == 401
-    assert httpx.get(f"{url}/v1/batches", headers=_auth("agr_wrong")).status_code == 401
+    assert api_client(url).get("/v1/batches").status_code == 401
+    assert api_client(url, "agr_wrong").get("/v1/batches").status_code == 401
     created = client.post("/v1/batches", json={"input": _line("one", "clips/tone.wav"), "name": "mine"})
     assert created.status_code == 201, created.text
     batch = created.json()
@@ -165,8 +161,8 @@ def test_idempotency_key_rate_limit_and_queue_cap(stack, tmp_path, broker_url):
     tone_wav(root / "tone.wav")
     url = stack.start_api()
     suffix = os.urandom(4).hex()
-    client = httpx.Client(base_url=url, headers=_auth(create_key(f"small-{suffix}", audio_root=root,
-                                                                 rate_limit_per_minute=8, max_queued_items=3)))
+    client = api_client(url, create_key(f"small-{suffix}", audio_root=root,
+                                        rate_limit_per_minute=8, max_queued_items=3))
     two = "\n".join(_line(f"q{i}", "tone.wav") for i in range(2))
     _, jobs_before, _ = _queued_anything(broker_url)
     first = client.post("/v1/batches", json={"input": two}, headers={"Idempotency-Key": "k1"})

@@ -7,10 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
-import httpx
 import pytest
 
 from api.keys import create_key
+from tests.stack import api_client
 
 ARTIFACTS = Path(os.environ.get("AGR_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "console"
 ITEMS = ("dev-city-00", "dev-tempo-00", "dev-beep_count-00")
@@ -40,7 +40,7 @@ def finished_batch(stack, scripted_llm, devset, tmp_path):
     api = stack.start_api()
     key = create_key(f"console-{os.urandom(3).hex()}", audio_root=devset)
     lines = [line for line in (devset / "meta.jsonl").read_text().splitlines() if json.loads(line)["id"] in ITEMS]
-    client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    client = api_client(api, key)
     created = client.post("/v1/batches", json={"input": "\n".join(lines), "input_format": "mmar",
                                                "name": "console-check", "max_iters": 1})
     assert created.status_code == 201, created.text
