@@ -23,12 +23,12 @@ from core.settings import get_settings  # noqa: E402
 
 
 @contextmanager
-def bench_services(prefix: str, llm_latency_s: float = 0.0) -> Iterator[Path]:
+def bench_services(prefix: str, llm_latency_s: float = 0.0, llm=None) -> Iterator[Path]:
     """Yields a temporary folder, with this process's AGR_* pointing at the services; the
-    scripted LLM answers every call after `llm_latency_s`."""
+    scripted LLM (`llm`, or a new one) answers every call after `llm_latency_s`."""
     from tests.scripted_llm import ScriptedLLM
 
-    llm = ScriptedLLM()
+    llm = llm or ScriptedLLM()
     llm.delays = {agent: llm_latency_s for agent in ("planner", "interaction", "answerer", "unknown")}
     try:
         with tempfile.TemporaryDirectory(prefix=prefix) as tmp, EmbeddedStack(

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # Threads of a reasoning worker: each holds one step, so one LLM call, in flight. The
     # default keeps a GPU worker >= 90% busy at 3-8 s per LLM call (bench/pipelining.py
     # --profile realistic); docker-compose.yml uses the same figure.
-    reasoning_concurrency: int = Field(64, ge=1, le=1024)
+    reasoning_concurrency: int = Field(128, ge=1, le=1024)
 
     # --- perception ---
     # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped,
