@@ -1,6 +1,7 @@
 """The real stack for a test: Celery worker processes per queue and beat, started with
 the settings the test chooses, plus helpers to submit work and inspect Postgres."""
 
+import json
 import signal
 import socket
 import subprocess
@@ -92,9 +93,20 @@ class Stack:
     def submit(self, items: list[Item], **options) -> UUID:
         return submit("test", items, options)
 
-    def wait_for_batch(self, batch_id: UUID, timeout: float = 120) -> Batch:
+    def restart_exited(self) -> list[str]:
+        """Start again every worker whose process ended, as docker-compose's restart policy
+        (and `agr run`) would; returns their roles."""
+        exited = [role for role, proc in self.workers.items() if role != "api" and proc.poll() is not None]
+        for role in exited:
+            self.start_role(role)
+        return exited
+
+    def wait_for_batch(self, batch_id: UUID, timeout: float = 120, supervise: bool = False) -> Batch:
+        """Wait for the batch to complete; `supervise`: restarting workers that exit meanwhile."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if supervise:
+                self.restart_exited()
             with session_scope() as session:
                 batch = session.get(Batch, batch_id)
                 if batch.status == BatchStatus.COMPLETED:
@@ -126,6 +138,20 @@ def api_client(url: str, key: str | None = None) -> httpx.Client:
     hung API is caught by the test's own time limit, with the logs."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.Client(base_url=url, headers=headers, timeout=None)
+
+
+def post_tone_batch(api_url: str, tenant: str, audio_root: Path, items: int, max_iters: int = 1):
+    """A new tenant's key, and a batch over HTTP of `items` questions on the clips
+    `0.wav`, `1.wav`, ... under its audio root; returns (the tenant's client, batch id)."""
+    from api.keys import create_key
+
+    client = api_client(api_url, create_key(tenant, audio_root=audio_root))
+    lines = [json.dumps({"custom_id": f"q{i:04d}", "audio": f"{i}.wav", "question": "What is heard?",
+                         "choices": ["A tone", "A voice"], "answer": "A tone"}) for i in range(items)]
+    created = client.post("/v1/batches", json={"input": "\n".join(lines), "input_format": "jsonl",
+                                               "max_iters": max_iters})
+    assert created.status_code == 201, created.text
+    return client, created.json()["id"]
 
 
 def _free_port() -> int:

@@ -13,13 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
-from api.keys import create_key
 from models import JobStatus
-from tests.stack import tone_wav
+from tests.stack import post_tone_batch, tone_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "librosa", "transformers", "onnxruntime", "faster_whisper")
@@ -87,13 +85,8 @@ def test_the_reasoning_worker_keeps_many_calls_in_flight_and_no_role_loads_the_m
     (tmp_path / "clips").mkdir()
     for i in range(threads):
         tone_wav(tmp_path / "clips" / f"{i}.wav", seconds=0.5, freq=300 + 20 * i)
-    client = httpx.Client(base_url=api, timeout=None, headers={
-        "Authorization": f"Bearer {create_key('roles', audio_root=tmp_path / 'clips')}"})
-    lines = [json.dumps({"custom_id": f"q{i:02d}", "audio": f"{i}.wav", "question": "What is heard?",
-                         "choices": ["A tone", "A voice"], "answer": "A tone"}) for i in range(threads)]
-    created = client.post("/v1/batches", json={"input": "\n".join(lines), "input_format": "jsonl", "max_iters": 1})
-    assert created.status_code == 201, created.text
-    batch = stack.wait_for_batch(created.json()["id"], timeout=300)
+    _, batch_id = post_tone_batch(api, "roles", tmp_path / "clips", threads)
+    batch = stack.wait_for_batch(batch_id, timeout=300)
 
     assert {j.status for j in stack.jobs(batch.id)} == {JobStatus.SUCCEEDED}
     assert scripted_llm.peak_in_flight >= threads

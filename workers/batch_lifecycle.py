@@ -4,6 +4,11 @@ Both keep every finished result. Jobs not yet ended are marked cancelled or expi
 once, so no new step of theirs is claimed (a claim skips ended jobs); a step already
 running finishes its work, but its result is dropped at commit (workers/step_runner.py).
 A cancelled batch reads `cancelling` until no step of it is still running.
+
+Ending a batch takes its locks in the order every worker takes them (lock_for_ending): a
+worker's commit locks its job, then the batch (to close it or settle its cancel), so
+locking the batch first and its jobs after deadlocked against the reasoning worker's
+commits (seen as a 503 on cancel with a thread pool committing tens of jobs at once).
 """
 
 from sqlalchemy import exists, func, select, update
@@ -52,16 +57,29 @@ def expire_if_due(session: Session, batch: Batch) -> bool:
     return True
 
 
+def lock_for_ending(session: Session, batch: Batch) -> None:
+    """Lock the batch's unfinished jobs (in id order), then the batch itself, and read its
+    status afresh: what cancel and expiry need before they change anything."""
+    session.execute(
+        select(Job.id)
+        .where(Job.batch_id == batch.id, Job.status.not_in(TERMINAL_JOB_STATUSES))
+        .order_by(Job.id)
+        .with_for_update()
+    )
+    session.refresh(batch, with_for_update=True)
+
+
 def sweep_batches(session: Session) -> int:
     """The sweeper's share: expire due batches, settle cancelling ones. Returns how many changed."""
     candidates = session.scalars(
         select(Batch).where(
             ((Batch.status.in_(OPEN_BATCH_STATUSES)) & (Batch.expires_at <= func.now()))
             | (Batch.status == BatchStatus.CANCELLING)
-        ).with_for_update(skip_locked=True)
+        )
     ).all()
     changed = 0
     for batch in candidates:
+        lock_for_ending(session, batch)
         before = batch.status
         if not expire_if_due(session, batch):
             settle_cancelling(session, batch)

@@ -53,11 +53,14 @@ def _after_fork(**_kwargs) -> None:
 
 
 @worker_init.connect
-def _size_database_pool(sender, **_kwargs) -> None:
+def _set_up_thread_pool_worker(sender, **_kwargs) -> None:
     # A thread-pool worker (the reasoning role) runs its tasks in this one process: its
-    # database pool must serve all of them. Prefork children keep the small default.
+    # database pool must serve all of them (prefork children keep the small default), and
+    # it restarts after a broker outage instead of trusting the reconnect (see the module).
     pool = sender.pool_cls
     if "thread" in (pool if isinstance(pool, str) else pool.__module__):
         from models.db import size_pool_for_threads
+        from workers.broker_watchdog import watch_broker
 
         size_pool_for_threads(sender.concurrency)
+        watch_broker()

@@ -25,7 +25,7 @@ from core.settings import get_settings
 from models import Batch, Job, JobStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
-from workers.batch_lifecycle import cancel_batch, expire_if_due
+from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
@@ -77,7 +77,7 @@ def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
     batch = _owned(session, caller, batch_id)
     if batch.expires_at is not None and batch.expires_at <= datetime.now(timezone.utc):
         # Expiry is applied when it is seen, not only on the sweeper's next pass.
-        batch = _owned(session, caller, batch_id, lock=True)
+        lock_for_ending(session, batch)
         if expire_if_due(session, batch):
             session.flush()
             session.refresh(batch)
@@ -87,7 +87,8 @@ def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
 @router.post("/{batch_id}/cancel", response_model=BatchOut, responses=NOT_FOUND)
 def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
     """Stop the batch: unfinished jobs are cancelled, finished results are kept."""
-    batch = _owned(session, caller, batch_id, lock=True)
+    batch = _owned(session, caller, batch_id)
+    lock_for_ending(session, batch)
     if not expire_if_due(session, batch):
         cancel_batch(session, batch)
     session.flush()
@@ -146,11 +147,10 @@ def _result_file(session, caller: Caller, batch_id: UUID, statuses) -> Response:
     return StreamingResponse(iter(lines), media_type="application/x-ndjson")
 
 
-def _owned(session, caller: Caller, batch_id: UUID, lock: bool = False) -> Batch:
+def _owned(session, caller: Caller, batch_id: UUID) -> Batch:
     """The batch if it belongs to the caller's tenant; 404 otherwise (never 403: another
     tenant's ids must not be confirmed to exist)."""
-    query = select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
-    batch = session.scalar(query.with_for_update() if lock else query)
+    batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id))
     if batch is None:
         raise HTTPException(404, f"no batch {batch_id}")
     return batch
