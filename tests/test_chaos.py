@@ -108,6 +108,7 @@ class RandomKiller:
 
     def __init__(self, stack: Stack, seed: int, llm):
         self.stack, self.rng, self.llm = stack, random.Random(seed), llm
+        self.baseline = (len(llm.requests), stored_llm_calls())  # the test database holds earlier tests' too
         self.kills: Counter = Counter()
         # After each kill of the reasoning worker (none alive then, so nothing in flight):
         # LLM requests made so far whose reply never reached Postgres.
@@ -128,9 +129,8 @@ class RandomKiller:
         self.stack.kill(role)
         self.kills[role] += 1
         if role == "reasoning":
-            with session_scope() as session:
-                stored = session.scalar(select(func.count()).select_from(LLMCall))
-            self.unstored_after_reasoning_kills.append(len(self.llm.requests) - stored)
+            asked, stored = len(self.llm.requests) - self.baseline[0], stored_llm_calls() - self.baseline[1]
+            self.unstored_after_reasoning_kills.append(asked - stored)
         self.boots[role] = self._boots(role) + 1  # eligible again once the new one is ready
         self.due[role] = None
         self.stack.start_role(role)
@@ -138,6 +138,11 @@ class RandomKiller:
     def _boots(self, role: str) -> int:
         """How many workers of this role have said they are ready so far (one line each)."""
         return len(re.findall(rf"\] {re.escape(role)}@\S+ ready\.", self.stack.log_of(role)))
+
+
+def stored_llm_calls() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(LLMCall))
 
 
 def _batch_done(batch_id) -> bool:
