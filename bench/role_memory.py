@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +48,10 @@ def main() -> None:
 
 
 def measure(tmp: Path) -> dict:
+    from tests.stack import _free_port
+
     env, logs = dict(os.environ), tmp / "logs"
-    api_port = free_port()
+    api_port = _free_port()
     started = {
         "api": processes.start_api(env, logs / "api.log", api_port),
         "beat": processes.start_beat(env, logs / "beat.log", tmp / "beat-schedule"),
@@ -75,11 +76,12 @@ def measure(tmp: Path) -> dict:
 
 def run_warmup_batch(api: str, tmp: Path) -> int:
     from api.keys import create_key
+    from tests.private_services import _wait_until as wait_until
+    from tests.stack import api_client
 
     audio_root, lines = warmup_items(tmp / "clips")
-    wait_until(lambda: httpx.get(f"{api}/healthz", timeout=5).status_code == 200, "the API")
-    client = httpx.Client(base_url=api, timeout=None,
-                          headers={"Authorization": f"Bearer {create_key('bench', audio_root=audio_root)}"})
+    wait_until(lambda: api_client(api).get("/healthz").status_code == 200, "the API", timeout=300)
+    client = api_client(api, create_key("bench", audio_root=audio_root))
     created = client.post("/v1/batches", json={"input": "\n".join(lines), "input_format": "auto", "max_iters": 1})
     created.raise_for_status()
     batch_id = created.json()["id"]
@@ -115,27 +117,6 @@ def resident_mib(pid: int) -> dict:
     own = main.memory_info().rss / 2**20
     return {"main_mib": round(own, 1), "largest_child_mib": round(max(children, default=0.0), 1),
             "tree_mib": round(own + sum(children), 1), "processes": 1 + len(children)}
-
-
-def wait_until(done, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if done():
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not get there in {timeout}s")
-        time.sleep(0.5)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def report(result: dict) -> None:

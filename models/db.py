@@ -29,10 +29,6 @@ def size_pool_for_threads(threads: int) -> None:
     reset_after_fork()
 
 
-def pool_limits() -> dict[str, int]:
-    return dict(_pool)
-
-
 @lru_cache
 def get_engine() -> Engine:
     url = get_settings().database_url

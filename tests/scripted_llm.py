@@ -93,7 +93,6 @@ class ScriptedLLM:
             self.requests.append(record)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-            self._changed.notify_all()
             self._wait_for_hold(agent)
             queued = self.script.get(agent)
             if queued:

@@ -7,8 +7,9 @@ attribute 'hostname'"), and the process stays up consuming nothing (tests/test_c
 saw it; it is a known Celery failure of `--pool threads` over Redis). Rather than trust
 the reconnect, the reasoning worker is crash-only there: a watchdog pings the broker on a
 connection of its own, and once a ping failed and a later one succeeds, or the broker
-answers as a new server (a restart between two pings), it ends the process. Its supervisor (docker-compose's restart policy, `agr run`) starts a fresh one,
-which connects from scratch. Nothing is lost: the steps it held keep their leases until
+answers as a new server (a restart between two pings), it ends the process. Its
+supervisor (docker-compose's restart policy, `agr run`) starts a fresh one, which
+connects from scratch. Nothing is lost: the steps it held keep their leases until
 they lapse and the sweeper re-queues them; LLM calls in flight are asked again.
 """
 

@@ -33,5 +33,4 @@ SWEEP_ROUTE = Route("workers.tasks.sweep", REASONING_QUEUE)
 def task_routes() -> dict[str, dict]:
     """Celery's `task_routes`, derived from the table above (a task re-sent by its own
     retry goes back to its queue)."""
-    routes = {r.task: {"queue": r.queue} for r in (*STEP_ROUTES.values(), SWEEP_ROUTE)}
-    return routes
+    return {r.task: {"queue": r.queue} for r in (*STEP_ROUTES.values(), SWEEP_ROUTE)}
