@@ -2,7 +2,10 @@
 
 Each agent (recognised by its system prompt) has a queue of scripted replies; when the
 queue is empty, the agent's default reply is used (a test may set its own). A reply is a dict (sent as JSON
-content), a str (sent verbatim as content) or an int (an HTTP error status).
+content), a str (sent verbatim as content), an int (an HTTP error status) or a tuple
+(status, error payload): an HTTP error with that exact body, as a real server words it.
+A test may also make the server refuse a `response_format` type outright, the way a
+server without that form does (see `refuse_response_format`).
 Every request is recorded, so a test can count what the workers really asked, and the
 server counts the requests it holds open at once (how many calls a worker keeps in flight).
 """
@@ -46,6 +49,7 @@ class ScriptedLLM:
         self.in_flight = 0  # requests received and not yet answered
         self.peak_in_flight = 0
         self._holds: dict[str, tuple[int, float]] = {}
+        self._refused_formats: dict[str, tuple[int, dict]] = {}
         self._faults = (0.0, random.Random(0), 0.0)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -86,6 +90,12 @@ class ScriptedLLM:
         drawn from a seeded generator so a failing run can be replayed."""
         self._faults = (rate, random.Random(seed), hang_s)
 
+    def refuse_response_format(self, format_type: str, status: int, payload: dict) -> None:
+        """From now on every request whose response_format has type `format_type` gets
+        HTTP `status` with `payload`, whatever is queued (the queue is left untouched)."""
+        with self._lock:
+            self._refused_formats[format_type] = (status, payload)
+
     def _next(self, body: dict):
         agent = agent_of(body)
         with self._lock:
@@ -94,6 +104,10 @@ class ScriptedLLM:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             self._wait_for_hold(agent)
+            refusal = self._refused_formats.get((body.get("response_format") or {}).get("type"))
+            if refusal is not None:
+                record["fault"] = None
+                return record, refusal
             queued = self.script.get(agent)
             if queued:
                 reply = queued.pop(0)
@@ -145,6 +159,8 @@ class ScriptedLLM:
                 try:
                     if isinstance(reply, int):
                         self._send(reply, {"error": {"message": f"scripted status {reply}"}})
+                    elif isinstance(reply, tuple):
+                        self._send(*reply)
                     else:
                         content = reply if isinstance(reply, str) else json.dumps(reply)
                         self._send(200, completion(body, content))
