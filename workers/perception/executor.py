@@ -22,6 +22,8 @@ from models.db import session_scope
 from workers.perception.audio_io import AudioClip, BadAudioError, load_audio
 from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 
+# A skip is recorded (the audit shows it) but is no result: a row whose output has
+# "skipped" is never a cache source, so a later call of the tool on that audio runs it.
 NO_SPEECH = ToolResult({"skipped": "no speech detected by voice activity"}, "skipped: no speech detected")
 
 
@@ -115,7 +117,11 @@ class RoundExecutor:
         key = cache_key(self.audio_sha256, call.tool, TOOLS[call.tool].model_name(), call.args)
         with session_scope() as session:
             hit = session.scalar(
-                select(ToolCall).where(ToolCall.cache_key == key, ToolCall.error.is_(None)).limit(1)
+                select(ToolCall).where(
+                    ToolCall.cache_key == key,
+                    ToolCall.error.is_(None),
+                    ToolCall.output["skipped"].as_string().is_(None),
+                ).limit(1)
             )
         if hit is None:
             return None
