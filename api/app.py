@@ -1,9 +1,13 @@
 """The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
 
+import json
 import logging
+import math
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -28,7 +32,30 @@ def create_app() -> FastAPI:
     app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's own 422, but written so that any input it echoes can be: JSON may spell a
+    # lone surrogate ("\ud800", no UTF-8) or NaN, and echoed as they came they made a 500.
+    return _EscapedJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+class _EscapedJSONResponse(JSONResponse):
+    def render(self, content) -> bytes:
+        return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _finite(value):
+    """`value` with NaN and infinities, which JSON has no number for, as strings ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ each audio reference (a path inside an audio folder, or an upload id) into a fil
 """
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,9 @@ FORMATS = ("auto", "jsonl", "mmar", "mmau")
 METADATA_FIELDS = ("modality", "task", "category", "sub-category", "language", "difficulty")
 MAX_QUESTION_CHARS = 20_000
 MAX_CHOICES = 26
+MAX_ID_CHARS = 200  # jobs.custom_id
+MAX_AUDIO_REF_CHARS = 1000
+MAX_AUDIO_PATH_CHARS = 2000  # audio_assets.path, the resolved file
 
 
 class SubmissionInvalid(ValueError):
@@ -62,7 +66,7 @@ def detect_format(text: str) -> str:
     stripped = text.lstrip()
     if stripped.startswith("["):
         return "mmau"
-    first = stripped.splitlines()[0] if stripped else ""
+    first = stripped.split("\n", 1)[0]
     return "jsonl" if '"custom_id"' in first else "mmar"
 
 
@@ -123,20 +127,41 @@ def _position(error: str) -> int:
     return int(head[1]) if len(head) == 2 and head[1].isdigit() else 1 << 62
 
 
+@dataclass(frozen=True)
+class _NotJSON:
+    """A number Python's json reads but JSON and Postgres do not have (NaN, Infinity, 1e400),
+    or an int too long to read: kept in its place, refused by `_unstorable` as its field's."""
+
+    text: str
+
+
+def _number(text: str):
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:  # an int of more than 4,300 digits
+        return _NotJSON(f"an integer of {len(text)} digits")
+    return value if not isinstance(value, float) or math.isfinite(value) else _NotJSON(text)
+
+
+def _loads(text: str):
+    return json.loads(text, parse_constant=_NotJSON, parse_float=_number, parse_int=_number)
+
+
 def _jsonl_records(text: str):
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (JSON strings may hold U+2028, form feeds, ...), as editors count them.
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"line {number}"
         try:
-            yield where, json.loads(line)
+            yield where, _loads(line)
         except json.JSONDecodeError as exc:
             yield where, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
 
 
 def _mmau_records(text: str):
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as exc:
         yield f"line {exc.lineno}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
         return
@@ -153,7 +178,7 @@ def _benchmark(where: str, raw) -> ParsedItem:
     audio_field = "audio_path" if "audio_path" in raw else "audio_id"
     _require(raw, "id", audio_field, "question")
     return ParsedItem(
-        where, str(raw["id"]), _path_ref(raw[audio_field], audio_field), _question(raw["question"]),
+        where, _custom_id(raw["id"], "id"), _path_ref(raw[audio_field], audio_field), _question(raw["question"]),
         _choices(raw.get("choices")), _answer(raw.get("answer")),
         {k: raw[k] for k in METADATA_FIELDS if raw.get(k) is not None},
     )
@@ -167,7 +192,7 @@ def _ours(where: str, raw) -> ParsedItem:
     if not isinstance(metadata, dict):
         raise ValueError("metadata must be an object")
     return ParsedItem(
-        where, str(raw["custom_id"]), _audio_ref(raw["audio"]), _question(raw["question"]),
+        where, _custom_id(raw["custom_id"], "custom_id"), _audio_ref(raw["audio"]), _question(raw["question"]),
         _choices(raw.get("choices")), _answer(raw.get("answer")), metadata, _item_options(raw.get("options")),
     )
 
@@ -177,7 +202,39 @@ def _object(raw) -> dict:
         raise raw
     if not isinstance(raw, dict):
         raise ValueError("expected a JSON object")
+    for name, value in raw.items():
+        if problem := _unstorable(name):
+            raise ValueError(f"a field name {problem}")
+        if problem := _unstorable(value):
+            raise ValueError(f"{name if len(name) <= 40 else 'a field'} {problem}")
     return raw
+
+
+def _unstorable(value) -> str | None:
+    """Why Postgres could not store `value` (any string, key or number in it), or None.
+    Checked on every field, even those ignored, so the reason never depends on which are read."""
+    if isinstance(value, _NotJSON):
+        return f"holds {value.text if len(value.text) <= 40 else 'a number'}, which is not a JSON number"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character (\\u0000)"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+        return None
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, list):
+        return next((problem for v in value if (problem := _unstorable(v))), None)
+    return None
+
+
+def _custom_id(value, name: str) -> str:
+    custom_id = str(value)
+    if len(custom_id) > MAX_ID_CHARS:
+        raise ValueError(f"{name} longer than {MAX_ID_CHARS} characters")
+    return custom_id
 
 
 def _require(raw: dict, *names: str) -> None:
@@ -215,6 +272,8 @@ def _answer(value) -> str | None:
 def _path_ref(value, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > MAX_AUDIO_REF_CHARS:
+        raise ValueError(f"{name} longer than {MAX_AUDIO_REF_CHARS} characters")
     return value
 
 
@@ -248,11 +307,16 @@ def resolve_in_root(reference: str, root: Path) -> Path:
     if relative.is_absolute() or ".." in relative.parts:
         raise ValueError(f"audio {reference!r} must be relative to the audio folder, without '..'")
     root = root.resolve()
-    resolved = (root / relative).resolve()  # follows symlinks, so one pointing out is caught here
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"audio {reference!r} leaves the audio folder")
-    if not resolved.is_file():
-        raise ValueError(f"audio file not found: {reference}")
+    try:
+        resolved = (root / relative).resolve()  # follows symlinks, so one pointing out is caught here
+        if not resolved.is_relative_to(root):
+            raise ValueError(f"audio {reference!r} leaves the audio folder")
+        if not resolved.is_file():
+            raise ValueError(f"audio file not found: {reference}")
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise ValueError(f"audio {reference!r}: {exc.strerror}") from None
+    if len(str(resolved)) > MAX_AUDIO_PATH_CHARS:
+        raise ValueError(f"audio {reference!r}: its path is longer than {MAX_AUDIO_PATH_CHARS} characters")
     return resolved
 
 

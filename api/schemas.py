@@ -1,15 +1,35 @@
 """Request and response bodies. Names follow the OpenAI Batch API where they fit."""
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from models.status import BatchStatus, JobStatus
 
 Pipeline = Literal["agr", "cascade", "direct"]
 InputFormat = Literal["auto", "jsonl", "mmar", "mmau"]
+
+
+def _no_nul(value: str) -> str:
+    # Postgres stores no NUL in text (and none in what it reads out of json): refused here,
+    # not a 500 at the insert. (A lone surrogate is refused by pydantic's str itself.)
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+def _stored_text(max_length: int):
+    """A string Postgres can store (no NUL) of at most `max_length` characters."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_no_nul)]
+
+
+BatchName = _stored_text(200)  # batches.name
+AudioDir = _stored_text(1000)
+# As the OpenAI Batch API: metadata keys up to 64 characters, values up to 512.
+MetadataKey = _stored_text(64)
+MetadataValue = _stored_text(512)
 
 
 class UploadOut(BaseModel):
@@ -26,12 +46,12 @@ class BatchCreate(BaseModel):
     input: str = Field(description="the file's text: our JSONL items, an MMAR JSONL file or an MMAU JSON file",
                        max_length=200_000_000)
     input_format: InputFormat = "auto"
-    audio_dir: str | None = Field(None, max_length=1000,
-                                  description="folder inside the tenant's audio root that paths are relative to")
-    name: str | None = Field(None, max_length=200)
+    audio_dir: AudioDir | None = Field(None, description="folder inside the tenant's audio root that paths "
+                                                         "are relative to")
+    name: BatchName | None = None
     pipeline: Pipeline = "agr"
     max_iters: int | None = Field(None, ge=0, le=10)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=16)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
                                           description="e.g. 24h; unfinished jobs expire after it")
 

@@ -49,6 +49,8 @@ def _folder(caller: Caller, audio_dir: str | None) -> Path | ValueError:
         return _dir_in_root(audio_dir, caller.audio_root)
     except ValueError as exc:
         return exc
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        return ValueError(f"audio_dir {audio_dir!r}: {exc.strerror}")
 
 
 def _dir_in_root(audio_dir: str, root: Path) -> Path:

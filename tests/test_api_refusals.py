@@ -178,3 +178,81 @@ def test_idempotency_key_rate_limit_and_queue_cap(stack, tmp_path, broker_url):
     assert statuses[-1] == 429 and 200 in statuses
     limited = client.get("/v1/batches")
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+
+
+NUL = "\u0000"
+# Lines Postgres would refuse (NUL in text or json, a lone surrogate, NaN or Infinity in
+# json, a custom_id past its column) or Python could not read (an int of 5,000 digits, a
+# path longer than the system allows): each is a 422 naming its line, never a 500.
+UNSTORABLE_LINES = {
+    "custom_id too long": _line("x" * 201, "clips/tone.wav"),
+    "NUL in custom_id": _line(f"id{NUL}", "clips/tone.wav"),
+    "NUL in question": json.dumps({"custom_id": "q", "audio": "clips/tone.wav", "question": f"What{NUL}?"}),
+    "NUL in a choice": _line("c", "clips/tone.wav", choices=["a", f"b{NUL}"]),
+    "NUL in answer": _line("a", "clips/tone.wav", answer=f"a{NUL}"),
+    "NUL in audio": _line("p", f"clips/tone.wav{NUL}"),
+    "NUL in audio.path": _line("p", {"path": f"clips/{NUL}tone.wav"}),
+    "NUL deep in metadata": _line("m", "clips/tone.wav", metadata={"k": {"deep": [f"v{NUL}"]}}),
+    "NUL in a metadata key": _line("m", "clips/tone.wav", metadata={f"k{NUL}": 1}),
+    "NUL in an MMAR id": json.dumps({"id": f"i{NUL}", "audio_path": "clips/tone.wav", "question": "q?"}),
+    "NUL in an MMAR field": json.dumps({"id": "i", "audio_path": "clips/tone.wav", "question": "q?",
+                                        "category": f"c{NUL}"}),
+    "lone surrogate": _line("s", "clips/tone.wav", answer="\ud800"),
+    "NaN in metadata": _line("n", "clips/tone.wav", metadata={"x": float("nan")}),
+    "1e400 in metadata": _line("f", "clips/tone.wav").replace('"choices"', '"metadata": {"x": 1e400}, "choices"'),
+    "a 5000-digit int": _line("i", "clips/tone.wav").replace('"choices"', '"metadata": {"x": ' + "9" * 5000
+                                                              + '}, "choices"'),
+    "audio path too long": _line("l", "clips/" + "a" * 300 + ".wav"),
+    "audio path far too long": _line("l", "a/" * 3000 + "x.wav"),
+}
+
+
+def test_lines_the_database_cannot_store_are_refused_by_line(api, broker_url):
+    client, _, _ = api
+    before = _queued_anything(broker_url)
+    wrong = {}
+    for case, line in UNSTORABLE_LINES.items():
+        fmt = "mmar" if "MMAR" in case else "auto"
+        good = (json.dumps({"id": "ok", "audio_path": "clips/tone.wav", "question": "q?"}) if fmt == "mmar"
+                else _line("ok", "clips/tone.wav"))
+        try:  # a connection of its own: one a 500 closed must not fail the next case
+            with httpx.Client(base_url=client.base_url, headers=client.headers, timeout=None) as fresh:
+                response = fresh.post("/v1/batches", json={"input": good + "\n" + line, "input_format": fmt})
+        except httpx.TransportError as exc:  # the API process died, or dropped the connection
+            wrong[case] = repr(exc)
+            continue
+        errors = response.json()["detail"].get("errors") if response.status_code == 422 else None
+        if not errors or not all(e.startswith("line 2: ") for e in errors):
+            wrong[case] = f"{response.status_code} {response.text[:200]}"
+    assert not wrong, "\n".join(f"{case}: {answer}" for case, answer in wrong.items())
+    assert _queued_anything(broker_url) == before
+
+
+BAD_BATCH_FIELDS = {
+    "NUL in name": {"name": f"n{NUL}"}, "lone surrogate in name": {"name": "\ud800"}, "long name": {"name": "n" * 201},
+    "NUL in a metadata value": {"metadata": {"k": f"v{NUL}"}}, "NUL in a metadata key": {"metadata": {f"k{NUL}": "v"}},
+    "lone surrogate in metadata": {"metadata": {"k": "\udfff"}}, "long metadata key": {"metadata": {"k" * 65: "v"}},
+    "long metadata value": {"metadata": {"k": "v" * 513}}, "NUL in audio_dir": {"audio_dir": f"clips{NUL}"},
+    "audio_dir name too long": {"audio_dir": "a" * 300},
+    "lone surrogate in input": {"input": _line("ok", "clips/tone.wav").replace("heard", "heard\ud800")},
+    "NaN max_iters": {"max_iters": float("nan")}, "Infinity max_iters": {"max_iters": float("inf")},
+}
+
+
+def test_batch_fields_the_database_cannot_store_are_refused(api, broker_url):
+    client, _, _ = api
+    before = _queued_anything(broker_url)
+    wrong = {}
+    for case, field in BAD_BATCH_FIELDS.items():
+        # Sent as JSON spells them (\u0000, \ud800, NaN), which a client library may refuse to.
+        body = json.dumps({"input": _line("ok", "clips/tone.wav"), **field})
+        try:
+            with httpx.Client(base_url=client.base_url, headers=client.headers, timeout=None) as fresh:
+                response = fresh.post("/v1/batches", content=body, headers={"Content-Type": "application/json"})
+        except httpx.TransportError as exc:
+            wrong[case] = repr(exc)
+            continue
+        if response.status_code != 422:
+            wrong[case] = f"{response.status_code} {response.text[:200]}"
+    assert not wrong, "\n".join(f"{case}: {answer}" for case, answer in wrong.items())
+    assert _queued_anything(broker_url) == before
