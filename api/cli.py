@@ -21,6 +21,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
+from api.db_outage import Outage
 from api.local_stack import LocalStack
 from api.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
@@ -69,12 +70,13 @@ def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")
     with _stack(True) as stack:
         from workers.sweeper import resend_unfinished
 
+        outage = Outage(console)
         try:
-            batch_progress(batch_id)
+            outage.read(lambda: batch_progress(batch_id), stack.revive_dead_workers)
         except UnknownBatch as exc:
             console.print(str(exc), style="red", markup=False)
             raise typer.Exit(2) from None
-        resent = resend_unfinished(batch_id)
+        resent = outage.read(lambda: resend_unfinished(batch_id), stack.revive_dead_workers)
         console.print(f"batch [bold]{batch_id}[/]: re-sent {resent} unfinished step(s)")
         _watch_and_report(batch_id, stack)
 
@@ -116,27 +118,40 @@ def _stack(start_workers: bool):
 
 
 def _watch_and_report(batch_id: UUID, stack: LocalStack | None) -> None:
+    # A database outage is waited out, however long, with the workers kept running: they
+    # finish the batch once it is back (see api/db_outage.py); Ctrl-C ends the wait.
+    outage = Outage(console)
     try:
-        _watch(batch_id, stack)
+        _watch(batch_id, stack, outage)
+        results = outage.read(lambda: batch_results(batch_id), lambda: _keep_workers_alive(stack))
     except KeyboardInterrupt:
         console.print(f"\n[yellow]interrupted; nothing is lost. Continue with:[/] agr resume {batch_id}",
                       soft_wrap=True)  # a command to copy must not be broken across lines
         raise typer.Exit(130) from None
-    _report(batch_results(batch_id))
+    _report(results)
 
 
-def _watch(batch_id: UUID, stack: LocalStack | None) -> None:
-    progress = batch_progress(batch_id)
+def _keep_workers_alive(stack: LocalStack | None) -> None:
+    if stack is not None:
+        stack.revive_dead_workers()
+
+
+def _watch(batch_id: UUID, stack: LocalStack | None, outage: Outage) -> None:
+    progress = outage.read(lambda: batch_progress(batch_id), lambda: _keep_workers_alive(stack))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[counts]}")]
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("answered", total=progress.total, counts="")
+
+        def while_away() -> None:
+            _keep_workers_alive(stack)
+            bar.update(task, counts=f"database unreachable for {outage.down_for:.0f} s, retrying")
+
         last_line = 0.0
         while not progress.batch_done:
-            if stack is not None:
-                stack.revive_dead_workers()
+            _keep_workers_alive(stack)
             time.sleep(POLL_S)
-            progress = batch_progress(batch_id)
+            progress = outage.read(lambda: batch_progress(batch_id), while_away)
             bar.update(task, completed=progress.finished, counts=progress.activity)
             if not console.is_terminal and time.monotonic() - last_line > 10:
                 console.print(f"{progress.finished}/{progress.total} finished ({progress.activity})")  # CI logs

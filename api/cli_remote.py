@@ -14,6 +14,7 @@ from api.audit_view import render_audit
 from api.batch_input import SubmissionInvalid, UploadRef, parse_submission, resolve_in_root
 from api.cli_common import app, console, fail
 from api.client import ApiClient, ApiError
+from api.db_outage import Outage
 from core.benchmark_exports import EXPORT_FORMATS
 from core.scoring import read_benchmark, read_predictions, score
 
@@ -49,17 +50,16 @@ def submit(
     console.print(f"batch [bold]{batch['id']}[/] queued: {batch['request_counts']['total']} item(s), "
                   f"pipeline {batch['pipeline']}")
     if wait:
-        _watch(client, batch["id"])
-        _print_score(client.score(batch["id"]))
+        outage = _outage()
+        _watch(client, batch["id"], outage)
+        _print_score(_through(outage, lambda: client.score(batch["id"])))
 
 
 @app.command()
 def status(batch_id: str, watch: bool = typer.Option(False, help="follow until the batch ends")) -> None:
     """A batch's status and live counts."""
     client = _client()
-    if watch:
-        _watch(client, batch_id)
-    _print_batch(_api(lambda: client.batch(batch_id)))
+    _print_batch(_watch(client, batch_id, _outage()) if watch else _api(lambda: client.batch(batch_id)))
 
 
 @app.command()
@@ -147,6 +147,17 @@ def _api(call):
         fail(f"cannot reach the API: {type(exc).__name__}: {exc}")
 
 
+def _outage() -> Outage:
+    # The API answers 503 while its database is unreachable (api/app.py): a watch waits
+    # that out, as `agr run` does, instead of ending on the first poll that fails.
+    return Outage(console, is_outage=lambda exc: isinstance(exc, ApiError) and exc.status == 503)
+
+
+def _through(outage: Outage, call):
+    """call() through the API, waiting out a database outage; other errors end the command."""
+    return _api(lambda: outage.read(call))
+
+
 def _read_text(file: Path) -> str:
     if not file.is_file():
         fail(f"{file} is not a file")
@@ -187,8 +198,9 @@ def _with_uploads(client: ApiClient, text: str, input_format: str, audio_dir: Pa
     return "\n".join(lines)
 
 
-def _watch(client: ApiClient, batch_id: str) -> None:
-    batch = _api(lambda: client.batch(batch_id))
+def _watch(client: ApiClient, batch_id: str, outage: Outage) -> dict:
+    """Live progress until the batch ends; returns its last state."""
+    batch = _through(outage, lambda: client.batch(batch_id))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[counts]}")]
     with Progress(*columns, console=console) as bar:
@@ -199,9 +211,9 @@ def _watch(client: ApiClient, batch_id: str) -> None:
             summary = " ".join(f"{k}={v}" for k, v in counts.items() if k != "total" and v)
             bar.update(task, completed=finished, counts=f"{batch['status']} · {summary}")
             if batch["status"] in ENDED:
-                break
+                return batch
             time.sleep(POLL_S)
-            batch = _api(lambda: client.batch(batch_id))
+            batch = _through(outage, lambda: client.batch(batch_id))
 
 
 def _print_batch(batch: dict) -> None:
