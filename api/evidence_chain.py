@@ -1,6 +1,7 @@
 """A job's whole evidence chain, in the order it happened: for each iteration the
 perception calls that built its document, the document, and the agents' LLM calls on it
-(the planner's verdict, the interaction agent's tool plan, the answerer's reply)."""
+(the planner's verdict, the interaction agent's tool plan, the answerer's reply), and
+its steps with the calls each was made to run."""
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ def evidence_chain(session: Session, job: Job) -> dict:
     by_index = {i.index: i for i in iterations}
     return {
         "job_id": str(job.id),
+        "tool_catalogue": job.catalogue_version,  # the tools and models it was planned with
         "iterations": [_iteration(n, by_index.get(n), tools, llm) for n in indexes],
         "steps": [_step(s) for s in steps],
     }
@@ -50,5 +52,5 @@ def _llm(c: LLMCall) -> dict:
 
 def _step(s: Step) -> dict:
     return {"kind": str(s.kind), "iteration": s.iteration, "status": str(s.status), "attempts": s.attempts,
-            "last_error": s.last_error, "created_at": s.created_at.isoformat(),
+            "last_error": s.last_error, "calls": s.calls, "created_at": s.created_at.isoformat(),
             "finished_at": s.finished_at.isoformat() if s.finished_at else None}

@@ -18,7 +18,10 @@ from api.batch_input import Item
 from models import AudioAsset, Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
 from workers.dispatch import send_step
+from workers.perception import catalogue
 from workers.perception.audio_io import file_sha256
+from workers.perception.tools.base import calls_as_json
+from workers.pipelines import DEFAULT_PIPELINE, first_round_calls
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,40 @@ def create_batch(request: BatchRequest, session=None) -> tuple[UUID, list[int]]:
     session.add(batch)
     session.flush()
     audio_ids = _upsert_assets(session, assets)
+    # What every job will do is fixed now, from this process's tools and settings: the
+    # tools its agents are shown and its coarse round's calls with their models.
+    tools = catalogue.current()
+    catalogue.store(session, tools)
     jobs = [
         Job(batch_id=batch.id, custom_id=i.custom_id, audio_id=audio_ids[assets[i.audio]["sha256"]],
             question=i.question, choices=i.choices, options=request.options | i.options,
-            item_metadata=i.metadata, reference_answer=i.answer)
+            item_metadata=i.metadata, reference_answer=i.answer, catalogue_version=tools.version)
         for i in request.items
     ]
     session.add_all(jobs)
     session.flush()
-    steps = [Step(job_id=j.id, iteration=0, kind=StepKind.PERCEIVE_CPU) for j in jobs]
+    first_calls = _FirstCalls(tools)
+    steps = [Step(job_id=j.id, iteration=0, kind=StepKind.PERCEIVE_CPU, calls=first_calls.of(j)) for j in jobs]
     session.add_all(steps)
     session.flush()
     return batch.id, [s.id for s in steps]
+
+
+class _FirstCalls:
+    """Each job's coarse-round calls, as stored on its first step. Only the `direct`
+    pipeline's depend on the question: the others' are worked out once per batch."""
+
+    def __init__(self, tools):
+        self.tools, self._by_pipeline = tools, {}
+
+    def of(self, job: Job) -> list[dict]:
+        pipeline = job.options.get("pipeline", DEFAULT_PIPELINE)
+        if pipeline == "direct" or pipeline not in self._by_pipeline:
+            calls = calls_as_json(first_round_calls(pipeline, job.question, job.choices, self.tools))
+            if pipeline == "direct":
+                return calls
+            self._by_pipeline[pipeline] = calls
+        return self._by_pipeline[pipeline]
 
 
 def _asset_values(path: Path) -> dict:

@@ -10,9 +10,10 @@ from models.status import BatchStatus, JobStatus, StepKind, StepStatus
 from models.step import Step
 from models.tenant import ApiKey, Tenant
 from models.tool_call import ToolCall
+from models.tool_catalogue import ToolCatalogue
 from models.upload import Upload
 
 __all__ = [
     "ApiKey", "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
-    "LLMCall", "Step", "StepKind", "StepStatus", "Tenant", "ToolCall", "Upload",
+    "LLMCall", "Step", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
 ]

@@ -25,6 +25,8 @@ class Job(CreatedAt, Base):
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. max_iters
     item_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # modality, category
     reference_answer: Mapped[str | None] = mapped_column(Text)  # known correct answer, if any
+    # The tools its agents are shown and their models (None: submitted before they were stored).
+    catalogue_version: Mapped[str | None] = mapped_column(String(64), ForeignKey("tool_catalogues.version"))
 
     status: Mapped[JobStatus] = mapped_column(
         status_enum(JobStatus), default=JobStatus.QUEUED, index=True

@@ -1,7 +1,8 @@
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Text, UniqueConstraint, func, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, status_enum
@@ -29,6 +30,9 @@ class Step(CreatedAt, Base):
     job_id: Mapped[UUID] = mapped_column(ForeignKey("jobs.id"), index=True)
     iteration: Mapped[int]
     kind: Mapped[StepKind] = mapped_column(status_enum(StepKind))
+    # A perception step's calls, fixed when its row is made: [{index, tool, args, model,
+    # needs_speech}]. None: a reasoning step, or one made before calls were stored.
+    calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     status: Mapped[StepStatus] = mapped_column(
         status_enum(StepStatus), default=StepStatus.QUEUED, index=True
     )

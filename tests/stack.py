@@ -2,10 +2,12 @@
 the settings the test chooses, plus helpers to submit work and inspect Postgres."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import UUID
 
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from api.batch_input import Item
 from api.submission import submit
 from core import processes
+from core.settings import get_settings
 from models import Batch, BatchStatus, Job, Step
 from models.db import session_scope
 
@@ -38,6 +41,7 @@ class Stack:
         self.tmp = tmp
         self.env = {"AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": broker_url, **FAST_DURABILITY}
         self.workers: dict[str, subprocess.Popen] = {}
+        self.role_settings: dict[str, dict] = {}  # a role's own settings over `env`
 
     def configure(self, **settings: str) -> None:
         self.env.update({f"AGR_{k.upper()}": str(v) for k, v in settings.items()})
@@ -47,15 +51,20 @@ class Stack:
             self.start_role(role)
         time.sleep(0.5)
 
-    def start_role(self, role: str, queue: str | None = None) -> subprocess.Popen:
+    def start_role(self, role: str, queue: str | None = None, **settings) -> subprocess.Popen:
         """Start beat, or a worker named `role` on `queue` (default: the queue of that name):
         perception workers of concurrency 1, a reasoning worker with its thread pool at the
-        configured concurrency; a role started again replaces its killed predecessor."""
+        configured concurrency; a role started again replaces its killed predecessor.
+        `settings` are this process's own, over the configured ones (None: unset)."""
         log = self.tmp / f"{role}.log"
+        self.role_settings[role] = settings
+        env = {**self.env, **{f"AGR_{k.upper()}": str(v) for k, v in settings.items() if v is not None}}
+        for key in [f"AGR_{k.upper()}" for k, v in settings.items() if v is None]:
+            env.pop(key, None)
         if role == "beat":
-            proc = processes.start_beat(self.env, log, self.tmp / "beat-schedule")
+            proc = processes.start_beat(env, log, self.tmp / "beat-schedule")
         else:
-            proc = processes.start_worker(queue or role, self.env, log, name=role)
+            proc = processes.start_worker(queue or role, env, log, name=role)
         self.workers[role] = proc
         return proc
 
@@ -91,14 +100,17 @@ class Stack:
 
     # --- work ---
     def submit(self, items: list[Item], **options) -> UUID:
-        return submit("test", items, options)
+        """Submitted by this process, as the API would, with the configured settings: the
+        submitter fixes each job's tools, models and coarse calls."""
+        with _settings(self.env):
+            return submit("test", items, options)
 
     def restart_exited(self) -> list[str]:
         """Start again every worker whose process ended, as docker-compose's restart policy
         (and `agr run`) would; returns their roles."""
         exited = [role for role, proc in self.workers.items() if role != "api" and proc.poll() is not None]
         for role in exited:
-            self.start_role(role)
+            self.start_role(role, **self.role_settings.get(role, {}))
         return exited
 
     def wait_for_batch(self, batch_id: UUID, timeout: float = 120, supervise: bool = False) -> Batch:
@@ -130,6 +142,20 @@ class Stack:
                     return step
             time.sleep(0.02)
         raise AssertionError(f"no {kind} step started running in {timeout}s\n{self.logs()}")
+
+
+@contextmanager
+def _settings(env: dict):
+    """This process's settings read from `env` over its own environment, meanwhile."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
 
 
 def api_client(url: str, key: str | None = None) -> httpx.Client:

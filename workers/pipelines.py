@@ -12,14 +12,15 @@ PIPELINES = ("agr", "cascade", "direct")
 DEFAULT_PIPELINE = "agr"
 
 
-def first_round_calls(pipeline: str, question: str, choices: list[str]) -> list:
-    """The PlannedCalls of iteration 0. (Imported here: the CLI reads PIPELINES without
-    loading the tool registry.)"""
-    from workers.perception.tools import PlannedCall, coarse_tools
+def first_round_calls(pipeline: str, question: str, choices: list[str], catalogue) -> list:
+    """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
+    configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
+    without loading the tool registry.)"""
+    from workers.perception.tools import coarse_tools
 
     if pipeline == "direct":
-        return [PlannedCall("audio_qa", {"question": direct_prompt(question, choices)})]
-    return [PlannedCall(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
+        return [catalogue.call("audio_qa", {"question": direct_prompt(question, choices)})]
+    return [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
 
 
 def after_first_document(pipeline: str) -> StepKind:

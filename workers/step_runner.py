@@ -19,6 +19,7 @@ from workers.batch_lifecycle import settle_cancelling
 from workers.dispatch import send_step
 from workers.job_state import finish_job_with_error
 from workers.step_claim import StepClaim, claim_step, fenced, lease_heartbeat
+from workers.perception.tools.base import calls_as_json
 from workers.steps import NextStep, handler_for
 
 log = logging.getLogger(__name__)
@@ -90,10 +91,12 @@ def _settle_cancelled_batch(session, job_id) -> None:
 
 
 def persist_step(session, job_id, next_step: NextStep) -> int:
-    """Insert the step row once; a replay finds the existing row and returns its id."""
+    """Insert the step row once, with the calls it will make; a replay finds the existing
+    row (its calls as first stored) and returns its id."""
+    calls = None if next_step.calls is None else calls_as_json(next_step.calls)
     step_id = session.scalar(
         insert(Step)
-        .values(job_id=job_id, iteration=next_step.iteration, kind=next_step.kind)
+        .values(job_id=job_id, iteration=next_step.iteration, kind=next_step.kind, calls=calls)
         .on_conflict_do_nothing(index_elements=["job_id", "iteration", "kind"])
         .returning(Step.id)
     )

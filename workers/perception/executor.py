@@ -35,6 +35,11 @@ class CallOutcome:
     text: str
 
 
+def model_of(call: PlannedCall) -> str:
+    """The model a call was planned with (this worker's for a call planned before models were stored)."""
+    return call.model or TOOLS[call.tool].model_name()
+
+
 def cache_key(audio_sha256: str, tool: str, model: str, args: dict) -> str:
     blob = json.dumps([audio_sha256, tool, model, args], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -90,9 +95,9 @@ class RoundExecutor:
         tool = TOOLS[call.tool]
         values = dict(
             job_id=self.job_id, iteration=self.iteration, call_index=index, tool=call.tool,
-            model=tool.model_name()[:300], args=call.args, output=result.output, text=result.text,
+            model=model_of(call)[:300], args=call.args, output=result.output, text=result.text,
             error=error, latency_ms=latency_ms, device=tool.device, batch_size=batch_size,
-            cache_key=cache_key(self.audio_sha256, call.tool, tool.model_name(), call.args),
+            cache_key=cache_key(self.audio_sha256, call.tool, model_of(call), call.args),
             cache_hit=cache_hit,
         )
         with session_scope() as session:
@@ -114,7 +119,7 @@ class RoundExecutor:
             )
 
     def _from_cache(self, index: int, call: PlannedCall) -> ToolCall | None:
-        key = cache_key(self.audio_sha256, call.tool, TOOLS[call.tool].model_name(), call.args)
+        key = cache_key(self.audio_sha256, call.tool, model_of(call), call.args)
         with session_scope() as session:
             hit = session.scalar(
                 select(ToolCall).where(

@@ -68,5 +68,6 @@ def plan_from(parsed: dict | None, tools: list) -> list[dict]:
     return plan
 
 
-def accepted_calls(plan: list[dict]) -> list[PlannedCall]:
-    return [PlannedCall(c["tool"], c["args"]) for c in plan if c["accepted"]]
+def accepted_calls(plan: list[dict], catalogue) -> list[PlannedCall]:
+    """The next round's calls, with the models of the job's tool catalogue."""
+    return [catalogue.call(c["tool"], c["args"]) for c in plan if c["accepted"]]

@@ -17,6 +17,9 @@ from models.status import StepKind
 class NextStep:
     iteration: int
     kind: StepKind
+    # A perception step's calls (PlannedCall), stored on its row when it is made, so the
+    # round runs what was planned whichever worker takes it.
+    calls: tuple | None = None
 
 
 HANDLER_MODULES = {

@@ -6,8 +6,9 @@ from uuid import UUID
 from sqlalchemy import select
 
 from core.settings import get_settings
-from models import AudioAsset, Iteration, Job
+from models import AudioAsset, Iteration, Job, Step
 from models.db import session_scope
+from workers.perception.tools.base import PlannedCall, calls_from_json
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class JobContext:
     audio_path: str
     audio_sha256: str
     pipeline: str = "agr"
+    catalogue_version: str | None = None  # its tool catalogue; None: submitted before one was stored
 
 
 def load_job(job_id: UUID) -> JobContext:
@@ -29,7 +31,14 @@ def load_job(job_id: UUID) -> JobContext:
         max_iters = job.options.get("max_iters", get_settings().max_iters)
         pipeline = job.options.get("pipeline", "agr")
         return JobContext(job.id, job.question, list(job.choices), int(max_iters), audio.path, audio.sha256,
-                          pipeline)
+                          pipeline, job.catalogue_version)
+
+
+def load_step_calls(step_id: int) -> list[PlannedCall] | None:
+    """The calls stored on a perception step when it was made (None: made before they were)."""
+    with session_scope() as session:
+        rows = session.scalar(select(Step.calls).where(Step.id == step_id))
+    return None if rows is None else calls_from_json(rows)
 
 
 def load_iteration(job_id: UUID, index: int) -> Iteration:

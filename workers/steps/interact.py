@@ -1,35 +1,47 @@
-"""Interaction step: turn the planner's "missing" into tool calls for the next round."""
+"""Interaction step: turn the planner's "missing" into tool calls for the next round.
+
+The agent is shown the job's tool catalogue (workers/perception/catalogue.py), and the
+next round's calls are stored on its first step with the catalogue's models."""
+
+from dataclasses import dataclass
 
 from sqlalchemy import update
 
 from models import Iteration, StepKind
-from workers.perception.tools import available_tools
+from workers.perception import catalogue
 from workers.reasoning import interaction
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
 from workers.steps.context import load_iteration, load_job
 
 
-def execute(claim) -> list[dict]:
+@dataclass(frozen=True)
+class ToolPlan:
+    plan: list[dict]  # every proposed call, accepted or dropped (the audit's record)
+    calls: tuple  # the accepted ones as the next round's PlannedCalls
+
+
+def execute(claim) -> ToolPlan:
     job = load_job(claim.job_id)
     current = load_iteration(claim.job_id, claim.iteration)
-    tools = available_tools()
+    tools = catalogue.of_job(job.catalogue_version)
     reply = ask_agent(
         claim.job_id, claim.iteration, "interaction",
         interaction.messages(job.question, job.choices, current.document,
-                             (current.verdict or {}).get("missing", []), tools),
-        interaction.schema(tools),
+                             (current.verdict or {}).get("missing", []), tools.tools),
+        interaction.schema(tools.tools),
     )
-    return interaction.plan_from(reply.valid_json, tools)
+    plan = interaction.plan_from(reply.valid_json, tools.tools)
+    return ToolPlan(plan, tuple(interaction.accepted_calls(plan, tools)))
 
 
-def commit(session, claim, plan: list[dict]) -> NextStep:
+def commit(session, claim, result: ToolPlan) -> NextStep:
     session.execute(
         update(Iteration)
         .where(Iteration.job_id == claim.job_id, Iteration.index == claim.iteration)
-        .values(tool_plan=plan)
+        .values(tool_plan=result.plan)
     )
-    if not interaction.accepted_calls(plan):
+    if not result.calls:
         # Nothing usable was asked for: another round would see the same document.
         return NextStep(claim.iteration, StepKind.ANSWER)
-    return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU)
+    return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU, calls=result.calls)

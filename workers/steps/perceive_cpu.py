@@ -1,5 +1,6 @@
 """First step of a perception round: its CPU tools. It closes the round itself when the
-round has no GPU call, and otherwise hands over to the round's GPU step."""
+round has no GPU call, and otherwise hands over to the round's GPU step, giving it the
+round's stored calls."""
 
 from dataclasses import dataclass
 
@@ -12,15 +13,18 @@ from workers.steps.perception_round import Round, write_iteration
 class CpuRoundResult:
     evidence: list[dict] | None  # None: the GPU step completes the round
     pipeline: str
+    calls: tuple  # the round's calls, for its GPU step
 
 
 def execute(claim) -> CpuRoundResult:
     round_ = Round(claim)
-    round_.executor.run(round_.calls, device="cpu")
-    return CpuRoundResult(None if round_.has_gpu_calls else round_.evidence(), round_.pipeline)
+    for index, call in round_.pending("cpu"):
+        round_.executor.compute(index, call)
+    evidence = None if round_.has_gpu_calls else round_.evidence()
+    return CpuRoundResult(evidence, round_.pipeline, tuple(round_.calls))
 
 
 def commit(session, claim, result: CpuRoundResult) -> NextStep:
     if result.evidence is None:
-        return NextStep(claim.iteration, StepKind.PERCEIVE_GPU)
+        return NextStep(claim.iteration, StepKind.PERCEIVE_GPU, calls=result.calls)
     return write_iteration(session, claim, result.evidence, result.pipeline)

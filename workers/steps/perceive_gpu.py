@@ -70,7 +70,7 @@ def prepare(claims, batch_size: int) -> GpuBatch:
     pending: list[PendingCall] = []
     for step_id, round_ in rounds.items():
         if step_id not in outcomes:
-            todo = _attempt(outcomes, step_id, lambda r=round_: r.executor.pending(r.calls, device="gpu"))
+            todo = _attempt(outcomes, step_id, lambda r=round_: r.pending("gpu"))
             pending += [PendingCall(step_id, round_, i, call) for i, call in todo or []]
     singles = [p for p in pending if TOOLS[p.call.tool].run_batch is None]
     chunks = []

@@ -1,19 +1,29 @@
 """What a perception round is: its planned calls, and the evidence it adds.
 
-A round's CPU step and GPU step (workers/steps/perceive_cpu.py, perceive_gpu.py) both
-read the plan from here, so they agree on every call's index.
+A round's calls (tool, args, index, model) are stored on its steps when they are made:
+the coarse round's by the submission, a refinement round's by the interaction step, and
+the GPU step's copied from the round's CPU step. Both steps run exactly those calls, so
+they agree on every call's index whatever each worker's own settings say; a worker
+without a stored call's tool, or with another model for it, fails the attempt naming the
+tool rather than run something else. Steps made before calls were stored are planned as
+they were, from the job and this worker's settings.
 """
 
 from sqlalchemy.dialects.postgresql import insert
 
 from models import Iteration, StepKind
+from workers.perception import catalogue
 from workers.perception.evidence import evidence_item, render_document
 from workers.perception.executor import RoundExecutor
-from workers.perception.tools import TOOLS
+from workers.perception.tools import TOOLS, PlannedCall
 from workers.pipelines import after_first_document, first_round_calls
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
-from workers.steps.context import load_iteration, load_job
+from workers.steps.context import load_iteration, load_job, load_step_calls
+
+
+class ToolUnavailableError(RuntimeError):
+    """A stored call this worker cannot run as planned: the step's attempt fails."""
 
 
 class Round:
@@ -21,24 +31,48 @@ class Round:
         self.iteration = claim.iteration
         job = load_job(claim.job_id)
         self.pipeline = job.pipeline
-        if claim.iteration == 0:
-            self.previous: list[dict] = []
-            self.calls = first_round_calls(job.pipeline, job.question, job.choices)
-        else:
-            before = load_iteration(claim.job_id, claim.iteration - 1)
-            self.previous = list(before.evidence)
-            self.calls = accepted_calls(before.tool_plan or [])
+        before = None if claim.iteration == 0 else load_iteration(claim.job_id, claim.iteration - 1)
+        self.previous: list[dict] = [] if before is None else list(before.evidence)
+        stored = load_step_calls(claim.step_id)
+        self.calls: list[PlannedCall] = stored if stored is not None else _planned_as_before(job, before)
+        unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
+        if unknown:
+            raise ToolUnavailableError(f"round {self.iteration} asks for tool(s) {unknown}, unknown to this worker")
         self.executor = RoundExecutor(claim.job_id, claim.iteration, job.audio_path, job.audio_sha256)
 
     @property
     def has_gpu_calls(self) -> bool:
         return any(TOOLS[call.tool].device == "gpu" for call in self.calls)
 
+    def pending(self, device: str) -> list[tuple[int, PlannedCall]]:
+        """The calls of `device` whose tool must run here (no stored or cached result), once
+        this worker is known to have each one's tool with the planned model."""
+        todo = self.executor.pending(self.calls, device=device)
+        for index, call in todo:
+            tool = TOOLS[call.tool]
+            if not tool.available():
+                raise ToolUnavailableError(
+                    f"call {index} of round {self.iteration} asks for tool {call.tool!r} (model {call.model!r}), "
+                    "which this worker does not have: it is not configured or not installed here")
+            if call.model is not None and tool.model_name() != call.model:
+                raise ToolUnavailableError(
+                    f"call {index} of round {self.iteration} asks for tool {call.tool!r} with model {call.model!r}; "
+                    f"this worker's {call.tool!r} is {tool.model_name()!r}")
+        return todo
+
     def evidence(self) -> list[dict]:
         """The whole document's items: earlier rounds' then this round's, in plan order."""
         outcomes = self.executor.outcomes(self.calls)
         new = [evidence_item(self.iteration, o.call_index, o.tool, o.args, o.text) for o in outcomes]
         return self.previous + new
+
+
+def _planned_as_before(job, before: Iteration | None) -> list[PlannedCall]:
+    """A step made before calls were stored: its round planned from this worker's tools."""
+    tools = catalogue.of_job(job.catalogue_version)
+    if before is None:
+        return first_round_calls(job.pipeline, job.question, job.choices, tools)
+    return accepted_calls(before.tool_plan or [], tools)
 
 
 def write_iteration(session, claim, evidence: list[dict], pipeline: str) -> NextStep:

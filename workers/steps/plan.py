@@ -1,9 +1,10 @@
-"""Planning step: the planner judges the current document; stop or refine."""
+"""Planning step: the planner judges the current document; stop or refine. The tools it
+is told of are the job's catalogue (workers/perception/catalogue.py), not this worker's."""
 
 from sqlalchemy import func, update
 
 from models import Iteration, StepKind
-from workers.perception.tools import available_tools
+from workers.perception import catalogue
 from workers.reasoning import planner
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
@@ -13,7 +14,7 @@ from workers.steps.context import load_iteration, load_job
 def execute(claim) -> dict:
     job = load_job(claim.job_id)
     document = load_iteration(claim.job_id, claim.iteration).document
-    tools = available_tools()
+    tools = list(catalogue.of_job(job.catalogue_version).tools)
     reply = ask_agent(
         claim.job_id, claim.iteration, "planner",
         planner.messages(job.question, job.choices, document, tools),

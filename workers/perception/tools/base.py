@@ -32,12 +32,35 @@ class ToolResult:
 
 @dataclass(frozen=True)
 class PlannedCall:
-    """One call a round will make: a tool and its arguments."""
+    """One call a round will make: a tool and its arguments, and the model it was planned
+    with (stored on the round's steps, so every worker runs this model or refuses)."""
 
     tool: str
     args: dict
     # The coarse round runs speech tools only where voice activity found speech.
     needs_speech: bool = False
+    model: str | None = None  # None: planned before models were stored (the worker's own)
+
+    def as_json(self, index: int) -> dict:
+        return {"index": index, "tool": self.tool, "args": self.args, "model": self.model,
+                "needs_speech": self.needs_speech}
+
+
+def calls_as_json(calls) -> list[dict]:
+    """A round's calls as stored on its steps, each with its index in the round."""
+    return [call.as_json(index) for index, call in enumerate(calls)]
+
+
+def calls_from_json(rows: list[dict]) -> list[PlannedCall]:
+    ordered = sorted(rows, key=lambda row: row["index"])
+    if [row["index"] for row in ordered] != list(range(len(ordered))):
+        raise ValueError(f"stored calls are not indexed 0..{len(ordered) - 1}: {[r['index'] for r in ordered]}")
+    return [PlannedCall(r["tool"], r["args"], r.get("needs_speech", False), r.get("model")) for r in ordered]
+
+
+def args_schema(args: dict, required) -> dict:
+    """A tool's argument schema: its own arguments, and the window every tool takes."""
+    return {"type": "object", "properties": {**args, **WINDOW_ARGS}, "required": list(required)}
 
 
 @dataclass(frozen=True)
@@ -59,11 +82,7 @@ class Tool:
     run_batch: Callable[[list[tuple[str, AudioClip, dict]]], list[ToolResult]] | None = None
 
     def args_schema(self) -> dict:
-        return {
-            "type": "object",
-            "properties": {**self.args, **WINDOW_ARGS},
-            "required": list(self.required),
-        }
+        return args_schema(self.args, self.required)
 
 
 def package_version(distribution: str) -> str:
