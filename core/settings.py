@@ -38,10 +38,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1)  # a step is tried at most this often, then its job errors
     retry_backoff_s: float = 2.0  # first retry delay; doubles per attempt
     step_lease_s: float = 120.0  # a running step not heart-beaten for this long is re-queued
-    sweep_interval_s: float = 30.0
-    requeue_queued_after_s: float = 1800.0  # queued this long without running: message presumed lost
-    # ...or this long while its queue is empty: the message is not waiting anywhere (a worker
-    # killed between taking it and claiming the step took it along)
+    step_lease_renew_s: float | None = Field(None, gt=0)  # how often a lease is renewed; default a third of it
+    # How long a step waits out an unreachable database (retrying with backoff, its lease
+    # renewed as soon as the database answers) before it gives its attempt up.
+    database_outage_tolerance_s: float = Field(600.0, gt=0)
+    sweep_interval_s: float = 5.0
+    # A sent message is presumed lost once it has been this long unclaimed while its queue
+    # is empty, or this long after a consumer claimed a step whose message came later.
     lost_message_after_s: float = 60.0
     task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
     # Kombu's Redis transport options, over our defaults: {"visibility_timeout": s} shortens
@@ -101,6 +104,10 @@ class Settings(BaseSettings):
         if hosted and self.llm_api_key.get_secret_value() in ("", "not-needed"):
             raise ValueError("AGR_LLM_API_KEY must be set for a hosted reasoner endpoint")
         return self
+
+    @property
+    def lease_renew_interval_s(self) -> float:
+        return self.step_lease_renew_s or self.step_lease_s / 3
 
     @property
     def visibility_timeout_s(self) -> float:

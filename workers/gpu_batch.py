@@ -17,20 +17,25 @@ through Postgres round trips. It returns to Celery once the queue is empty or af
 `DRAIN_FOR_S`.
 """
 
+import logging
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from core.database_outage import database_unreachable, through_outage
 from core.settings import get_settings
 from models import Job, Step, StepKind, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
-from workers.step_claim import LeaseRenewal, StepClaim, claim_step
-from workers.step_runner import fail_attempt, settle
+from workers.lease import LeaseLost, LeaseRenewal
+from workers.step_claim import StepClaim, claim_step
+from workers.step_runner import claim_with_patience, fail_attempt, settle
 from workers.steps import perceive_gpu
+
+log = logging.getLogger(__name__)
 
 DRAIN_FOR_S = 30.0
 
@@ -39,12 +44,14 @@ DRAIN_FOR_S = 30.0
 class TakenBatch:
     """Claimed steps, their leases renewed until they are settled, ready for the model."""
 
+    claims: list[StepClaim]
     renewal: LeaseRenewal
-    batch: perceive_gpu.GpuBatch
+    batch: perceive_gpu.GpuBatch | None = None  # None until prepared
+    settled: set[int] = field(default_factory=set)  # step ids committed or failed already
 
 
 def run_gpu_steps(step_id: int) -> None:
-    first = claim_step(step_id)
+    first = claim_with_patience(step_id)
     if first is None:
         return
     settings = get_settings()
@@ -56,47 +63,85 @@ def run_gpu_steps(step_id: int) -> None:
     else:
         claims = [first] + claim_waiting(settings.gpu_batch_size - 1, settings.gpu_batch_wait_s, exclude={step_id})
         draining_until = time.monotonic() + DRAIN_FOR_S
-    current: TakenBatch | None = take(claims, settings.gpu_batch_size)
+    # Every batch taken and not yet settled: whatever raises, each of their claims ends
+    # (settled, or its attempt failed) and no lease is renewed past this call.
+    unsettled: list[TakenBatch] = []
+    try:
+        _pipeline(claims, settings.gpu_batch_size, draining_until, unsettled)
+    except BaseException as exc:
+        for taken in unsettled:
+            end_unsettled(taken, exc)
+        raise
+
+
+def _pipeline(claims: list[StepClaim], batch_size: int, draining_until: float, unsettled: list[TakenBatch]) -> None:
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpu-io") as helpers:
+        current: TakenBatch | None = take(claims, batch_size, unsettled)
         settling: Future | None = None
         while current is not None:
-            upcoming = helpers.submit(take_waiting, settings.gpu_batch_size) if time.monotonic() < draining_until else None
+            upcoming = (helpers.submit(take_waiting, batch_size, unsettled)
+                        if time.monotonic() < draining_until else None)
+            drop_lost_leases(current)
             computed = perceive_gpu.compute(current.batch)
             if settling is not None:
-                settling.result()  # a failure to settle (the database gone) is this task's
-            settling = helpers.submit(finish_and_settle, current, computed)
+                settling.result()  # a failure to settle (the database gone for good) is this task's
+            settling = helpers.submit(finish_and_settle, current, computed, unsettled)
             current = upcoming.result() if upcoming is not None else None
         if settling is not None:
             settling.result()
 
 
-def take_waiting(batch_size: int) -> TakenBatch | None:
+def take_waiting(batch_size: int, unsettled: list[TakenBatch]) -> TakenBatch | None:
     claims = claim_waiting(batch_size, 0.0)
-    return take(claims, batch_size) if claims else None
+    return take(claims, batch_size, unsettled) if claims else None
 
 
-def take(claims: list[StepClaim], batch_size: int) -> TakenBatch:
-    renewal = LeaseRenewal(claims).start()
-    try:
-        return TakenBatch(renewal, perceive_gpu.prepare(claims, batch_size))
-    except BaseException:
-        renewal.stop()
-        raise
+def take(claims: list[StepClaim], batch_size: int, unsettled: list[TakenBatch]) -> TakenBatch:
+    taken = TakenBatch(claims, LeaseRenewal(claims).start())
+    unsettled.append(taken)  # before preparing: if that raises, these claims still end
+    taken.batch = through_outage(lambda: perceive_gpu.prepare(claims, batch_size), "preparing a GPU batch")
+    return taken
 
 
-def finish_and_settle(taken: TakenBatch, computed: list) -> None:
+def drop_lost_leases(taken: TakenBatch) -> None:
+    """No forward pass for a step another execution owns now (waiting while the database
+    is unreachable, as the leases cannot be confirmed then)."""
+    for claim in taken.claims:
+        try:
+            taken.renewal.confirm(claim)
+        except LeaseLost as exc:
+            taken.batch.outcomes.setdefault(claim.step_id, exc)
+
+
+def finish_and_settle(taken: TakenBatch, computed: list, unsettled: list[TakenBatch]) -> None:
     """Store the batch's results, then commit each step with its successor (or record its
     failure); the leases stay renewed until the last step is settled."""
-    try:
-        outcomes = perceive_gpu.finish(taken.batch, computed)
-        for claim in taken.batch.claims:
-            outcome = outcomes[claim.step_id]
-            if isinstance(outcome, Exception):
-                fail_attempt(claim, outcome)
-            else:
-                settle(claim, outcome)
-    finally:
-        taken.renewal.stop()
+    # Storing is safe to repeat (a stored result is kept), so an outage is waited out.
+    outcomes = through_outage(lambda: perceive_gpu.finish(taken.batch, computed), "storing a GPU batch")
+    for claim in taken.claims:
+        outcome = outcomes[claim.step_id]
+        if isinstance(outcome, LeaseLost):
+            log.warning("%s; its result is dropped", outcome)
+        elif isinstance(outcome, Exception):
+            fail_attempt(claim, outcome)
+        else:
+            settle(claim, outcome, taken.renewal)
+        taken.settled.add(claim.step_id)
+    taken.renewal.stop()
+    unsettled.remove(taken)
+
+
+def end_unsettled(taken: TakenBatch, exc: BaseException) -> None:
+    """The pipeline raised with these claims unsettled: fail their attempts (the attempt
+    counter bounds the retries), then stop renewing their leases."""
+    for claim in taken.claims:
+        if claim.step_id in taken.settled or taken.renewal.lost(claim):
+            continue
+        try:
+            fail_attempt(claim, exc)
+        except Exception:  # the database is gone: the lapsing lease hands it to the sweeper
+            log.exception("could not record step %s's failed attempt", claim.step_id)
+    taken.renewal.stop()
 
 
 def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> list[StepClaim]:
@@ -104,15 +149,22 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
     claims: list[StepClaim] = []
     tried = set(exclude)  # claimed, or refused (another worker took it first)
     deadline = time.monotonic() + wait_s
-    while len(claims) < limit:
-        for candidate in _queued_gpu_steps(limit - len(claims), tried):
-            tried.add(candidate)
-            claim = claim_step(candidate)
-            if claim is not None:
-                claims.append(claim)
-        if len(claims) >= limit or time.monotonic() >= deadline:
-            break
-        time.sleep(min(0.01, wait_s))
+    try:
+        while len(claims) < limit:
+            for candidate in _queued_gpu_steps(limit - len(claims), tried):
+                tried.add(candidate)
+                claim = claim_step(candidate)
+                if claim is not None:
+                    claims.append(claim)
+            if len(claims) >= limit or time.monotonic() >= deadline:
+                break
+            time.sleep(min(0.01, wait_s))
+    except Exception as exc:
+        if not database_unreachable(exc):
+            raise
+        # Taking batch-mates is an optimisation: the database went away, so go on with the
+        # claims made (they are ours: dropping them would leave them running unrenewed).
+        log.warning("database unreachable while taking GPU batch-mates; going on with %d", len(claims))
     return claims
 
 

@@ -6,14 +6,11 @@ names the attempt it belongs to, so a stale execution (one whose lease lapsed an
 step was taken over) can never overwrite the newer one.
 """
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from core.settings import get_settings
 from models import Job, JobStatus, Step, StepKind, StepStatus
@@ -56,12 +53,14 @@ def claim_step(step_id: int) -> StepClaim | None:
             )
         if step.attempts >= settings.max_attempts:
             step.status = StepStatus.FAILED
+            step.send_due_at = None
             finish_job_with_error(session, job, _give_up_message(step))
             return None
         step.status = StepStatus.RUNNING
         step.attempts += 1
         step.lease_expires_at = func.now() + timedelta(seconds=settings.step_lease_s)
-        step.updated_at = func.now()
+        step.updated_at = step.claimed_at = func.now()
+        step.send_due_at = None  # a claimed step needs no message (one still due is moot)
         job.attempts += 1
         if job.status == JobStatus.QUEUED:
             job.status = JobStatus.IN_PROGRESS
@@ -83,43 +82,3 @@ def fenced(claim: StepClaim):
         & (Step.attempts == claim.attempt)
         & (Step.status == StepStatus.RUNNING)
     )
-
-
-class LeaseRenewal:
-    """Renews the leases in the background while the steps work, so a long step is not
-    mistaken for a dead one; a killed process stops renewing and the sweeper notices.
-    Started and stopped explicitly where the work spans threads (workers/gpu_batch.py)."""
-
-    def __init__(self, claims: list[StepClaim]):
-        self.claims = list(claims)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, name=f"lease-{self.claims[0].step_id}", daemon=True)
-
-    def start(self) -> "LeaseRenewal":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _renew(self) -> None:
-        lease_s = get_settings().step_lease_s
-        while not self._stop.wait(lease_s / 3):
-            with session_scope() as session:
-                for claim in self.claims:
-                    session.execute(
-                        update(Step)
-                        .where(fenced(claim))
-                        .values(lease_expires_at=func.now() + timedelta(seconds=lease_s))
-                    )
-
-
-@contextmanager
-def lease_heartbeat(*claims: StepClaim) -> Iterator[None]:
-    """The leases renewed for the duration of the block."""
-    renewal = LeaseRenewal(list(claims)).start()
-    try:
-        yield
-    finally:
-        renewal.stop()

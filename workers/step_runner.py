@@ -1,24 +1,26 @@
 """Running one step: claim, work, commit its output and successor, then enqueue.
 
 Order matters. The successor step row is written in the same transaction as this step's
-output, and only after that commit is its message sent: a crash anywhere leaves either
-nothing done (the step is re-run) or a persisted successor whose message the sweeper
-will (re)send. Never a message pointing at state that does not exist.
+output, its message due in the outbox (workers/outbox.py), and only after that commit is
+the message sent: a crash anywhere leaves either nothing done (the step is re-run) or a
+persisted successor whose message the sweeper's relay sends. Never a message pointing at
+state that does not exist.
 """
 
 import logging
 
-from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from core.settings import get_settings
-from models import Batch, Job, Step, StepKind, StepStatus
+from models import Batch, Job, Step, StepStatus
 from models.db import session_scope
+from workers import outbox
 from workers.batch_lifecycle import settle_cancelling
-from workers.dispatch import send_step
+from core.database_outage import through_outage
 from workers.job_state import finish_job_with_error
-from workers.step_claim import StepClaim, claim_step, fenced, lease_heartbeat
+from workers.lease import LeaseLost, LeaseRenewal, lease_heartbeat
+from workers.step_claim import StepClaim, claim_step, fenced
 from workers.perception.tools.base import calls_as_json
 from workers.steps import NextStep, handler_for
 
@@ -26,36 +28,53 @@ log = logging.getLogger(__name__)
 
 
 def run_step(step_id: int) -> None:
-    claim = claim_step(step_id)
+    claim = claim_with_patience(step_id)
     if claim is None:
         return
+    handler = handler_for(claim.kind)
+    with lease_heartbeat(claim) as lease:
+        try:
+            # Through a database outage the work is started again once it is back: what it
+            # had paid for (LLM replies, tool results) was stored and is reused.
+            result = through_outage(lambda: handler.execute(claim), f"running step {claim.step_id}",
+                                    give_up=lambda: _stop_if_lost(lease, claim))
+        except LeaseLost as exc:
+            log.warning("%s; its work stopped", exc)
+            return
+        except Exception as exc:  # every failure is recorded; the attempt counter bounds retries
+            fail_attempt(claim, exc)
+            return
+        settle(claim, result, lease)
+
+
+def claim_with_patience(step_id: int) -> StepClaim | None:
+    """The claim, waiting out a database outage with the message still held (unacked),
+    so it is neither lost nor sent twice."""
+    return through_outage(lambda: claim_step(step_id), f"claiming step {step_id}")
+
+
+def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
+    """Commit a step's result with its successor, then send the successor's message. The
+    lease is still renewed meanwhile, so a commit waiting out a database outage keeps it."""
     try:
-        with lease_heartbeat(claim):
-            result = handler_for(claim.kind).execute(claim)
-    except Exception as exc:  # every failure is recorded; the attempt counter bounds retries
-        fail_attempt(claim, exc)
+        successor = through_outage(lambda: _commit(claim, handler_for(claim.kind), result),
+                                   f"committing step {claim.step_id}", give_up=lambda: _stop_if_lost(lease, claim))
+    except LeaseLost as exc:
+        log.warning("%s; its result is dropped", exc)
         return
-    settle(claim, result)
-
-
-def settle(claim: StepClaim, result) -> None:
-    """Commit a step's result with its successor, then send the successor's message."""
-    try:
-        successor = _commit(claim, handler_for(claim.kind), result)
     except Exception as exc:
         fail_attempt(claim, exc)
         return
     if successor is not None:
-        try:
-            send_step(*successor)
-        except KombuOperationalError as exc:
-            # The successor is persisted; the broker is down past the send's retries. The
-            # sweeper sends it later (at once if the broker comes back empty). Raising here
-            # would leave the other steps of a GPU batch unsettled.
-            log.warning("step %s committed; its successor's message was not sent: %s", claim.step_id, exc)
+        outbox.send_now([successor])  # else the sweeper's relay sends it
 
 
-def _commit(claim: StepClaim, handler, result) -> tuple[int, StepKind] | None:
+def _stop_if_lost(lease: LeaseRenewal, claim: StepClaim) -> None:
+    if lease.lost(claim):
+        raise LeaseLost(f"step {claim.step_id} attempt {claim.attempt}: its lease was taken over")
+
+
+def _commit(claim: StepClaim, handler, result) -> int | None:
     with session_scope() as session:
         owned = session.execute(
             update(Step)
@@ -75,7 +94,7 @@ def _commit(claim: StepClaim, handler, result) -> tuple[int, StepKind] | None:
         next_step = handler.commit(session, claim, result)
         if next_step is None:
             return None
-        return persist_step(session, claim.job_id, next_step), next_step.kind
+        return persist_step(session, claim.job_id, next_step)
 
 
 def _job_ended(session, job_id) -> bool:
@@ -114,12 +133,16 @@ def persist_step(session, job_id, next_step: NextStep) -> int:
 def fail_attempt(claim: StepClaim, exc: BaseException) -> None:
     """Record the failed attempt; retry later with backoff, or error the job when spent."""
     log.error("step %s (%s) attempt %s failed", claim.step_id, claim.kind, claim.attempt, exc_info=exc)
+    message = f"{type(exc).__name__}: {exc}"[:4000].replace("\x00", "\\x00")  # Postgres text takes no NUL
+    through_outage(lambda: _record_failure(claim, message), f"recording step {claim.step_id}'s failure")
+
+
+def _record_failure(claim: StepClaim, message: str) -> None:
     settings = get_settings()
-    message = f"{type(exc).__name__}: {exc}"[:4000]
     with session_scope() as session:
         step = session.execute(select(Step).where(fenced(claim)).with_for_update()).scalar_one_or_none()
         if step is None:
-            return  # another execution owns the step now
+            return  # another execution owns the step now (or this record was made already)
         step.last_error = message
         step.lease_expires_at = None
         step.updated_at = func.now()
@@ -134,5 +157,6 @@ def fail_attempt(claim: StepClaim, exc: BaseException) -> None:
             )
             return
         step.status = StepStatus.QUEUED
-    delay = settings.retry_backoff_s * 2 ** (claim.attempt - 1)
-    send_step(claim.step_id, claim.kind, countdown=delay)
+        # The retry's message waits in the outbox, not in a worker's memory as a countdown;
+        # the sweeper's relay sends it once due.
+        step.send_due_at = outbox.due_in(settings.retry_backoff_s * 2 ** (claim.attempt - 1))

@@ -5,29 +5,23 @@ workers/routing.py lists (tests/test_roles.py checks they match these). This mod
 loads only what every role shares: a step kind's code is imported when a worker first runs
 a step of that kind (workers/steps/__init__.py), the GPU batch pipeline when a GPU worker
 first takes a GPU step.
-"""
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+No task retries itself through Celery: a database outage is waited out inside the step
+(core/database_outage.py, bounded by AGR_DATABASE_OUTAGE_TOLERANCE_S), a failed attempt
+is retried through the outbox (workers/outbox.py), and a message whose task gave up is
+found lost and re-sent by the sweeper. So no countdown message waits in a worker's memory.
+"""
 
 from workers.celery_app import app
 from workers.step_runner import run_step
-from workers.sweeper import sweep as sweep_once
-
-# Postgres unreachable (a restart, a failover): the step's state could not be read or
-# written, so nothing was settled. Acking the message would leave the step to the
-# sweeper's slow stale-message path; sending it again with backoff resumes as soon as the
-# database is back. A step whose claim did commit keeps its lease, so the retried message
-# finds it held and leaves it to the lease's expiry: never two executions at once.
-DATABASE_UNREACHABLE = dict(autoretry_for=(OperationalError, InterfaceError), max_retries=None,
-                            retry_backoff=1, retry_backoff_max=30, retry_jitter=True)
 
 
-@app.task(name="workers.tasks.perceive_cpu", **DATABASE_UNREACHABLE)
+@app.task(name="workers.tasks.perceive_cpu")
 def perceive_cpu(step_id: int) -> None:
     run_step(step_id)
 
 
-@app.task(name="workers.tasks.perceive_gpu", **DATABASE_UNREACHABLE)
+@app.task(name="workers.tasks.perceive_gpu")
 def perceive_gpu(step_id: int) -> None:
     # Takes other queued GPU steps along, so their model calls share one forward pass.
     from workers.gpu_batch import run_gpu_steps  # the perception stack: GPU workers only
@@ -35,11 +29,6 @@ def perceive_gpu(step_id: int) -> None:
     run_gpu_steps(step_id)
 
 
-@app.task(name="workers.tasks.reason", **DATABASE_UNREACHABLE)
+@app.task(name="workers.tasks.reason")
 def reason(step_id: int) -> None:
     run_step(step_id)
-
-
-@app.task(name="workers.tasks.sweep")
-def sweep() -> None:
-    sweep_once()

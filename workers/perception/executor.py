@@ -17,8 +17,10 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from core.database_outage import through_outage
 from models import ToolCall
 from models.db import session_scope
+from workers.lease import confirm_lease
 from workers.perception.audio_io import AudioClip, BadAudioError, load_audio
 from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 
@@ -100,12 +102,17 @@ class RoundExecutor:
             cache_key=cache_key(self.audio_sha256, call.tool, model_of(call), call.args),
             cache_hit=cache_hit,
         )
-        with session_scope() as session:
-            session.execute(
-                insert(ToolCall).values(**values).on_conflict_do_nothing(
-                    index_elements=["job_id", "iteration", "call_index"]
+
+        def store() -> None:
+            with session_scope() as session:
+                session.execute(
+                    insert(ToolCall).values(**values).on_conflict_do_nothing(
+                        index_elements=["job_id", "iteration", "call_index"]
+                    )
                 )
-            )
+
+        # A result paid for is kept through a database outage, not computed again after it.
+        through_outage(store, f"storing a {call.tool} result")
         return self._stored(index)
 
     def _stored(self, index: int) -> ToolCall | None:
@@ -152,6 +159,7 @@ class RoundExecutor:
 
     def compute(self, index: int, call: PlannedCall) -> ToolCall:
         self.audio()  # outside the try: undecodable audio fails the whole step
+        confirm_lease()  # no model run for a step another worker owns now
         started = time.perf_counter()
         try:
             result, error = TOOLS[call.tool].run(self.clip_for(call), call.args), None

@@ -14,8 +14,10 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from core.database_outage import through_outage
 from models import LLMCall
 from models.db import session_scope
+from workers.lease import confirm_lease
 from workers.reasoning.json_reply import parse_json_object, schema_errors
 from workers.reasoning.llm_client import reasoner_client
 
@@ -67,9 +69,17 @@ def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
     stored = _stored(key)
     if stored is not None:
         return stored
+    confirm_lease()  # never pay for a reply on behalf of a step another worker owns now
     completion = client.complete_json(messages, schema, name=agent)
-    with session_scope() as session:  # committed now: a crash later must not pay again
-        inserted = session.scalar(
+    # Committed now, and through a database outage: a crash later must not pay again.
+    inserted = through_outage(lambda: _store(key, messages, completion), f"storing a {agent} reply")
+    # None: a concurrent execution stored its reply first; that one is the record.
+    return inserted if inserted is not None else _stored(key)
+
+
+def _store(key: dict, messages: list[dict], completion) -> LLMCall | None:
+    with session_scope() as session:
+        return session.scalar(
             insert(LLMCall)
             .values(
                 **key, model=completion.model, messages=messages, reply=completion.text,
@@ -81,8 +91,6 @@ def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
             .on_conflict_do_nothing(index_elements=list(key))
             .returning(LLMCall)
         )
-    # None: a concurrent execution stored its reply first; that one is the record.
-    return inserted if inserted is not None else _stored(key)
 
 
 def _stored(key: dict) -> LLMCall | None:

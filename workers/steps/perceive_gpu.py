@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from itertools import groupby
 
+from core.database_outage import database_unreachable
 from workers.perception.audio_io import AudioClip, BadAudioError
 from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 from workers.steps.perception_round import Round, write_iteration
@@ -107,7 +108,12 @@ def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, GpuRound
     """Store every result on its own job's round, then each round's evidence."""
     for chunk in computed:
         for p, result in zip(chunk.calls, chunk.results, strict=True):
-            p.round.executor.save(p.index, p.call, result, None, chunk.latency_ms, batch_size=len(chunk.calls))
+            if p.step_id in batch.outcomes:
+                continue  # that job's step failed already: its other results wait for its retry
+            # A result Postgres refuses (a NUL byte in a model's reply) fails its own job's
+            # attempt, not its batch-mates'.
+            _attempt(batch.outcomes, p.step_id, lambda p=p, result=result: p.round.executor.save(
+                p.index, p.call, result, None, chunk.latency_ms, batch_size=len(chunk.calls)))
     for step_id, round_ in batch.rounds.items():
         if step_id not in batch.outcomes:
             _attempt(batch.outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence(), r.pipeline), keep=True)
@@ -138,10 +144,13 @@ def _decoded(calls: list[PendingCall], outcomes: dict) -> list[tuple[PendingCall
 
 
 def _attempt(outcomes: dict, step_id: int, work, keep: bool = False):
-    """Run `work` for one step; an exception becomes that step's outcome."""
+    """Run `work` for one step; an exception becomes that step's outcome, except the
+    database being unreachable: that is the whole batch's, and is waited out above."""
     try:
         value = work()
     except Exception as exc:
+        if database_unreachable(exc):
+            raise
         outcomes[step_id] = exc
         return None
     if keep:
