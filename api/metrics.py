@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
-from core.broker_redis import broker_redis
+from core.broker_redis import broker_redis, queue_depth
 from models import Batch, Job, LLMCall, Step, StepStatus, ToolCall
 from models.db import session_scope
 from workers.routing import QUEUES
@@ -38,7 +38,7 @@ def _queue_depth() -> GaugeMetricFamily:
     try:
         client = broker_redis()
         for queue in QUEUES:
-            gauge.add_metric([queue], client.llen(queue))
+            gauge.add_metric([queue], queue_depth(client, queue))
     except redis.RedisError as exc:
         log.warning("queue depth unavailable: %s", exc)
     return gauge

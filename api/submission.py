@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert
 from api.batch_input import Item
 from models import AudioAsset, Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
-from workers.dispatch import send_step
+from workers import outbox
 from workers.perception import catalogue
 from workers.perception.audio_io import file_sha256
 from workers.perception.tools.base import calls_as_json
@@ -125,8 +125,9 @@ def upsert_asset(session, path: Path) -> AudioAsset:
 
 
 def enqueue_first_steps(step_ids: list[int]) -> None:
-    for step_id in step_ids:
-        send_step(step_id, StepKind.PERCEIVE_CPU)
+    # The rows were made with their messages due (the outbox): sent now, or by the
+    # sweeper's relay if this process dies first.
+    outbox.send_now(step_ids)
 
 
 def submit(name: str, items: list[Item], options: dict, source: str | None = None) -> UUID:

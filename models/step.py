@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Text, UniqueConstraint, func, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, SmallInteger, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt, status_enum
@@ -24,6 +24,11 @@ class Step(CreatedAt, Base):
         # running steps whose lease lapsed. Partial, so 100,000 done steps cost them nothing.
         Index("ix_steps_queued_kind_updated_at", "kind", "updated_at", postgresql_where=text("status = 'queued'")),
         Index("ix_steps_running_lease_expires_at", "lease_expires_at", postgresql_where=text("status = 'running'")),
+        # The outbox (workers/outbox.py): steps whose message is yet to be sent, queued
+        # steps by the number of their last message, and recent claims.
+        Index("ix_steps_send_due_at", "send_due_at", postgresql_where=text("send_due_at IS NOT NULL")),
+        Index("ix_steps_queued_kind_sent_seq", "kind", "sent_seq", postgresql_where=text("status = 'queued'")),
+        Index("ix_steps_claimed_at", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -41,3 +46,11 @@ class Step(CreatedAt, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     finished_at: Mapped[datetime | None]
+    # The outbox: a step is made queued with its message due (a new row: due at once), and
+    # the message's sending is recorded, so the broker's state follows from Postgres.
+    send_due_at: Mapped[datetime | None] = mapped_column(server_default=func.now())
+    sent_seq: Mapped[int | None] = mapped_column(BigInteger)  # number of its latest message
+    sent_at: Mapped[datetime | None]
+    sent_priority: Mapped[int | None] = mapped_column(SmallInteger)  # its queue's lane (workers/routing.py)
+    sends: Mapped[int] = mapped_column(default=0, server_default="0")
+    claimed_at: Mapped[datetime | None]  # its latest claim

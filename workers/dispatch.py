@@ -1,19 +1,22 @@
-"""Sending a step: its id, by task name, to its queue.
+"""Handing a step's message to the broker: its id, by task name, to its queue.
 
-Senders (the API's submission, the step runner, the sweeper) import this module only, not
-the task modules, so none of them loads the code that runs the step.
+Only workers/outbox.py calls this: a message is sent once its step's send was taken in
+Postgres, so the broker's state follows from the database's. Senders never import the
+task modules, so none of them loads the code that runs the step.
 """
 
 from models.status import StepKind
 from workers.celery_app import app
-from workers.routing import STEP_ROUTES
+from workers.routing import NORMAL_PRIORITY, URGENT_PRIORITY, STEP_ROUTES
 
 # Ride out a broker restart of a few seconds before giving up a send (kombu's default
 # gives up after ~0.6 s).
 SEND_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 
 
-def send_step(step_id: int, kind: StepKind, countdown: float | None = None) -> None:
+def send_step(step_id: int, kind: StepKind, urgent: bool = False) -> None:
+    """`urgent`: ahead of the queue's backlog (a re-sent lost message has waited its turn once)."""
     route = STEP_ROUTES[kind]
-    app.send_task(route.task, args=[step_id], queue=route.queue, countdown=countdown,
+    app.send_task(route.task, args=[step_id], queue=route.queue,
+                  priority=URGENT_PRIORITY if urgent else NORMAL_PRIORITY,
                   retry=True, retry_policy=SEND_RETRY_POLICY)

@@ -10,8 +10,14 @@ from models.status import StepKind
 
 PERCEPTION_QUEUE = "perception"  # GPU tools: audio-language models, speech recognition
 PERCEPTION_CPU_QUEUE = "perception-cpu"  # CPU tools, so a GPU never waits on librosa
-REASONING_QUEUE = "reasoning"  # the LLM agents, and the sweeper
+REASONING_QUEUE = "reasoning"  # the LLM agents
 QUEUES = (PERCEPTION_QUEUE, PERCEPTION_CPU_QUEUE, REASONING_QUEUE)
+
+# Message priorities (Redis: the lower, the sooner; kombu keeps one list per priority step
+# and a consumer drains the lower one first). Every message goes at NORMAL_PRIORITY, but a
+# lost one re-sent goes URGENT: it has waited its turn once already.
+URGENT_PRIORITY = 0
+NORMAL_PRIORITY = 6
 
 
 @dataclass(frozen=True)
@@ -27,10 +33,13 @@ STEP_ROUTES: dict[StepKind, Route] = {
     StepKind.INTERACT: Route("workers.tasks.reason", REASONING_QUEUE),
     StepKind.ANSWER: Route("workers.tasks.reason", REASONING_QUEUE),
 }
-SWEEP_ROUTE = Route("workers.tasks.sweep", REASONING_QUEUE)
 
 
 def task_routes() -> dict[str, dict]:
     """Celery's `task_routes`, derived from the table above (a task re-sent by its own
     retry goes back to its queue)."""
-    return {r.task: {"queue": r.queue} for r in (*STEP_ROUTES.values(), SWEEP_ROUTE)}
+    return {r.task: {"queue": r.queue} for r in STEP_ROUTES.values()}
+
+
+def queue_of(kind: StepKind) -> str:
+    return STEP_ROUTES[kind].queue
