@@ -41,7 +41,7 @@ def run(
     max_iters: int | None = typer.Option(None, min=0, max=10, help="refinement rounds per question [default: AGR_MAX_ITERS]"),
     limit: int | None = typer.Option(None, min=1, help="only the first N items"),
     name: str | None = typer.Option(None, help="batch name [default: the file name]"),
-    workers: bool = typer.Option(True, help="start perception/reasoning workers and beat here (--no-workers when they run elsewhere)"),
+    workers: bool = typer.Option(True, help="start perception/reasoning workers and the sweeper here (--no-workers when they run elsewhere)"),
     pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop) or direct (one ALM call answers)"),
 ) -> None:
     """Submit a benchmark file as one batch, show progress, print answers and accuracy."""

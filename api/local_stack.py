@@ -1,8 +1,8 @@
 """The whole stack on one machine, as `agr run` uses it.
 
 Services come from the environment when configured and are started embedded otherwise
-(core.embedded); the schema is brought to head; then one Celery worker per queue and beat
-run as real processes, exactly as docker-compose runs them in production. A worker that
+(core.embedded); the schema is brought to head; then one Celery worker per queue and the
+sweeper run as real processes, exactly as docker-compose runs them in production. A worker that
 dies is restarted: its unfinished step is re-queued by the sweeper once its lease lapses.
 """
 
@@ -19,7 +19,7 @@ from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-ROLES = ("perception-cpu", "perception", "reasoning", "beat")
+ROLES = ("perception-cpu", "perception", "reasoning", "sweeper")
 # The embedded llama.cpp server answers one request at a time: more reasoning threads than
 # this would only queue at its door, each waiting towards its client timeout.
 EMBEDDED_LLM_CONCURRENCY = 2
@@ -67,8 +67,8 @@ class LocalStack:
     def _start(self, role: str) -> None:
         env = dict(os.environ)
         log_path = self.log_dir / f"{role}.log"
-        if role == "beat":
-            self.workers[role] = processes.start_beat(env, log_path, self.log_dir / "beat-schedule")
+        if role == "sweeper":
+            self.workers[role] = processes.start_sweeper(env, log_path)
         else:
             self.workers[role] = processes.start_worker(role, env, log_path)
 

@@ -168,7 +168,7 @@ def _latencies(http: httpx.Client, path_of, count: int) -> dict:
 
 def _submit(http: httpx.Client, root: Path, count: int, prefix: str) -> dict:
     """`count` items, each with its own small audio file under the root, queued in one request."""
-    from core.broker_redis import broker_redis
+    from core.broker_redis import broker_redis, queue_depth
 
     folder = root / prefix
     folder.mkdir()
@@ -180,12 +180,12 @@ def _submit(http: httpx.Client, root: Path, count: int, prefix: str) -> dict:
         lines.append(json.dumps({"custom_id": f"{prefix}-{i:05d}", "audio": f"{prefix}/{i}.wav",
                                  "question": "What is heard?", "choices": ["A tone", "A voice"], "answer": "A tone"}))
     queues = broker_redis()
-    before = queues.llen("perception-cpu")
+    before = queue_depth(queues, "perception-cpu")
     started = time.perf_counter()
     response = http.post("/v1/batches", json={"input": "\n".join(lines), "name": prefix})
     elapsed = time.perf_counter() - started
     response.raise_for_status()
-    queued = queues.llen("perception-cpu") - before
+    queued = queue_depth(queues, "perception-cpu") - before
     assert response.json()["request_counts"]["total"] == count and queued == count, (response.text[:500], queued)
     return {"items": count, "seconds": round(elapsed, 2), "ms_per_item": round(1000 * elapsed / count, 3),
             "items_per_s": round(count / elapsed), "messages_queued": queued}

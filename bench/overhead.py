@@ -93,7 +93,7 @@ def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
     # One perception worker takes both perception queues: the bench's only tool (signal facts)
     # runs on the CPU queue, and a round without GPU calls has no GPU step.
     workers = start_workers(log_dir / "ours", app=processes.CELERY_APP, queues=("perception-cpu,perception", "reasoning"))
-    workers["beat"] = processes.start_beat(dict(os.environ), log_dir / "ours" / "beat.log", log_dir / "beat-schedule")
+    workers["sweeper"] = processes.start_sweeper(dict(os.environ), log_dir / "ours" / "sweeper.log")
     try:
         def batch(name, count):
             items = [Item(f"{name}-{i}", clip, "What is heard?", ["A tone", "A voice"], "A tone") for i in range(count)]

@@ -159,7 +159,7 @@ def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp:
         processes.start_worker("perception-cpu", env, logs / "cpu.log", 1),
         processes.start_worker("perception", env, logs / "gpu.log", 1),
         processes.start_worker("reasoning", env, logs / "reasoning.log", reasoning_concurrency),
-        processes.start_beat(env, logs / "beat.log", tmp / "beat-schedule"),
+        processes.start_sweeper(env, logs / "sweeper.log"),
     ]
 
     def batch(name: str, paths: list[Path]):

@@ -1,6 +1,6 @@
 """Resident memory of each role after warm-up: does each process carry only what it needs?
 
-The whole stack runs on private services (bench/harness.py): the HTTP API (uvicorn), beat,
+The whole stack runs on private services (bench/harness.py): the HTTP API (uvicorn), the sweeper,
 one reasoning worker (its thread pool at the deployment's AGR_REASONING_CONCURRENCY), a CPU
 and a GPU perception worker. A warm-up batch goes in through the API (the devset from
 ../shared when present, with the default coarse tools, so the perception workers load their
@@ -9,7 +9,7 @@ refinement round so every reasoning step kind runs. Then each process's resident
 read, and beside it, in the same run, that of a bare Celery worker of the same delivery
 settings doing nothing (bench/raw_celery.py): the floor any worker process pays.
 
-Targets: API, beat and the reasoning worker <= 150 MiB each. Prints a table and writes
+Targets: API, the sweeper and the reasoning worker <= 150 MiB each. Prints a table and writes
 bench/results/role_memory.json. Run: .venv/bin/python bench/role_memory.py
 """
 
@@ -54,7 +54,7 @@ def measure(tmp: Path) -> dict:
     api_port = _free_port()
     started = {
         "api": processes.start_api(env, logs / "api.log", api_port),
-        "beat": processes.start_beat(env, logs / "beat.log", tmp / "beat-schedule"),
+        "sweeper": processes.start_sweeper(env, logs / "sweeper.log"),
         "reasoning": processes.start_worker("reasoning", env, logs / "reasoning.log"),
         "perception-cpu": processes.start_worker("perception-cpu", env, logs / "cpu.log"),
         "perception": processes.start_worker("perception", env, logs / "gpu.log"),
@@ -126,9 +126,9 @@ def report(result: dict) -> None:
     for role, r in result["roles"].items():
         print(f"  {role:<20}{r['main_mib']:>12.0f}{r['largest_child_mib']:>15.0f}{r['tree_mib']:>10.0f}"
               f"{result['over_bare_celery_worker'][role]:>8.2f}")
-    slim = {role: result["roles"][role]["tree_mib"] for role in ("api", "beat", "reasoning")}
+    slim = {role: result["roles"][role]["tree_mib"] for role in ("api", "sweeper", "reasoning")}
     verdict = "met" if max(slim.values()) <= SLIM_TARGET_MIB else "NOT met"
-    print(f"  API, beat, reasoning <= {SLIM_TARGET_MIB} MiB each: {verdict} ({slim})")
+    print(f"  API, sweeper, reasoning <= {SLIM_TARGET_MIB} MiB each: {verdict} ({slim})")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ baseline taken in the same run:
 - submission: `POST /v1/batches` of 10 batches of 10,000 items (each its own audio file in
   the tenant's server-side root: parsed, resolved, hashed, committed, one message each);
   the last batch's time against the first's shows whether a fuller database slows it;
-- the sweeper (`workers.sweeper.sweep`, what beat runs every AGR_SWEEP_INTERVAL_S) per pass:
+- the sweeper (`workers.sweeper.Sweeper.sweep`, what the sweeper process runs every AGR_SWEEP_INTERVAL_S) per pass:
   with nothing to do, against the same pass on an empty database; with 1% of the steps'
   leases lapsed (their workers died); and the recovery pass after the broker lost every
   message (Redis restarted empty), which re-sends all 100,000;
@@ -92,7 +92,7 @@ def measure(http: httpx.Client, root: Path, args) -> dict:
 
 
 def submit_all(http: httpx.Client, root: Path, jobs: int, batch_size: int) -> dict:
-    from core.broker_redis import broker_redis
+    from core.broker_redis import broker_redis, queue_depth
 
     clip = tone_clip(root / "source.wav").read_bytes()
     seconds, batch_ids = [], []
@@ -110,7 +110,7 @@ def submit_all(http: httpx.Client, root: Path, jobs: int, batch_size: int) -> di
         response.raise_for_status()
         batch_ids.append(response.json()["id"])
         print(f"  batch {number}: {count} items in {seconds[-1]:.1f} s", flush=True)
-    queued = broker_redis().llen("perception-cpu")
+    queued = queue_depth(broker_redis(), "perception-cpu")
     assert queued == jobs, f"{queued} messages queued for {jobs} jobs"
     return {
         "batches": len(seconds), "batch_size": batch_size, "seconds": round(sum(seconds), 1),
@@ -121,14 +121,15 @@ def submit_all(http: httpx.Client, root: Path, jobs: int, batch_size: int) -> di
 
 
 def sweep_passes(passes: int) -> dict:
-    from workers.sweeper import sweep
+    from workers.sweeper import Sweeper
 
+    sweeper = Sweeper()
     samples, resent = [], 0
     for _ in range(passes):
         started = time.perf_counter()
-        report = sweep()
+        report = sweeper.sweep()
         samples.append((time.perf_counter() - started) * 1000)
-        resent += report.expired_leases + report.stale_queued
+        resent += report.lapsed_leases + report.lost_messages + report.relayed
     samples.sort()
     return {"passes": passes, "p50_ms": round(statistics.median(samples), 2), "max_ms": round(samples[-1], 2),
             "steps_resent": resent}
@@ -148,19 +149,20 @@ def lapsed_lease_pass(count: int) -> dict:
 
 
 def broker_lost_pass() -> dict:
-    from core.broker_redis import broker_redis
+    from core.broker_redis import broker_redis, queue_depth
 
     broker_redis().flushdb()  # what a Redis restart without persistence leaves
-    return one_pass() | {"messages_after": broker_redis().llen("perception-cpu")}
+    return one_pass() | {"messages_after": queue_depth(broker_redis(), "perception-cpu")}
 
 
 def one_pass() -> dict:
-    from workers.sweeper import sweep
+    from workers.sweeper import Sweeper
 
+    sweeper = Sweeper(last_pass_at=time.monotonic())  # one that has been sweeping: no post-gap grace
     started = time.perf_counter()
-    report = sweep()
+    report = sweeper.sweep()
     return {"seconds": round(time.perf_counter() - started, 3),
-            "steps_resent": report.expired_leases + report.stale_queued}
+            "steps_resent": report.lapsed_leases + report.lost_messages + report.relayed}
 
 
 def status_polls(http: httpx.Client, batch_id: str, polls: int) -> dict:

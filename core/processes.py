@@ -1,4 +1,4 @@
-"""Starting the stack's worker processes: one Celery worker per queue, and beat.
+"""Starting the stack's worker processes: one Celery worker per queue, and the sweeper.
 
 Used by `agr run`, the benches and the tests, so all exercise the same real processes.
 
@@ -46,9 +46,9 @@ def reasoning_concurrency(env: dict) -> int:
     return int(configured) if configured else get_settings().reasoning_concurrency
 
 
-def start_beat(env: dict, log_path: Path, schedule_path: Path) -> subprocess.Popen:
-    args = ["beat", "-s", str(schedule_path), "--loglevel", "INFO"]
-    return _spawn(celery_command(*args), env, log_path)
+def start_sweeper(env: dict, log_path: Path) -> subprocess.Popen:
+    """The sweeper's loop (workers/sweeper_loop.py); several may run, one sweeps."""
+    return _spawn([sys.executable, "-m", "workers.sweeper_loop"], env, log_path)
 
 
 def start_api(env: dict, log_path: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:

@@ -1,4 +1,4 @@
-"""The real stack for a test: Celery worker processes per queue and beat, started with
+"""The real stack for a test: Celery worker processes per queue and the sweeper, started with
 the settings the test chooses, plus helpers to submit work and inspect Postgres."""
 
 import json
@@ -47,12 +47,12 @@ class Stack:
         self.env.update({f"AGR_{k.upper()}": str(v) for k, v in settings.items()})
 
     def start(self, *roles: str) -> None:
-        for role in roles or ("perception-cpu", "perception", "reasoning", "beat"):
+        for role in roles or ("perception-cpu", "perception", "reasoning", "sweeper"):
             self.start_role(role)
         time.sleep(0.5)
 
     def start_role(self, role: str, queue: str | None = None, **settings) -> subprocess.Popen:
-        """Start beat, or a worker named `role` on `queue` (default: the queue of that name):
+        """Start the sweeper, or a worker named `role` on `queue` (default: the queue of that name):
         perception workers of concurrency 1, a reasoning worker with its thread pool at the
         configured concurrency; a role started again replaces its killed predecessor.
         `settings` are this process's own, over the configured ones (None: unset)."""
@@ -61,8 +61,8 @@ class Stack:
         env = {**self.env, **{f"AGR_{k.upper()}": str(v) for k, v in settings.items() if v is not None}}
         for key in [f"AGR_{k.upper()}" for k, v in settings.items() if v is None]:
             env.pop(key, None)
-        if role == "beat":
-            proc = processes.start_beat(env, log, self.tmp / "beat-schedule")
+        if role == "sweeper":
+            proc = processes.start_sweeper(env, log)
         else:
             proc = processes.start_worker(queue or role, env, log, name=role)
         self.workers[role] = proc

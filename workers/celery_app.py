@@ -7,7 +7,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
 from core.settings import get_settings
-from workers.routing import REASONING_QUEUE, SWEEP_ROUTE, task_routes
+from workers.routing import REASONING_QUEUE, task_routes
 
 
 def _build_app() -> Celery:
@@ -27,14 +27,6 @@ def _build_app() -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_default_queue=REASONING_QUEUE,
         task_routes=task_routes(),
-        beat_schedule={
-            "sweep-expired-leases": {
-                "task": SWEEP_ROUTE.task,
-                "schedule": settings.sweep_interval_s,
-                # A sweep older than one interval is superseded by the next one.
-                "options": {"expires": settings.sweep_interval_s},
-            }
-        },
         worker_hijack_root_logger=False,
     )
     return app

@@ -1,66 +1,112 @@
-"""The periodic sweeper: re-sends work whose message or worker was lost.
+"""The sweeper: takes back lapsed leases, re-sends lost messages, relays the outbox.
 
-Redis has no dead-letter queue and no redelivery before its visibility timeout, so
-Postgres is asked instead: which steps are running under a lease nobody renews (their
-worker died), and which have been queued so long that their message must have been lost
-(a crash between commit and send, a worker killed after taking a message and before
-claiming its step)? Two signs let a lost message be re-sent sooner than that:
+One pass (`Sweeper.sweep`), run every AGR_SWEEP_INTERVAL_S by workers/sweeper_loop.py in
+a process of its own, so no backlog of work can delay it. Postgres says what to do:
 
-- the step's broker queue is empty, yet the step has been queued a while: its message is
-  not waiting anywhere (`AGR_LOST_MESSAGE_AFTER_S`);
+- a running step whose lease nobody renews belonged to a worker that died: it is made
+  queued again, its message sent ahead of the queue's backlog;
+- a queued step whose message went out (workers/outbox.py numbers each one) is lost if a
+  consumer of its queue claimed a step whose message came later in the same lane, at least
+  AGR_LOST_MESSAGE_AFTER_S ago (queues are consumed in order: it is not waiting behind
+  anything), or if its queue has been empty that long: it is sent again, urgently;
 - the broker lost everything at once (Redis restarted without persistence, or flushed):
-  the marker key each sweep leaves in it is gone, and every queued step is sent again.
+  the marker key each pass leaves in it is gone, and every queued step is sent again;
+- messages due in the outbox (a retry's backoff ran out; a crash between a commit and
+  its send) are sent;
+- batches past their window are expired, and cancels whose last step ended are settled.
+
+A pass after a long gap (the sweeper just started, or the database was unreachable) does
+not take back lapsed leases: their workers may have been waiting out the same outage and
+will renew them now. It gives them one more lease instead; a dead worker's step is
+taken back a lease later.
 """
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
-from sqlalchemy import BigInteger, any_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from core.broker_redis import broker_redis
+from core.broker_redis import broker_redis, queue_depth
 from core.settings import get_settings
-from models import Job, Step, StepKind, StepStatus
+from models import Job, Step, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
+from workers import outbox
 from workers.batch_lifecycle import sweep_batches
-from workers.dispatch import send_step
-from workers.routing import STEP_ROUTES
+from workers.routing import QUEUES, STEP_ROUTES
 
 log = logging.getLogger(__name__)
 
 
 BROKER_MARKER_KEY = "agr:sweeper-marker"  # absent: the broker's contents were lost
+FIRST_LOOK_BACK_S = 600.0  # how far back a new sweeper reads claims to learn each queue's progress
 
 
 @dataclass(frozen=True)
 class BrokerView:
     emptied: bool  # the marker was gone: every message went with it
-    idle_kinds: tuple[StepKind, ...]  # step kinds whose queue holds no message now
+    idle_queues: tuple[str, ...]  # queues holding no message now
 
 
 @dataclass(frozen=True)
 class SweepReport:
-    expired_leases: int
-    stale_queued: int
+    lapsed_leases: int
+    lost_messages: int
+    relayed: int
     broker_was_emptied: bool = False
+    leases_extended: int = 0
 
 
-def sweep() -> SweepReport:
-    broker = look_at_broker()
-    with session_scope() as session:
-        expired = _take(session, _expired_leases(), reset_to_queued=True)
-        stale = _take(session, _queued_whose_message_is_lost(broker), reset_to_queued=False)
-    with session_scope() as session:
-        sweep_batches(session)  # expiry windows, and cancels whose last running step ended
-    for step_id, kind in expired + stale:
-        send_step(step_id, kind)
-    if expired or stale:
-        log.warning("sweeper re-queued %d lapsed and %d stale steps%s", len(expired), len(stale),
-                    " (the broker had lost its contents)" if broker.emptied else "")
-    return SweepReport(len(expired), len(stale), broker.emptied)
+@dataclass
+class Sweeper:
+    """The state a sweeper keeps between passes: how far each queue's consumers have got."""
+
+    # (queue, priority lane) -> the highest message number a consumer claimed in it
+    passed: dict[tuple[str, int], int] = field(default_factory=dict)
+    claims_read_until: object = None  # database time up to which claims were read
+    last_pass_at: float | None = None  # monotonic time of the last pass that reached the database
+
+    def sweep(self) -> SweepReport:
+        settings = get_settings()
+        after_gap = self.last_pass_at is None or time.monotonic() - self.last_pass_at > settings.step_lease_s
+        broker = look_at_broker()
+        with session_scope() as session:
+            if after_gap:
+                extended, lapsed = _extend_lapsed_leases(session), []
+            else:
+                extended, lapsed = 0, _take_back_lapsed_leases(session)
+            self._read_progress(session)
+            lost = _mark_lost(session, broker, self.passed)
+        with session_scope() as session:
+            sweep_batches(session)  # expiry windows, and cancels whose last running step ended
+        self.last_pass_at = time.monotonic()
+        outbox.send_now(lapsed + lost, urgent=True)  # those not sent stay due for the relay
+        relayed = outbox.relay_due()
+        if lapsed or lost or extended:
+            log.warning("sweeper: %d lapsed lease(s) taken back, %d lost message(s) re-sent%s%s", len(lapsed),
+                        len(lost), " (the broker had lost its contents)" if broker.emptied else "",
+                        f", {extended} lapsed lease(s) given one more lease after a gap" if extended else "")
+        return SweepReport(len(lapsed), len(lost), relayed, broker.emptied, extended)
+
+    def _read_progress(self, session) -> None:
+        """Raise each queue's mark to the highest message number a consumer claimed at
+        least `lost_message_after_s` ago (a claim newer than that may have overtaken an
+        earlier message still being delivered)."""
+        settled_before = func.now() - timedelta(seconds=get_settings().lost_message_after_s)
+        since = self.claims_read_until or func.now() - timedelta(seconds=FIRST_LOOK_BACK_S)
+        rows = session.execute(
+            select(Step.kind, Step.sent_priority, func.max(Step.sent_seq))
+            .where(Step.claimed_at > since, Step.claimed_at <= settled_before, Step.sent_seq.is_not(None))
+            .group_by(Step.kind, Step.sent_priority)
+        ).all()
+        self.claims_read_until = session.scalar(select(settled_before))
+        for kind, priority, seq in rows:
+            lane = (STEP_ROUTES[kind].queue, priority)
+            self.passed[lane] = max(self.passed.get(lane, 0), seq)
 
 
 def look_at_broker() -> BrokerView:
@@ -71,7 +117,7 @@ def look_at_broker() -> BrokerView:
     try:
         client = broker_redis()
         emptied = bool(client.set(BROKER_MARKER_KEY, "1", nx=True))
-        idle = tuple(kind for kind in StepKind if client.llen(STEP_ROUTES[kind].queue) == 0)
+        idle = tuple(queue for queue in QUEUES if queue_depth(client, queue) == 0)
         return BrokerView(emptied, idle)
     except (redis.RedisError, OSError):
         return BrokerView(False, ())
@@ -82,52 +128,72 @@ def resend_unfinished(batch_id) -> int:
     stopped, say, taking the broker's messages with it). Duplicates are harmless: a step
     is claimed once, and a claimed or finished step ignores a second message."""
     with session_scope() as session:
-        rows = session.execute(
-            select(Step.id, Step.kind)
-            .join(Job, Job.id == Step.job_id)
-            .where(Job.batch_id == batch_id, Step.status == StepStatus.QUEUED,
-                   Job.status.not_in(TERMINAL_JOB_STATUSES))
-        ).all()
-    for step_id, kind in rows:
-        send_step(step_id, kind)
-    return len(rows)
+        ids = list(session.scalars(
+            update(Step)
+            .where(Step.status == StepStatus.QUEUED, Step.job_id.in_(
+                select(Job.id).where(Job.batch_id == batch_id, Job.status.not_in(TERMINAL_JOB_STATUSES))))
+            .values(send_due_at=func.now())
+            .returning(Step.id)
+        ))
+    outbox.send_now(ids)
+    return len(ids)
 
 
-def _expired_leases():
+def _lapsed():
     return Step.status == StepStatus.RUNNING, Step.lease_expires_at < func.now()
 
 
-def _queued_whose_message_is_lost(broker: BrokerView):
-    queued = Step.status == StepStatus.QUEUED
+def _take_back_lapsed_leases(session) -> list[int]:
+    ids = _lock(session, _lapsed())
+    if ids:
+        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
+            status=StepStatus.QUEUED, lease_expires_at=None, updated_at=func.now(), send_due_at=func.now(),
+            last_error=func.concat("attempt ", Step.attempts, " of the ", Step.kind, " step never "
+                                   "finished: its worker died or stopped renewing its lease"),
+        ))
+    return ids
+
+
+def _extend_lapsed_leases(session) -> int:
+    lease = timedelta(seconds=get_settings().step_lease_s)
+    ids = _lock(session, _lapsed())
+    if ids:
+        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(lease_expires_at=func.now() + lease))
+    return len(ids)
+
+
+def _mark_lost(session, broker: BrokerView, passed: dict[str, int]) -> list[int]:
+    """Queued steps whose message went out and is not waiting anywhere: made due again."""
+    sent_and_waiting = (Step.status == StepStatus.QUEUED, Step.send_due_at.is_(None))
     if broker.emptied:
-        return (queued,)
-    settings = get_settings()
-    lost = Step.updated_at < func.now() - timedelta(seconds=settings.requeue_queued_after_s)
-    if broker.idle_kinds:
-        waited = Step.updated_at < func.now() - timedelta(seconds=settings.lost_message_after_s)
-        lost = or_(lost, Step.kind.in_(broker.idle_kinds) & waited)
-    return queued, lost
+        lost = [()]
+    else:
+        settled_before = func.now() - timedelta(seconds=get_settings().lost_message_after_s)
+        lost = []
+        for queue in QUEUES:
+            kinds = [kind for kind, route in STEP_ROUTES.items() if route.queue == queue]
+            for (passed_queue, priority), seq in passed.items():
+                if passed_queue == queue:
+                    lost.append((Step.kind.in_(kinds), Step.sent_priority == priority, Step.sent_seq < seq))
+            if queue in broker.idle_queues:
+                lost.append((Step.kind.in_(kinds), Step.sent_at < settled_before))
+    ids: list[int] = []
+    for conditions in lost:
+        ids += [i for i in _lock(session, (*sent_and_waiting, *conditions)) if i not in ids]
+    if ids:
+        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(send_due_at=func.now()))
+    return ids
 
 
-def _take(session, conditions, reset_to_queued: bool) -> list[tuple[int, StepKind]]:
-    rows = session.execute(
-        select(Step.id, Step.kind)
+def _lock(session, conditions) -> list[int]:
+    return list(session.scalars(
+        select(Step.id)
         .join(Job, Job.id == Step.job_id)
         .where(*conditions, Job.status.not_in(TERMINAL_JOB_STATUSES))
         .with_for_update(of=Step, skip_locked=True)  # never block a worker's claim
-    ).all()
-    if not rows:
-        return []
-    values = {"updated_at": func.now()}  # one re-send per period, not one per sweep
-    if reset_to_queued:
-        values |= {
-            "status": StepStatus.QUEUED,
-            "lease_expires_at": None,
-            "last_error": func.concat("attempt ", Step.attempts, " of the ", Step.kind, " step never "
-                                      "finished: its worker died or stopped renewing its lease"),
-        }
-    # One statement for them all: after a broker loss that is every queued step, and the
-    # rows stay locked (workers' claims wait) until this transaction ends.
-    ids = bindparam("ids", [step_id for step_id, _ in rows], type_=ARRAY(BigInteger))
-    session.execute(update(Step).where(Step.id == any_(ids)).values(**values))
-    return [(step_id, kind) for step_id, kind in rows]
+    ))
+
+
+def _array(ids: list[int]):
+    # One statement for them all: after a broker loss that is every queued step.
+    return bindparam("ids", ids, type_=ARRAY(BigInteger))

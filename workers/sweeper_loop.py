@@ -1,0 +1,108 @@
+"""The sweeper's process: `python -m workers.sweeper_loop`.
+
+A loop of its own, not a Celery task: a sweep queued behind thousands of LLM steps would
+wait behind them, and the sweep is what recovers lost work. Exactly one sweeper works at
+a time across the cluster: each process takes a Postgres advisory lock on a connection it
+keeps open, and only its holder sweeps; the others stand by and take over when its
+connection drops (a crashed sweeper, a database restart). Running two (a rolling
+deploy) is therefore safe.
+
+It touches `ALIVE_FILE` after every pass (or check, standing by), for a health check.
+"""
+
+import logging
+import time
+from pathlib import Path
+
+from sqlalchemy import select, text
+
+from core.settings import get_settings
+from models.db import get_engine
+from workers.sweeper import Sweeper
+
+log = logging.getLogger("workers.sweeper_loop")
+
+LOCK_ID = 0x61677273776570  # any fixed 64-bit number: "agrswep"
+ALIVE_FILE = Path("/tmp/agr-sweeper-alive")
+
+
+class ClusterLock:
+    """The session-level advisory lock on a connection of its own: held while that
+    connection lives, released by Postgres the moment it drops."""
+
+    def __init__(self):
+        self._connection = None
+        self._unreachable = False  # said once per outage, not every second
+
+    def held(self) -> bool:
+        """Whether this process holds the lock now, taking it if it is free."""
+        try:
+            held = self._check() if self._connection is not None else self._take()
+        except Exception as exc:
+            if not self._unreachable:
+                log.warning("sweeper: the database is unreachable (the lock goes with its connection): %s",
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                self._unreachable = True
+            self._drop()
+            return False
+        if self._unreachable:
+            log.warning("sweeper: the database is reachable again")
+            self._unreachable = False
+        return held
+
+    def _take(self) -> bool:
+        self._connection = get_engine().connect()
+        taken = self._connection.scalar(select(text(f"pg_try_advisory_lock({LOCK_ID})")))
+        self._connection.commit()
+        if not taken:
+            self._drop()
+            return False
+        log.warning("sweeper: holding the cluster's sweeper lock; sweeping every %.1f s",
+                    get_settings().sweep_interval_s)
+        return True
+
+    def _check(self) -> bool:
+        self._connection.scalar(select(text("1")))  # still connected, so still held
+        self._connection.commit()
+        return True
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.invalidate()
+                self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+
+
+def run_forever() -> None:
+    interval = get_settings().sweep_interval_s
+    lock, sweeper = ClusterLock(), Sweeper()
+    standing_by = False
+    while True:
+        started = time.monotonic()
+        if lock.held():
+            standing_by = False
+            try:
+                sweeper.sweep()
+                ALIVE_FILE.touch()
+            except Exception:
+                log.exception("sweeper: pass failed; trying again in %.1f s", interval)
+        else:
+            if not standing_by:
+                log.warning("sweeper: another sweeper holds the lock (or the database is unreachable); standing by")
+            standing_by = True
+            ALIVE_FILE.touch()  # standing by is healthy too
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s: %(levelname)s] %(name)s: %(message)s")
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    log.warning("sweeper ready.")
+    run_forever()
+
+
+if __name__ == "__main__":
+    main()
