@@ -46,10 +46,11 @@ class PrivateRedis:
 
     def pending_messages(self) -> int:
         """Messages waiting in the stack's queues plus those delivered and not yet acked."""
+        from core.broker_redis import queue_depth
         from workers.routing import QUEUES
 
         client = redis.Redis(port=self.port)
-        queued = sum(client.llen(q) for q in QUEUES)
+        queued = sum(queue_depth(client, q) for q in QUEUES)
         return queued + client.hlen("unacked")
 
     def stop(self) -> None:

@@ -40,6 +40,11 @@ def default_reply(agent: str, body: dict):
     return {"reasoning": "scripted", "answer": choices[0] if choices else "something", "confidence": 0.6}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # a reasoning worker opens 128 connections at once; 5 would stall them
+
+
 class ScriptedLLM:
     def __init__(self):
         self.script: dict[str, list] = {}
@@ -53,8 +58,7 @@ class ScriptedLLM:
         self._faults = (0.0, random.Random(0), 0.0)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

@@ -1,5 +1,5 @@
 """Batches over HTTP against the running stack (API process, Celery workers per queue,
-beat, Postgres, Redis, a scripted OpenAI-compatible reasoner): the devset through the CLI,
+the sweeper, Postgres, Redis, a scripted OpenAI-compatible reasoner): the devset through the CLI,
 MMAR- and MMAU-format files with stand-in audio, cancel mid-batch, expiry, pipelines."""
 
 import json

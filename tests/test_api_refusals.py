@@ -10,6 +10,7 @@ import redis
 from sqlalchemy import func, select
 
 from api.keys import create_key
+from core.broker_redis import queue_depth
 from models import Batch, Job
 from models.db import session_scope
 from tests.stack import api_client, tone_wav
@@ -47,7 +48,7 @@ def _queued_anything(broker_url: str) -> tuple[int, int, int]:
         batches = session.scalar(select(func.count()).select_from(Batch))
         jobs = session.scalar(select(func.count()).select_from(Job))
     queues = redis.Redis.from_url(broker_url)
-    return batches, jobs, sum(queues.llen(q) for q in ("perception", "perception-cpu", "reasoning"))
+    return batches, jobs, sum(queue_depth(queues, q) for q in ("perception", "perception-cpu", "reasoning"))
 
 
 def _errors(response: httpx.Response) -> list[str]:

@@ -60,14 +60,20 @@ def test_undecodable_audio_fails_its_own_job_after_max_attempts_and_the_rest_suc
 def test_a_message_lost_between_delivery_and_claim_is_sent_again_soon(stack, scripted_llm, tmp_path):
     """A worker killed after taking a message and before claiming its step leaves the step
     queued in Postgres with its message gone (Redis would hand it back only after its
-    hour-long visibility timeout). Made directly: the step is persisted, never sent."""
+    hour-long visibility timeout). Made directly: the message is sent, then taken away."""
     from api.submission import BatchRequest, create_batch
+    from core.broker_redis import broker_redis, queue_keys
+    from workers import outbox
 
-    stack.configure(llm_base_url=scripted_llm.base_url, requeue_queued_after_s=3600)
-    batch_id, _ = create_batch(BatchRequest("lost", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
+    stack.configure(llm_base_url=scripted_llm.base_url)
+    batch_id, step_ids = create_batch(BatchRequest("lost", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
+    assert outbox.send_now(step_ids) == 1
+    broker_redis().delete(*queue_keys("perception-cpu"))
     stack.start()
     stack.wait_for_batch(batch_id, timeout=60)  # AGR_LOST_MESSAGE_AFTER_S is 3 s here
 
     (job,) = stack.jobs(batch_id)
     assert job.status == "succeeded", job.error
-    assert "re-queued 0 lapsed and 1 stale steps" in stack.log_of("reasoning")
+    assert "0 lapsed lease(s) taken back, 1 lost message(s) re-sent" in stack.log_of("sweeper")
+    with session_scope() as session:
+        assert session.get(Step, step_ids[0]).sends == 2

@@ -1,6 +1,6 @@
 """The README's main job, for real: `agr run` over the devset as a subprocess, against the
 test Postgres and Redis, with the embedded llama.cpp server (SmolLM2) as the reasoner and
-the CLI's own perception and reasoning workers and beat.
+the CLI's own perception and reasoning workers and the sweeper.
 
 One item of each of the devset's kinds (speech, voices, tones, chords, tempo, beeps,
 background), not all three of each: the embedded reasoner answers one call at a time on

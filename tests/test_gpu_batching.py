@@ -37,7 +37,7 @@ def _queue_gpu_steps_of_distinct_jobs(stack, scripted_llm, tmp_path) -> str:
     )
     # Distinct audio per job, so no result is a cache hit of another job's.
     items = [question_item(f"q{i}", tone_wav(tmp_path / f"t{i}.wav", freq=200 + 50 * i)) for i in range(JOBS)]
-    stack.start("perception-cpu", "reasoning", "beat")  # the GPU worker comes later
+    stack.start("perception-cpu", "reasoning", "sweeper")  # the GPU worker comes later
     batch_id = stack.submit(items, max_iters=0)
     _wait_for_queued_gpu_steps(JOBS, stack)
     return batch_id
@@ -89,3 +89,35 @@ def test_a_gpu_step_whose_worker_died_under_it_runs_alone(stack, scripted_llm, t
     assert sizes.pop("q2") == 1
     # The seven others: one full pass of four, then the three left.
     assert sorted(sizes.values()) == [3, 3, 3, BATCH, BATCH, BATCH, BATCH], sizes
+
+
+def test_a_crashing_forward_pass_and_an_unstorable_result_leave_no_claim_behind(stack, scripted_llm, tmp_path):
+    """A batch whose forward pass raises, and one job's result that Postgres refuses: the
+    batch-mates finish (each retried alone), the two bad jobs error after their attempts,
+    and no step is left running, its lease renewed for ever, once the workers are idle."""
+    from core import processes
+    from tests.faulty_gpu import POISON_COMPUTE_S, POISON_REPLY_S
+
+    stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["simulated_gpu"]', simulated_gpu_s=0.1,
+                    gpu_batch_size=BATCH, gpu_batch_wait_s=0, max_attempts=3)
+    lengths = {"crash": POISON_COMPUTE_S, "nul": POISON_REPLY_S} | {f"good{i}": 1.0 + 0.1 * i for i in range(6)}
+    items = [question_item(name, tone_wav(tmp_path / f"{name}.wav", seconds=s)) for name, s in lengths.items()]
+    stack.start("perception-cpu", "reasoning", "sweeper")
+    batch_id = stack.submit(items, max_iters=0)
+    _wait_for_queued_gpu_steps(len(items), stack)
+    stack.workers["perception"] = processes.start_worker("perception", stack.env, tmp_path / "perception.log",
+                                                         app="tests.faulty_gpu", name="perception")
+    stack.wait_for_batch(batch_id, timeout=300)
+
+    jobs = {j.custom_id: j for j in stack.jobs(batch_id)}
+    assert all(jobs[f"good{i}"].status == "succeeded" for i in range(6)), stack.job_summary(batch_id)
+    assert jobs["crash"].status == "errored" and "injected: the forward pass crashed" in jobs["crash"].error
+    assert jobs["nul"].status == "errored" and "NUL" in jobs["nul"].error, jobs["nul"].error
+    assert "failed after 3 attempt(s)" in jobs["crash"].error and "failed after 3 attempt(s)" in jobs["nul"].error
+    with session_scope() as session:
+        running = session.scalar(select(func.count()).select_from(Step).join(Job, Job.id == Step.job_id)
+                                 .where(Job.batch_id == batch_id, Step.status == "running"))
+        retried_alone = session.scalars(select(ToolCall.batch_size).join(Job, Job.id == ToolCall.job_id)
+                                        .where(Job.batch_id == batch_id, Job.custom_id.like("good%"))).all()
+    assert running == 0
+    assert 1 in retried_alone  # the crash's batch-mates were tried again, each alone

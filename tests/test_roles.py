@@ -1,6 +1,6 @@
 """Each role carries only what it needs, and the reasoning role keeps many LLM calls in flight.
 
-The API, the CLI, beat and a reasoning worker never load torch, librosa, transformers,
+The API, the CLI, the sweeper and a reasoning worker never load torch, librosa, transformers,
 onnxruntime or faster-whisper: checked on what each role's code imports, and on the real
 running processes after a batch went through them (their memory maps, which show every
 native library a process has loaded). A perception worker that ran a model is the control:
@@ -30,7 +30,7 @@ HEAVY_NATIVE = {"torch": "/torch/lib/libtorch", "onnxruntime": "/onnxruntime/cap
 ROLE_CODE = {
     "api": "from api.app import create_app; create_app()",
     "cli": "import api.cli, api.cli_remote, api.cli_admin",
-    "beat": "from workers.celery_app import app; app.loader.import_default_modules()",
+    "sweeper": "import workers.sweeper_loop\nfrom workers.sweeper import Sweeper",
     "reasoning": (
         "from workers.celery_app import app; app.loader.import_default_modules()\n"
         "from models.status import StepKind\n"
@@ -47,10 +47,10 @@ ROLE_CODE = {
 
 def test_every_route_names_a_task_the_workers_register():
     from workers.celery_app import app
-    from workers.routing import STEP_ROUTES, SWEEP_ROUTE
+    from workers.routing import STEP_ROUTES
 
     app.loader.import_default_modules()
-    for route in (*STEP_ROUTES.values(), SWEEP_ROUTE):
+    for route in STEP_ROUTES.values():
         assert route.task in app.tasks, route
         assert app.amqp.router.route({}, route.task)["queue"].name == route.queue
 
@@ -92,7 +92,7 @@ def test_the_reasoning_worker_keeps_many_calls_in_flight_and_no_role_loads_the_m
     assert scripted_llm.peak_in_flight >= threads
     reasoning = psutil.Process(stack.workers["reasoning"].pid)
     assert reasoning.children() == []  # one process held them all
-    for role in ("api", "beat", "reasoning"):
+    for role in ("api", "sweeper", "reasoning"):
         assert loaded_heavy_libraries(stack.workers[role].pid) == [], role
     # The control: the CPU perception worker ran Silero VAD, and the check sees it.
     assert {"torch", "onnxruntime"} <= set(loaded_heavy_libraries(stack.workers["perception-cpu"].pid))
