@@ -17,18 +17,12 @@ from typing import TypeVar
 
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from core.database_outage import database_unreachable
 
 T = TypeVar("T")
 
 RETRY_S = 2.0  # between attempts while the database is away
-
-
-def is_database_outage(exc: BaseException) -> bool:
-    """The database could not be reached or the connection was lost: a reason to wait."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Outage:
@@ -37,7 +31,7 @@ class Outage:
     `is_outage` picks out the errors that mean the database is away (the API's 503 for the
     commands that go through it)."""
 
-    def __init__(self, console: Console, is_outage: Callable[[BaseException], bool] = is_database_outage,
+    def __init__(self, console: Console, is_outage: Callable[[BaseException], bool] = database_unreachable,
                  retry_s: float | None = None):
         self.console = console
         self.is_outage = is_outage
