@@ -25,8 +25,13 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
+def lane_key(queue: str, priority: int) -> str:
+    """The list holding `queue`'s messages of `priority` (one of PRIORITY_STEPS)."""
+    return queue if priority == 0 else f"{queue}{PRIORITY_SEPARATOR}{priority}"
+
+
 def queue_keys(queue: str) -> list[str]:
-    return [queue if step == 0 else f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+    return [lane_key(queue, step) for step in PRIORITY_STEPS]
 
 
 def queue_depth(client: redis.Redis, queue: str) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from core.settings import get_settings
 
@@ -27,6 +28,8 @@ LONGEST_WAIT_S = 5.0
 def database_unreachable(exc: BaseException) -> bool:
     """Whether `exc` says the database could not be reached (worth waiting out)."""
     if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(exc, PoolTimeout):  # every pooled connection busy waiting on a dead server
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

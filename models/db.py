@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import get_settings
 
 # Connections kept open, and opened beyond that at a burst, by each process. A process
-# running one task at a time (the API's request threads, beat, a prefork child) needs few.
+# running one task at a time (the API's request threads, the sweeper, a prefork child) needs few.
 _pool = {"pool_size": 5, "max_overflow": 5}
 
 
@@ -36,7 +36,9 @@ def get_engine() -> Engine:
         raise RuntimeError(
             "AGR_DATABASE_URL is not set; start the stack with `agr run` or point it at Postgres"
         )
-    return create_engine(url, pool_pre_ping=True, **_pool)
+    # A connect to a black-holed server (a fail-over in progress) gives up after 10 s
+    # instead of the kernel's minutes, so callers can wait the outage out (core/database_outage.py).
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, **_pool)
 
 
 @lru_cache

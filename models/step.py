@@ -54,3 +54,4 @@ class Step(CreatedAt, Base):
     sent_priority: Mapped[int | None] = mapped_column(SmallInteger)  # its queue's lane (workers/routing.py)
     sends: Mapped[int] = mapped_column(default=0, server_default="0")
     claimed_at: Mapped[datetime | None]  # its latest claim
+    claimed_seq: Mapped[int | None] = mapped_column(BigInteger)  # the number of the message that woke it

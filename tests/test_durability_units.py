@@ -182,7 +182,10 @@ def test_each_queued_step_has_at_most_one_message_out(settings, tmp_path):
 def test_a_commit_whose_send_never_happened_is_relayed(settings, tmp_path):
     from workers import outbox
 
+    settings(sweep_interval_s=0.2)  # the relay leaves a due message to its sender for two intervals
     (step_id,) = _steps(tmp_path, 1)  # committed with its message due: the crash came before the send
+    assert outbox.relay_due() == 0
+    time.sleep(0.5)
     assert outbox.relay_due() == 1
     assert _messages("perception-cpu", priority_list=0) == [step_id]  # late already: ahead of any backlog
     assert _step(step_id).send_due_at is None
@@ -193,7 +196,7 @@ def test_a_failed_attempts_retry_waits_in_postgres_not_in_a_worker(settings, tmp
     from workers.step_claim import claim_step
     from workers.step_runner import fail_attempt
 
-    settings(retry_backoff_s=1.5)
+    settings(retry_backoff_s=1.5, sweep_interval_s=0.2)
     (step_id,) = _steps(tmp_path, 1)
     outbox.send_now([step_id])
     redis.Redis.from_url(get_settings().broker_url).delete(*queue_keys("perception-cpu"))  # taken by a worker
@@ -218,8 +221,8 @@ def test_a_message_lost_in_a_busy_queue_is_re_sent_ahead_of_the_backlog(settings
     client = redis.Redis.from_url(get_settings().broker_url)
     normal = queue_keys("perception-cpu")[2]
     client.rpop(normal)  # the first message: taken by a worker that died before claiming
-    client.rpop(normal)  # the second: consumed in order, and claimed
-    claim_step(ids[1])
+    client.rpop(normal)  # the second: consumed in order, and claimed through it
+    claim_step(ids[1], message_seq=_step(ids[1]).sent_seq)
     sweeper = Sweeper(last_pass_at=time.monotonic())
     assert sweeper.sweep().lost_messages == 0  # the claim is too recent to say yet
     time.sleep(1.0)
@@ -231,10 +234,44 @@ def test_a_message_lost_in_a_busy_queue_is_re_sent_ahead_of_the_backlog(settings
     assert _step(ids[0]).sends == 2
 
 
+def test_a_lost_urgent_message_is_found_by_its_empty_lane_behind_a_busy_one(settings, tmp_path):
+    """The urgent lane is empty and the normal one holds a backlog: a message lost from the
+    urgent lane is not waiting behind anything, whatever the other lane holds."""
+    from workers import outbox
+    from workers.sweeper import Sweeper
+
+    settings(lost_message_after_s=0.5)
+    lost, *backlog = _steps(tmp_path, 4)
+    outbox.send_now([lost], urgent=True)
+    outbox.send_now(backlog)
+    redis.Redis.from_url(get_settings().broker_url).delete(queue_keys("perception-cpu")[0])
+    time.sleep(1.0)
+    assert Sweeper(last_pass_at=time.monotonic()).sweep().lost_messages == 1
+    assert _messages("perception-cpu", priority_list=0) == [lost]
+    assert _messages("perception-cpu", priority_list=2) == backlog
+
+
+def test_a_step_taken_without_its_message_does_not_mark_earlier_ones_lost(settings, tmp_path):
+    """A GPU worker takes batch-mates from Postgres ahead of their messages: such a claim
+    says nothing about how far the queue's consumers have got."""
+    from workers import outbox
+    from workers.step_claim import claim_step
+    from workers.sweeper import Sweeper
+
+    settings(lost_message_after_s=0.5)
+    ids = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)
+    outbox.send_now(ids)
+    claim_step(ids[2])  # a batch-mate: no message woke it
+    time.sleep(1.0)
+    assert Sweeper(last_pass_at=time.monotonic()).sweep().lost_messages == 0
+    assert _messages("perception", priority_list=2) == ids
+
+
 def test_after_a_gap_a_lapsed_lease_gets_one_more_lease_before_it_is_taken_back(settings, tmp_path):
     from workers.step_claim import claim_step
     from workers.sweeper import Sweeper
 
+    settings(step_lease_s=2)  # and Postgres has been up longer than that
     (step_id,) = _steps(tmp_path, 1)
     claim_step(step_id)
 
@@ -244,7 +281,9 @@ def test_after_a_gap_a_lapsed_lease_gets_one_more_lease_before_it_is_taken_back(
                             .values(lease_expires_at=text("now() - interval '1 second'")))
 
     lapse()
-    sweeper = Sweeper()  # just started: its worker may have waited out the same outage
+    # Its last pass was longer than a lease ago: the database was unreachable, and the
+    # step's worker may have waited out the same outage.
+    sweeper = Sweeper(last_pass_at=time.monotonic() - get_settings().step_lease_s - 1)
     report = sweeper.sweep()
     assert (report.leases_extended, report.lapsed_leases) == (1, 0)
     assert _step(step_id).status == StepStatus.RUNNING
@@ -252,6 +291,22 @@ def test_after_a_gap_a_lapsed_lease_gets_one_more_lease_before_it_is_taken_back(
     report = sweeper.sweep()
     assert report.lapsed_leases == 1 and _step(step_id).status == StepStatus.QUEUED
     assert _messages("perception-cpu", priority_list=0) == [step_id]
+
+
+def test_a_sweeper_just_started_takes_back_a_lapsed_lease_at_once(settings, tmp_path):
+    """Only the sweeper restarted (`agr resume` after a crash): the database stayed up, so
+    the workers were renewing all along, and what lapsed is dead."""
+    from workers.step_claim import claim_step
+    from workers.sweeper import Sweeper
+
+    settings(step_lease_s=2)  # and Postgres has been up longer than that
+    (step_id,) = _steps(tmp_path, 1)
+    claim_step(step_id)
+    with session_scope() as session:
+        session.execute(update(Step).where(Step.id == step_id)
+                        .values(lease_expires_at=text("now() - interval '1 second'")))
+    assert Sweeper().sweep().lapsed_leases == 1
+    assert _step(step_id).status == StepStatus.QUEUED
 
 
 def test_exactly_one_sweeper_holds_the_cluster_lock(settings):

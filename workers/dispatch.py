@@ -14,9 +14,10 @@ from workers.routing import NORMAL_PRIORITY, URGENT_PRIORITY, STEP_ROUTES
 SEND_RETRY_POLICY = {"max_retries": 10, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 
 
-def send_step(step_id: int, kind: StepKind, urgent: bool = False) -> None:
-    """`urgent`: ahead of the queue's backlog (a re-sent lost message has waited its turn once)."""
+def send_step(step_id: int, kind: StepKind, urgent: bool = False, seq: int | None = None) -> None:
+    """`urgent`: ahead of the queue's backlog (a re-sent lost message has waited its turn
+    once); `seq`: the message's number in the outbox, which the claim records."""
     route = STEP_ROUTES[kind]
-    app.send_task(route.task, args=[step_id], queue=route.queue,
+    app.send_task(route.task, args=[step_id], kwargs={} if seq is None else {"seq": seq}, queue=route.queue,
                   priority=URGENT_PRIORITY if urgent else NORMAL_PRIORITY,
                   retry=True, retry_policy=SEND_RETRY_POLICY)

@@ -50,8 +50,8 @@ class TakenBatch:
     settled: set[int] = field(default_factory=set)  # step ids committed or failed already
 
 
-def run_gpu_steps(step_id: int) -> None:
-    first = claim_with_patience(step_id)
+def run_gpu_steps(step_id: int, message_seq: int | None = None) -> None:
+    first = claim_with_patience(step_id, message_seq)
     if first is None:
         return
     settings = get_settings()

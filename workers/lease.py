@@ -31,6 +31,7 @@ from workers.step_claim import StepClaim
 
 log = logging.getLogger(__name__)
 
+RETRY_AT_MOST_S = 1.0  # between renewals that failed
 DOUBT_AFTER = 0.8  # of a lease without a renewal reaching the database: it may be lapsing
 CONFIRM_POLL_S = 0.1
 
@@ -91,7 +92,9 @@ class LeaseRenewal:
                     log.warning("lease renewal of %d step(s) failed%s; retrying with backoff: %s", len(live),
                                 " (database unreachable)" if database_unreachable(exc) else "", exc)
                 failures += 1
-                wait = min(self.interval_s, FIRST_WAIT_S * 2 ** min(failures, 10))
+                # Soon after the database is back, whatever the interval: the sweeper takes
+                # back leases that lapsed in the outage unless their workers renew them.
+                wait = min(self.interval_s, RETRY_AT_MOST_S, FIRST_WAIT_S * 2 ** min(failures, 10))
                 continue
             if failures:
                 log.warning("lease renewal reached the database again after %d failed tries", failures)

@@ -25,8 +25,11 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from models import Step, StepKind, StepStatus
+from core.database_outage import database_unreachable
+from core.settings import get_settings
+from models import Job, Step, StepStatus
 from models.db import session_scope
+from models.status import TERMINAL_JOB_STATUSES
 from workers.dispatch import send_step
 from workers.routing import NORMAL_PRIORITY, URGENT_PRIORITY
 
@@ -34,6 +37,10 @@ log = logging.getLogger(__name__)
 
 ROWS_PER_TAKE = 1000
 NEXT_SEQ = text("nextval('step_message_seq')")
+# Held while a sender numbers its messages and hands them to the broker, so the numbers
+# are the broker's order: a consumer claiming message n has taken every earlier one of its
+# lane. Senders wait on each other for a broker push each (~1 ms a message).
+SENDING_LOCK = text("SELECT pg_advisory_xact_lock(7380079262398573825)")
 
 
 def due_in(delay_s: float = 0.0):
@@ -44,39 +51,47 @@ def due_in(delay_s: float = 0.0):
 def send_now(step_ids: Iterable[int], urgent: bool = False) -> int:
     """Send the messages of these steps that are due (the fast path after a commit, and
     the relay); returns how many were sent. A step whose send another process took, or
-    which is not due yet, is left alone."""
+    which is not due yet, is left alone; so is everything when the database or the broker
+    is unreachable: the rows stay due, and the sweeper's relay sends them later."""
     ids = list(step_ids)
+    priority = URGENT_PRIORITY if urgent else NORMAL_PRIORITY
     sent = 0
     for start in range(0, len(ids), ROWS_PER_TAKE):
-        taken = _take_sends(ids[start : start + ROWS_PER_TAKE], URGENT_PRIORITY if urgent else NORMAL_PRIORITY)
-        for position, (step_id, kind) in enumerate(taken):
-            try:
-                send_step(step_id, kind, urgent=urgent)
-            except KombuOperationalError as exc:
-                # The broker is down past the send's own retries: give every send not made
-                # back to the outbox, for the relay to make once the broker is back.
-                _give_back([s for s, _ in taken[position:]])
-                log.warning("broker unreachable; %d message(s) left to the outbox relay: %s",
-                            len(taken) - position, exc)
-                return sent
-            sent += 1
+        try:
+            sent += _send_chunk(ids[start : start + ROWS_PER_TAKE], priority)
+        except KombuOperationalError as exc:
+            log.warning("broker unreachable; messages left to the outbox relay: %s", exc)
+            break
+        except Exception as exc:
+            if not database_unreachable(exc):
+                raise
+            log.warning("database unreachable while sending; messages left to the outbox relay: %s",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            break
     return sent
 
 
-def relay_due(limit: int = 10_000) -> int:
-    """The sweeper's share: send every message that is due and was not sent. They go
-    ahead of the queues' backlogs: each is late already (a retry whose backoff ran out, a
-    commit whose process died before its send)."""
+def relay_due(limit: int = 2000) -> int:
+    """The sweeper's share: send the messages still due a while after they fell due (their
+    sender died, or could not reach the broker; a retry's backoff ran out). They go ahead
+    of the queues' backlogs: each is late already."""
+    grace = timedelta(seconds=2 * get_settings().sweep_interval_s)  # the fast path's turn first
     with session_scope() as session:
+        session.execute(  # an ended job's steps need no message: stop looking at them
+            update(Step).where(Step.send_due_at.is_not(None), Step.job_id.in_(
+                select(Job.id).where(Job.status.in_(TERMINAL_JOB_STATUSES))), Step.status == StepStatus.QUEUED)
+            .values(send_due_at=None))
         due = list(session.scalars(
-            select(Step.id).where(Step.send_due_at <= func.now(), Step.status == StepStatus.QUEUED)
+            select(Step.id).where(Step.send_due_at <= func.now() - grace, Step.status == StepStatus.QUEUED)
             .order_by(Step.send_due_at).limit(limit)
         ))
     return send_now(due, urgent=True) if due else 0
 
 
-def _take_sends(ids: list[int], priority: int) -> list[tuple[int, StepKind]]:
+def _send_chunk(ids: list[int], priority: int) -> int:
+    broker_down = None
     with session_scope() as session:
+        session.execute(SENDING_LOCK)
         rows = session.execute(
             update(Step)
             .where(Step.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
@@ -85,14 +100,18 @@ def _take_sends(ids: list[int], priority: int) -> list[tuple[int, StepKind]]:
                     sends=Step.sends + 1)
             .returning(Step.id, Step.kind, Step.sent_seq)
         ).all()
-    # In message-number order, so the broker's order is the numbers' order.
-    return [(step_id, kind) for step_id, kind, _ in sorted(rows, key=lambda r: r[2])]
-
-
-def _give_back(ids: list[int]) -> None:
-    try:
-        with session_scope() as session:
-            session.execute(update(Step).where(Step.id.in_(ids), Step.status == StepStatus.QUEUED)
-                            .values(send_due_at=func.now()))
-    except Exception:  # the database went too: the sweeper's lost-message checks cover them
-        log.warning("could not give %d unsent message(s) back to the outbox", len(ids), exc_info=True)
+        rows.sort(key=lambda r: r[2])  # in number order: the broker's order is the numbers'
+        for position, (step_id, kind, seq) in enumerate(rows):
+            try:
+                send_step(step_id, kind, urgent=priority == URGENT_PRIORITY, seq=seq)
+            except KombuOperationalError as exc:
+                # The broker went down mid-chunk: the sends made stand, the rest are due
+                # again (for the relay), and the take commits so.
+                unsent = [r[0] for r in rows[position:]]
+                session.execute(update(Step).where(Step.id.in_(unsent))
+                                .values(send_due_at=func.now(), sends=Step.sends - 1))
+                broker_down, rows = exc, rows[:position]
+                break
+    if broker_down is not None:
+        raise broker_down
+    return len(rows)

@@ -27,12 +27,17 @@ class StepClaim:
     attempt: int  # fencing token: this execution's attempt number
 
 
-def claim_step(step_id: int) -> StepClaim | None:
-    """Take the step's lease, or return None when there is nothing (left) to do."""
+def claim_step(step_id: int, message_seq: int | None = None) -> StepClaim | None:
+    """Take the step's lease, or return None when there is nothing (left) to do.
+    `message_seq`: the number of the message that woke this claim (workers/outbox.py), None
+    for a step taken from Postgres directly (a GPU batch-mate)."""
     settings = get_settings()
+    # A running step's lease counts as live until a renewal interval past its expiry: its
+    # worker may be renewing it right now, after waiting out a database outage.
+    grace = timedelta(seconds=settings.lease_renew_interval_s)
     with session_scope() as session:
         row = session.execute(
-            select(Step, Step.lease_expires_at > func.now())
+            select(Step, Step.lease_expires_at + grace > func.now())
             .where(Step.id == step_id)
             .with_for_update()
         ).one_or_none()
@@ -60,6 +65,9 @@ def claim_step(step_id: int) -> StepClaim | None:
         step.attempts += 1
         step.lease_expires_at = func.now() + timedelta(seconds=settings.step_lease_s)
         step.updated_at = step.claimed_at = func.now()
+        # How far its queue's consumers have got, for the sweeper (workers/sweeper.py): only
+        # a claim woken by the step's current message says where that message was.
+        step.claimed_seq = message_seq if message_seq is not None and message_seq == step.sent_seq else None
         step.send_due_at = None  # a claimed step needs no message (one still due is moot)
         job.attempts += 1
         if job.status == JobStatus.QUEUED:

@@ -27,8 +27,8 @@ from workers.steps import NextStep, handler_for
 log = logging.getLogger(__name__)
 
 
-def run_step(step_id: int) -> None:
-    claim = claim_with_patience(step_id)
+def run_step(step_id: int, message_seq: int | None = None) -> None:
+    claim = claim_with_patience(step_id, message_seq)
     if claim is None:
         return
     handler = handler_for(claim.kind)
@@ -47,10 +47,10 @@ def run_step(step_id: int) -> None:
         settle(claim, result, lease)
 
 
-def claim_with_patience(step_id: int) -> StepClaim | None:
+def claim_with_patience(step_id: int, message_seq: int | None = None) -> StepClaim | None:
     """The claim, waiting out a database outage with the message still held (unacked),
     so it is neither lost nor sent twice."""
-    return through_outage(lambda: claim_step(step_id), f"claiming step {step_id}")
+    return through_outage(lambda: claim_step(step_id, message_seq), f"claiming step {step_id}")
 
 
 def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:

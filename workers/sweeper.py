@@ -7,18 +7,19 @@ a process of its own, so no backlog of work can delay it. Postgres says what to 
   queued again, its message sent ahead of the queue's backlog;
 - a queued step whose message went out (workers/outbox.py numbers each one) is lost if a
   consumer of its queue claimed a step whose message came later in the same lane, at least
-  AGR_LOST_MESSAGE_AFTER_S ago (queues are consumed in order: it is not waiting behind
-  anything), or if its queue has been empty that long: it is sent again, urgently;
+  AGR_LOST_MESSAGE_AFTER_S ago (a lane is consumed in order: it is not waiting behind
+  anything), or if its lane has been empty that long: it is sent again, urgently;
 - the broker lost everything at once (Redis restarted without persistence, or flushed):
   the marker key each pass leaves in it is gone, and every queued step is sent again;
 - messages due in the outbox (a retry's backoff ran out; a crash between a commit and
   its send) are sent;
 - batches past their window are expired, and cancels whose last step ended are settled.
 
-A pass after a long gap (the sweeper just started, or the database was unreachable) does
-not take back lapsed leases: their workers may have been waiting out the same outage and
-will renew them now. It gives them one more lease instead; a dead worker's step is
-taken back a lease later.
+The first pass after this sweeper could not reach the database (or after a stall longer
+than a lease) does not take back lapsed leases: their workers may have been waiting out
+the same outage and renew them within a second of its end. It gives them one more lease
+instead; a dead worker's step is taken back a lease later. A sweeper that merely
+(re)started finds the database as the workers did: what lapsed, lapsed.
 """
 
 import logging
@@ -30,14 +31,14 @@ import redis
 from sqlalchemy import BigInteger, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from core.broker_redis import broker_redis, queue_depth
+from core.broker_redis import broker_redis, lane_key
 from core.settings import get_settings
 from models import Job, Step, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
 from workers import outbox
 from workers.batch_lifecycle import sweep_batches
-from workers.routing import QUEUES, STEP_ROUTES
+from workers.routing import NORMAL_PRIORITY, QUEUES, STEP_ROUTES, URGENT_PRIORITY
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ FIRST_LOOK_BACK_S = 600.0  # how far back a new sweeper reads claims to learn ea
 @dataclass(frozen=True)
 class BrokerView:
     emptied: bool  # the marker was gone: every message went with it
-    idle_queues: tuple[str, ...]  # queues holding no message now
+    idle_lanes: tuple[tuple[str, int], ...]  # (queue, priority) lanes holding no message now
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,18 @@ class Sweeper:
     passed: dict[tuple[str, int], int] = field(default_factory=dict)
     claims_read_until: object = None  # database time up to which claims were read
     last_pass_at: float | None = None  # monotonic time of the last pass that reached the database
+    # Set by workers/sweeper_loop.py when it could not reach the database: the workers may
+    # have been cut off as well, so the next pass gives lapsed leases one more lease.
+    database_was_unreachable: bool = False
 
     def sweep(self) -> SweepReport:
-        settings = get_settings()
-        after_gap = self.last_pass_at is None or time.monotonic() - self.last_pass_at > settings.step_lease_s
+        lease_s = get_settings().step_lease_s
+        started = time.monotonic()
+        missed = (self.database_was_unreachable or
+                  (self.last_pass_at is not None and started - self.last_pass_at > lease_s))
         broker = look_at_broker()
         with session_scope() as session:
-            if after_gap:
+            if missed:
                 extended, lapsed = _extend_lapsed_leases(session), []
             else:
                 extended, lapsed = 0, _take_back_lapsed_leases(session)
@@ -83,24 +89,27 @@ class Sweeper:
             lost = _mark_lost(session, broker, self.passed)
         with session_scope() as session:
             sweep_batches(session)  # expiry windows, and cancels whose last running step ended
-        self.last_pass_at = time.monotonic()
+        # The pass reached the database: from when it started, not after its sends (a long
+        # relay is not a gap in which workers may have been cut off).
+        self.last_pass_at, self.database_was_unreachable = started, False
         outbox.send_now(lapsed + lost, urgent=True)  # those not sent stay due for the relay
         relayed = outbox.relay_due()
-        if lapsed or lost or extended:
-            log.warning("sweeper: %d lapsed lease(s) taken back, %d lost message(s) re-sent%s%s", len(lapsed),
-                        len(lost), " (the broker had lost its contents)" if broker.emptied else "",
-                        f", {extended} lapsed lease(s) given one more lease after a gap" if extended else "")
+        if lapsed or lost or extended or relayed:
+            log.warning("sweeper: %d lapsed lease(s) taken back, %d lost message(s) re-sent, %d relayed%s%s",
+                        len(lapsed), len(lost), relayed,
+                        " (the broker had lost its contents)" if broker.emptied else "",
+                        f", {extended} lapsed lease(s) given one more lease after an outage" if extended else "")
         return SweepReport(len(lapsed), len(lost), relayed, broker.emptied, extended)
 
     def _read_progress(self, session) -> None:
-        """Raise each queue's mark to the highest message number a consumer claimed at
-        least `lost_message_after_s` ago (a claim newer than that may have overtaken an
-        earlier message still being delivered)."""
+        """Raise each lane's mark to the highest message number a consumer claimed through
+        its message at least `lost_message_after_s` ago (a claim newer than that may have
+        overtaken an earlier message still being delivered)."""
         settled_before = func.now() - timedelta(seconds=get_settings().lost_message_after_s)
         since = self.claims_read_until or func.now() - timedelta(seconds=FIRST_LOOK_BACK_S)
         rows = session.execute(
-            select(Step.kind, Step.sent_priority, func.max(Step.sent_seq))
-            .where(Step.claimed_at > since, Step.claimed_at <= settled_before, Step.sent_seq.is_not(None))
+            select(Step.kind, Step.sent_priority, func.max(Step.claimed_seq))
+            .where(Step.claimed_at > since, Step.claimed_at <= settled_before, Step.claimed_seq.is_not(None))
             .group_by(Step.kind, Step.sent_priority)
         ).all()
         self.claims_read_until = session.scalar(select(settled_before))
@@ -111,13 +120,17 @@ class Sweeper:
 
 def look_at_broker() -> BrokerView:
     """Leave the marker in the broker, noting whether it was missing (first sweep, a Redis
-    restart that kept nothing, a flush), and see which queues are empty. Duplicates sent on
+    restart that kept nothing, a flush), and see which lanes of the queues are empty. Duplicates sent on
     either sign are harmless: a step is claimed once. An unreachable broker shows nothing:
     nothing could be sent to it anyway."""
     try:
         client = broker_redis()
         emptied = bool(client.set(BROKER_MARKER_KEY, "1", nx=True))
-        idle = tuple(queue for queue in QUEUES if queue_depth(client, queue) == 0)
+        lanes = [(queue, priority) for queue in QUEUES for priority in (URGENT_PRIORITY, NORMAL_PRIORITY)]
+        pipe = client.pipeline(transaction=False)
+        for queue, priority in lanes:
+            pipe.llen(lane_key(queue, priority))
+        idle = tuple(lane for lane, depth in zip(lanes, pipe.execute(), strict=True) if depth == 0)
         return BrokerView(emptied, idle)
     except (redis.RedisError, OSError):
         return BrokerView(False, ())
@@ -170,19 +183,21 @@ def _mark_lost(session, broker: BrokerView, passed: dict[str, int]) -> list[int]
     else:
         settled_before = func.now() - timedelta(seconds=get_settings().lost_message_after_s)
         lost = []
-        for queue in QUEUES:
-            kinds = [kind for kind, route in STEP_ROUTES.items() if route.queue == queue]
-            for (passed_queue, priority), seq in passed.items():
-                if passed_queue == queue:
-                    lost.append((Step.kind.in_(kinds), Step.sent_priority == priority, Step.sent_seq < seq))
-            if queue in broker.idle_queues:
-                lost.append((Step.kind.in_(kinds), Step.sent_at < settled_before))
-    ids: list[int] = []
+        for (queue, priority), seq in passed.items():
+            lost.append((Step.kind.in_(_kinds_of(queue)), Step.sent_priority == priority, Step.sent_seq < seq))
+        for queue, priority in broker.idle_lanes:
+            lost.append((Step.kind.in_(_kinds_of(queue)), Step.sent_priority == priority,
+                         Step.sent_at < settled_before))
+    ids: dict[int, None] = {}  # in order, once each
     for conditions in lost:
-        ids += [i for i in _lock(session, (*sent_and_waiting, *conditions)) if i not in ids]
+        ids.update(dict.fromkeys(_lock(session, (*sent_and_waiting, *conditions))))
     if ids:
-        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(send_due_at=func.now()))
-    return ids
+        session.execute(update(Step).where(Step.id == any_(_array(list(ids)))).values(send_due_at=func.now()))
+    return list(ids)
+
+
+def _kinds_of(queue: str) -> list:
+    return [kind for kind, route in STEP_ROUTES.items() if route.queue == queue]
 
 
 def _lock(session, conditions) -> list[int]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
+from core.database_outage import database_unreachable
 from core.settings import get_settings
 from models.db import get_engine
 from workers.sweeper import Sweeper
@@ -32,22 +33,22 @@ class ClusterLock:
 
     def __init__(self):
         self._connection = None
-        self._unreachable = False  # said once per outage, not every second
+        self.unreachable = False  # said once per outage, not every second
 
     def held(self) -> bool:
         """Whether this process holds the lock now, taking it if it is free."""
         try:
             held = self._check() if self._connection is not None else self._take()
         except Exception as exc:
-            if not self._unreachable:
+            if not self.unreachable:
                 log.warning("sweeper: the database is unreachable (the lock goes with its connection): %s",
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                self._unreachable = True
+                self.unreachable = True
             self._drop()
             return False
-        if self._unreachable:
+        if self.unreachable:
             log.warning("sweeper: the database is reachable again")
-            self._unreachable = False
+            self.unreachable = False
         return held
 
     def _take(self) -> bool:
@@ -87,11 +88,14 @@ def run_forever() -> None:
             try:
                 sweeper.sweep()
                 ALIVE_FILE.touch()
-            except Exception:
+            except Exception as exc:
+                sweeper.database_was_unreachable |= database_unreachable(exc)
                 log.exception("sweeper: pass failed; trying again in %.1f s", interval)
+        elif lock.unreachable:
+            sweeper.database_was_unreachable = True
         else:
             if not standing_by:
-                log.warning("sweeper: another sweeper holds the lock (or the database is unreachable); standing by")
+                log.warning("sweeper: another sweeper holds the lock; standing by")
             standing_by = True
             ALIVE_FILE.touch()  # standing by is healthy too
         time.sleep(max(0.0, interval - (time.monotonic() - started)))

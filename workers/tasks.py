@@ -16,19 +16,20 @@ from workers.celery_app import app
 from workers.step_runner import run_step
 
 
+# `seq`: the message's number (workers/outbox.py); absent from messages sent before it.
 @app.task(name="workers.tasks.perceive_cpu")
-def perceive_cpu(step_id: int) -> None:
-    run_step(step_id)
+def perceive_cpu(step_id: int, seq: int | None = None) -> None:
+    run_step(step_id, seq)
 
 
 @app.task(name="workers.tasks.perceive_gpu")
-def perceive_gpu(step_id: int) -> None:
+def perceive_gpu(step_id: int, seq: int | None = None) -> None:
     # Takes other queued GPU steps along, so their model calls share one forward pass.
     from workers.gpu_batch import run_gpu_steps  # the perception stack: GPU workers only
 
-    run_gpu_steps(step_id)
+    run_gpu_steps(step_id, seq)
 
 
 @app.task(name="workers.tasks.reason")
-def reason(step_id: int) -> None:
-    run_step(step_id)
+def reason(step_id: int, seq: int | None = None) -> None:
+    run_step(step_id, seq)

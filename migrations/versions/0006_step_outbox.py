@@ -28,8 +28,11 @@ def upgrade() -> None:
     op.add_column('steps', sa.Column('sent_priority', sa.SmallInteger(), nullable=True))
     op.add_column('steps', sa.Column('sends', sa.Integer(), server_default='0', nullable=False))
     op.add_column('steps', sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True))
-    # Rows from before the outbox were sent when they were made.
+    op.add_column('steps', sa.Column('claimed_seq', sa.BigInteger(), nullable=True))
+    # Rows from before the outbox were sent when they were made; those still queued get
+    # one more message from the relay, as nothing numbered theirs.
     op.execute("UPDATE steps SET send_due_at = NULL, sent_at = updated_at, sends = 1")
+    op.execute("UPDATE steps SET send_due_at = now() WHERE status = 'queued'")
     op.create_index('ix_steps_send_due_at', 'steps', ['send_due_at'],
                     postgresql_where=sa.text("send_due_at IS NOT NULL"))
     op.create_index('ix_steps_queued_kind_sent_seq', 'steps', ['kind', 'sent_seq'],
@@ -41,6 +44,6 @@ def downgrade() -> None:
     op.drop_index('ix_steps_claimed_at', table_name='steps')
     op.drop_index('ix_steps_queued_kind_sent_seq', table_name='steps')
     op.drop_index('ix_steps_send_due_at', table_name='steps')
-    for column in ('claimed_at', 'sends', 'sent_priority', 'sent_at', 'sent_seq', 'send_due_at'):
+    for column in ('claimed_seq', 'claimed_at', 'sends', 'sent_priority', 'sent_at', 'sent_seq', 'send_due_at'):
         op.drop_column('steps', column)
     op.execute("DROP SEQUENCE step_message_seq")
