@@ -39,25 +39,30 @@ def _statuses(name: str) -> tuple[Batch | None, list[JobStatus]]:
         return batch, list(session.scalars(select(Job.status).where(Job.batch_id == batch.id)))
 
 
-def _wait_for_first_answer(name: str, timeout: float = 120) -> Batch:
+def _wait_for_first_paid_reply(name: str, timeout: float = 120) -> Batch:
+    """The batch once its first LLM reply is stored: paid for, so a resume must reuse it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        batch, statuses = _statuses(name)
-        if JobStatus.SUCCEEDED in statuses:
-            return batch
+        batch, _ = _statuses(name)
+        if batch is not None:
+            with session_scope() as session:
+                paid = session.scalar(select(func.count()).select_from(LLMCall).join(Job)
+                                      .where(Job.batch_id == batch.id))
+            if paid:
+                return batch
         time.sleep(0.1)
-    raise AssertionError(f"no job of {name} answered in {timeout}s")
+    raise AssertionError(f"no LLM reply of {name} stored in {timeout}s")
 
 
 def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scripted_llm, tmp_path):
-    # Two reasoning threads and a planner of 1 s: the batch needs >= 6 s of planner time
-    # after its first answer, so the Ctrl-C lands mid-batch however fast the machine.
+    # Two reasoning threads and a planner of 1 s: 12 planner calls need >= 5 s more after
+    # the first reply is stored, so the Ctrl-C lands mid-batch however fast the machine.
     scripted_llm.delays["planner"] = 1.0
     env = _cli_env(scripted_llm, tmp_path) | {"AGR_REASONING_CONCURRENCY": "2"}
     command = [sys.executable, "-m", "api.cli"]
     run = subprocess.Popen([*command, "run", str(_batch_file(tmp_path)), "--name", "resumable", "--max-iters", "0"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    batch = _wait_for_first_answer("resumable")
+    batch = _wait_for_first_paid_reply("resumable")
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=120)
 
