@@ -1,12 +1,13 @@
 """A job's whole evidence chain, in the order it happened: for each iteration the
 perception calls that built its document, the document, and the agents' LLM calls on it
 (the planner's verdict, the interaction agent's tool plan, the answerer's reply), and
-its steps with the calls each was made to run."""
+its steps with the calls each was made to run and each attempt at it (who ran it, how
+it ended)."""
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Iteration, Job, LLMCall, Step, ToolCall
+from models import Iteration, Job, LLMCall, Step, StepAttempt, ToolCall
 
 
 def evidence_chain(session: Session, job: Job) -> dict:
@@ -15,13 +16,15 @@ def evidence_chain(session: Session, job: Job) -> dict:
                             .order_by(ToolCall.iteration, ToolCall.call_index)).all()
     llm = session.scalars(select(LLMCall).where(LLMCall.job_id == job.id).order_by(LLMCall.created_at)).all()
     steps = session.scalars(select(Step).where(Step.job_id == job.id).order_by(Step.id)).all()
+    attempts = session.scalars(select(StepAttempt).join(Step, Step.id == StepAttempt.step_id)
+                               .where(Step.job_id == job.id).order_by(StepAttempt.id)).all()
     indexes = sorted({i.index for i in iterations} | {t.iteration for t in tools} | {c.iteration for c in llm})
     by_index = {i.index: i for i in iterations}
     return {
         "job_id": str(job.id),
         "tool_catalogue": job.catalogue_version,  # the tools and models it was planned with
         "iterations": [_iteration(n, by_index.get(n), tools, llm) for n in indexes],
-        "steps": [_step(s) for s in steps],
+        "steps": [_step(s, [a for a in attempts if a.step_id == s.id]) for s in steps],
     }
 
 
@@ -50,7 +53,13 @@ def _llm(c: LLMCall) -> dict:
             "latency_ms": round(c.latency_ms, 1), "created_at": c.created_at.isoformat()}
 
 
-def _step(s: Step) -> dict:
+def _step(s: Step, attempts: list[StepAttempt]) -> dict:
     return {"kind": str(s.kind), "iteration": s.iteration, "status": str(s.status), "attempts": s.attempts,
             "last_error": s.last_error, "calls": s.calls, "created_at": s.created_at.isoformat(),
-            "finished_at": s.finished_at.isoformat() if s.finished_at else None}
+            "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+            "attempt_log": [_attempt(a) for a in attempts]}
+
+
+def _attempt(a: StepAttempt) -> dict:
+    return {"attempt": a.attempt, "worker": a.worker, "started_at": a.started_at.isoformat(),
+            "ended_at": a.ended_at.isoformat() if a.ended_at else None, "outcome": a.outcome}

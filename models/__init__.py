@@ -8,6 +8,7 @@ from models.job import Job
 from models.llm_call import LLMCall
 from models.status import BatchStatus, JobStatus, StepKind, StepStatus
 from models.step import Step
+from models.step_attempt import StepAttempt
 from models.tenant import ApiKey, Tenant
 from models.tool_call import ToolCall
 from models.tool_catalogue import ToolCatalogue
@@ -15,5 +16,5 @@ from models.upload import Upload
 
 __all__ = [
     "ApiKey", "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
-    "LLMCall", "Step", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
+    "LLMCall", "Step", "StepAttempt", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
 ]

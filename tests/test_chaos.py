@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from core.migrate import upgrade_to_head
 from core.processes import reasoning_concurrency
-from models import Iteration, Job, JobStatus, LLMCall, Step, ToolCall
+from models import Iteration, Job, JobStatus, LLMCall, Step, StepAttempt, ToolCall
 from models.db import session_scope
 from tests.private_services import PrivatePostgres, PrivateRedis, this_process_uses
 from tests.stack import Stack, post_tone_batch, question_item, tone_wav
@@ -68,6 +68,24 @@ def assert_nothing_lost_or_doubled(batch_id) -> None:
                 .group_by(*key).having(func.count() > 1)
             ).all()
             assert doubled == [], f"{model.__tablename__}: duplicate rows {doubled[:5]}"
+
+
+def assert_every_attempt_audited(batch_id) -> None:
+    """Each step has one audit row per attempt, each ended: the last "done", any before it
+    with why it ended (its lease lapsed, it failed)."""
+    with session_scope() as session:
+        steps = session.execute(select(Step.id, Step.attempts).join(Job, Job.id == Step.job_id)
+                                .where(Job.batch_id == batch_id)).all()
+        rows = session.execute(select(StepAttempt.step_id, StepAttempt.attempt, StepAttempt.outcome)
+                               .join(Step, Step.id == StepAttempt.step_id).join(Job, Job.id == Step.job_id)
+                               .where(Job.batch_id == batch_id).order_by(StepAttempt.step_id, StepAttempt.attempt)).all()
+    log: dict[int, list] = {}
+    for step_id, attempt, outcome in rows:
+        log.setdefault(step_id, []).append((attempt, outcome))
+    for step_id, attempts in steps:
+        assert [a for a, _ in log.get(step_id, [])] == list(range(1, attempts + 1)), (step_id, log.get(step_id))
+        outcomes = [o for _, o in log[step_id]]
+        assert outcomes[-1] == "done" and all(outcomes), (step_id, outcomes)
 
 
 def assert_every_iteration_whole(batch_id, jobs: int) -> None:
@@ -176,6 +194,7 @@ def test_random_kill_9_of_workers_loses_nothing_and_pays_no_llm_call_twice(stack
 
     assert_nothing_lost_or_doubled(batch_id)
     assert_every_iteration_whole(batch_id, items)
+    assert_every_attempt_audited(batch_id)
     # Every stored reply was asked for once per job, as in the calm run...
     assert set(llm_calls_per_job(batch_id).values()) == calm_per_job
     # ...and the server was asked again only for calls a kill cut off in flight: the
@@ -298,9 +317,13 @@ def test_postgres_down_longer_than_a_lease_mid_batch_loses_nothing_and_pays_noth
     print(f"{in_flight} steps running at the crash, {asked - asked_before_crash} LLM requests after it; "
           f"steps tried again: {[(r.kind, r.attempts) for r in retried]}")
     # A step cut off in flight may have run again (its claim's commit lost in the crash);
-    # the audit says why for each one.
+    # the audit says why for each one, attempt by attempt.
     assert len(retried) <= in_flight
     assert all(r.last_error for r in retried)
+    assert_every_attempt_audited(batch_id)
+    job_id = stack.jobs(batch_id)[0].id
+    chain = client.get(f"/v1/jobs/{job_id}/evidence").json()
+    assert all(s["attempt_log"][-1]["outcome"] == "done" and s["attempt_log"][-1]["worker"] for s in chain["steps"])
     assert "database unreachable" in stack.log_of("reasoning")  # the workers really waited it out
 
 

@@ -309,6 +309,28 @@ def test_a_sweeper_just_started_takes_back_a_lapsed_lease_at_once(settings, tmp_
     assert _step(step_id).status == StepStatus.QUEUED
 
 
+def test_each_attempt_is_audited_with_how_it_ended(settings, tmp_path):
+    from models import StepAttempt
+    from workers.step_claim import claim_step
+    from workers.step_runner import fail_attempt
+    from workers.sweeper import Sweeper
+
+    settings(step_lease_s=2)
+    (step_id,) = _steps(tmp_path, 1)
+    fail_attempt(claim_step(step_id), RuntimeError("tool crashed"))
+    claim_step(step_id)
+    with session_scope() as session:  # attempt 2's worker dies: its lease lapses
+        session.execute(update(Step).where(Step.id == step_id)
+                        .values(lease_expires_at=text("now() - interval '1 second'")))
+    Sweeper().sweep()
+    with session_scope() as session:
+        log = session.execute(select(StepAttempt.attempt, StepAttempt.outcome, StepAttempt.worker)
+                              .where(StepAttempt.step_id == step_id).order_by(StepAttempt.attempt)).all()
+    assert [(a, o) for a, o, _ in log] == [(1, "failed: RuntimeError: tool crashed"),
+                                          (2, "lapsed: its worker died or stopped renewing its lease")]
+    assert all(w for _, _, w in log)
+
+
 def test_exactly_one_sweeper_holds_the_cluster_lock(settings):
     from workers.sweeper_loop import ClusterLock
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from core.settings import get_settings
 from models import Job, JobStatus, Step, StepKind, StepStatus
 from models.db import session_scope
+from workers import attempt_log
 from workers.job_state import finish_job_with_error
 
 
@@ -56,6 +57,7 @@ def claim_step(step_id: int, message_seq: int | None = None) -> StepClaim | None
                 f"attempt {step.attempts} of the {step.kind} step never finished: "
                 "its worker died or stopped renewing its lease"
             )
+            attempt_log.ended(session, step.id, step.attempts, attempt_log.LAPSED)
         if step.attempts >= settings.max_attempts:
             step.status = StepStatus.FAILED
             step.send_due_at = None
@@ -63,6 +65,7 @@ def claim_step(step_id: int, message_seq: int | None = None) -> StepClaim | None
             return None
         step.status = StepStatus.RUNNING
         step.attempts += 1
+        attempt_log.started(session, step.id, step.attempts)
         step.lease_expires_at = func.now() + timedelta(seconds=settings.step_lease_s)
         step.updated_at = step.claimed_at = func.now()
         # How far its queue's consumers have got, for the sweeper (workers/sweeper.py): only

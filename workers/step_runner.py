@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.settings import get_settings
 from models import Batch, Job, Step, StepStatus
 from models.db import session_scope
-from workers import outbox
+from workers import attempt_log, outbox
 from workers.batch_lifecycle import settle_cancelling
 from core.database_outage import through_outage
 from workers.job_state import finish_job_with_error
@@ -89,8 +89,10 @@ def _commit(claim: StepClaim, handler, result) -> int | None:
         if _job_ended(session, claim.job_id):
             # Cancelled or expired while this step worked: the step is settled, but the job
             # keeps its status and gets no successor.
+            attempt_log.ended(session, claim.step_id, claim.attempt, "done; its job had ended, so nothing follows")
             _settle_cancelled_batch(session, claim.job_id)
             return None
+        attempt_log.ended(session, claim.step_id, claim.attempt, "done")
         next_step = handler.commit(session, claim, result)
         if next_step is None:
             return None
@@ -144,6 +146,7 @@ def _record_failure(claim: StepClaim, message: str) -> None:
         if step is None:
             return  # another execution owns the step now (or this record was made already)
         step.last_error = message
+        attempt_log.ended(session, claim.step_id, claim.attempt, f"failed: {message}")
         step.lease_expires_at = None
         step.updated_at = func.now()
         if step.attempts >= settings.max_attempts:

@@ -36,7 +36,7 @@ from core.settings import get_settings
 from models import Job, Step, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
-from workers import outbox
+from workers import attempt_log, outbox
 from workers.batch_lifecycle import sweep_batches
 from workers.routing import NORMAL_PRIORITY, QUEUES, STEP_ROUTES, URGENT_PRIORITY
 
@@ -159,11 +159,12 @@ def _lapsed():
 def _take_back_lapsed_leases(session) -> list[int]:
     ids = _lock(session, _lapsed())
     if ids:
-        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
+        taken = session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
             status=StepStatus.QUEUED, lease_expires_at=None, updated_at=func.now(), send_due_at=func.now(),
             last_error=func.concat("attempt ", Step.attempts, " of the ", Step.kind, " step never "
                                    "finished: its worker died or stopped renewing its lease"),
-        ))
+        ).returning(Step.id, Step.attempts)).all()
+        attempt_log.ended_many(session, [tuple(row) for row in taken], attempt_log.LAPSED)
     return ids
 
 

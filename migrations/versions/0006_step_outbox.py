@@ -1,4 +1,4 @@
-"""the step outbox: each step's message is part of its durable state
+"""the step outbox: each step's message is part of its durable state; and each attempt audited
 
 `send_due_at` is set in the transaction that makes a step queued (its insert, a retry, a
 lapsed lease) and cleared when its message is handed to the broker; `sent_seq` numbers
@@ -38,9 +38,26 @@ def upgrade() -> None:
     op.create_index('ix_steps_queued_kind_sent_seq', 'steps', ['kind', 'sent_seq'],
                     postgresql_where=sa.text("status = 'queued'"))
     op.create_index('ix_steps_claimed_at', 'steps', ['claimed_at'])
+    # Every execution of a step, for the audit (models/step_attempt.py).
+    op.create_table(
+        'step_attempts',
+        sa.Column('id', sa.BigInteger(), nullable=False),
+        sa.Column('step_id', sa.BigInteger(), nullable=False),
+        sa.Column('attempt', sa.Integer(), nullable=False),
+        sa.Column('worker', sa.String(300), nullable=False),
+        sa.Column('started_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+        sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('outcome', sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(['step_id'], ['steps.id'], name=op.f('fk_step_attempts_step_id_steps')),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_step_attempts')),
+        sa.UniqueConstraint('step_id', 'attempt', name=op.f('uq_step_attempts_step_id')),
+    )
+    op.create_index('ix_step_attempts_step_id', 'step_attempts', ['step_id'])
 
 
 def downgrade() -> None:
+    op.drop_index('ix_step_attempts_step_id', table_name='step_attempts')
+    op.drop_table('step_attempts')
     op.drop_index('ix_steps_claimed_at', table_name='steps')
     op.drop_index('ix_steps_queued_kind_sent_seq', table_name='steps')
     op.drop_index('ix_steps_send_due_at', table_name='steps')
