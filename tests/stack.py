@@ -206,3 +206,13 @@ def question_item(custom_id: str, audio: Path, choices=("A tone", "A voice", "Si
 def count_rows(model, **filters) -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(model).filter_by(**filters))
+
+
+def tone_batch_file(folder: Path, items: int) -> Path:
+    """An MMAR-format file of `items` questions on one tone, for the CLI's commands."""
+    tone_wav(folder / "tone.wav")
+    lines = [{"id": f"item-{i}", "audio_path": "tone.wav", "question": "What is heard?",
+              "choices": ["A tone", "A voice"], "answer": "A tone"} for i in range(items)]
+    path = folder / "batch.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return path

@@ -21,7 +21,7 @@ from api.client import ApiError
 from core.migrate import upgrade_to_head
 from models import Batch, Job, JobStatus
 from tests.private_services import PrivatePostgres, PrivateRedis
-from tests.stack import FAST_DURABILITY, tone_wav
+from tests.stack import FAST_DURABILITY, tone_batch_file
 
 ITEMS = 6
 OUTAGE_S = 20  # longer than the lease below: steps running when it began lapse meanwhile
@@ -45,15 +45,6 @@ def private_services(tmp_path):
             postgres.stop()
 
 
-def _batch_file(tmp_path):
-    tone_wav(tmp_path / "tone.wav")
-    lines = [{"id": f"item-{i}", "audio_path": "tone.wav", "question": "What is heard?",
-              "choices": ["A tone", "A voice"], "answer": "A tone"} for i in range(ITEMS)]
-    path = tmp_path / "batch.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    return path
-
-
 def _succeeded(engine, name: str) -> int:
     with engine.connect() as conn:
         return conn.scalar(select(func.count()).select_from(Job).join(Batch, Batch.id == Job.batch_id)
@@ -71,7 +62,7 @@ def test_agr_run_waits_out_a_database_outage(private_services, scripted_llm, tmp
            "AGR_LLM_BASE_URL": scripted_llm.base_url, "AGR_REASONING_CONCURRENCY": "2",
            "AGR_COARSE_TOOLS": '["signal_facts"]',  # no model to load: the perception workers start fast
            "AGR_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    run = subprocess.Popen([sys.executable, "-m", "api.cli", "run", str(_batch_file(tmp_path)), "--name", "outage",
+    run = subprocess.Popen([sys.executable, "-m", "api.cli", "run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "outage",
                             "--max-iters", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     engine = create_engine(postgres.url, pool_pre_ping=True)
     try:

@@ -1,7 +1,6 @@
 """Ctrl-C during `agr run` loses nothing: `agr resume` finishes the batch, and no LLM
 reply that was already paid for is asked for again."""
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from sqlalchemy import func, select
 
 from models import Batch, Job, JobStatus, LLMCall
 from models.db import session_scope
-from tests.stack import FAST_DURABILITY, tone_wav
+from tests.stack import FAST_DURABILITY, tone_batch_file
 
 ITEMS = 12
 
@@ -20,15 +19,6 @@ ITEMS = 12
 def _cli_env(scripted_llm, tmp_path) -> dict:
     return {**os.environ, **FAST_DURABILITY, "AGR_LLM_BASE_URL": scripted_llm.base_url,
             "AGR_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-
-
-def _batch_file(tmp_path):
-    tone_wav(tmp_path / "tone.wav")
-    lines = [{"id": f"item-{i}", "audio_path": "tone.wav", "question": "What is heard?",
-              "choices": ["A tone", "A voice"], "answer": "A tone"} for i in range(ITEMS)]
-    path = tmp_path / "batch.jsonl"
-    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-    return path
 
 
 def _statuses(name: str) -> tuple[Batch | None, list[JobStatus]]:
@@ -60,7 +50,7 @@ def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scri
     scripted_llm.delays["planner"] = 1.0
     env = _cli_env(scripted_llm, tmp_path) | {"AGR_REASONING_CONCURRENCY": "2"}
     command = [sys.executable, "-m", "api.cli"]
-    run = subprocess.Popen([*command, "run", str(_batch_file(tmp_path)), "--name", "resumable", "--max-iters", "0"],
+    run = subprocess.Popen([*command, "run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "resumable", "--max-iters", "0"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     batch = _wait_for_first_paid_reply("resumable")
     run.send_signal(signal.SIGINT)
