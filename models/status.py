@@ -48,4 +48,4 @@ class StepStatus(enum.StrEnum):
     QUEUED = "queued"  # persisted and (re)enqueued; not yet claimed
     RUNNING = "running"  # claimed by a worker holding a lease it keeps renewing
     DONE = "done"  # its output is committed and its successor persisted
-    FAILED = "failed"  # gave up after max attempts; the job errored
+    FAILED = "failed"  # gave up after max attempts (the job errored), or never run: its job was cancelled or expired

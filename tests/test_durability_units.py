@@ -53,6 +53,12 @@ def _messages(queue: str, priority_list: int = 0) -> list[int]:
     return [json.loads(b64decode(json.loads(m)["body"]))[0][0] for m in reversed(raw)]
 
 
+def _by_number(ids: list[int]) -> list[int]:
+    """The steps in the order their messages were sent (their numbers' order)."""
+    with session_scope() as session:
+        return list(session.scalars(select(Step.id).where(Step.id.in_(ids)).order_by(Step.sent_seq)))
+
+
 def _step(step_id: int) -> Step:
     with session_scope() as session:
         return session.get(Step, step_id)
@@ -175,7 +181,7 @@ def test_each_queued_step_has_at_most_one_message_out(settings, tmp_path):
     assert outbox.send_now(ids) == 3
     assert outbox.send_now(ids) == 0  # taken already: no second message
     assert outbox.relay_due() == 0
-    assert _messages("perception-cpu", priority_list=2) == ids  # normal priority, in order
+    assert _messages("perception-cpu", priority_list=2) == _by_number(ids)  # normal priority, in order
     assert [_step(i).sends for i in ids] == [1, 1, 1]
 
 
@@ -216,8 +222,9 @@ def test_a_message_lost_in_a_busy_queue_is_re_sent_ahead_of_the_backlog(settings
     from workers.sweeper import Sweeper
 
     settings(lost_message_after_s=0.5)
-    ids = _steps(tmp_path, 5)
-    outbox.send_now(ids)
+    made = _steps(tmp_path, 5)
+    outbox.send_now(made)
+    ids = _by_number(made)  # in the queue's order
     client = redis.Redis.from_url(get_settings().broker_url)
     normal = queue_keys("perception-cpu")[2]
     client.rpop(normal)  # the first message: taken by a worker that died before claiming
@@ -244,6 +251,7 @@ def test_a_lost_urgent_message_is_found_by_its_empty_lane_behind_a_busy_one(sett
     lost, *backlog = _steps(tmp_path, 4)
     outbox.send_now([lost], urgent=True)
     outbox.send_now(backlog)
+    backlog = _by_number(backlog)
     redis.Redis.from_url(get_settings().broker_url).delete(queue_keys("perception-cpu")[0])
     time.sleep(1.0)
     assert Sweeper(last_pass_at=time.monotonic()).sweep().lost_messages == 1
@@ -259,8 +267,9 @@ def test_a_step_taken_without_its_message_does_not_mark_earlier_ones_lost(settin
     from workers.sweeper import Sweeper
 
     settings(lost_message_after_s=0.5)
-    ids = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)
-    outbox.send_now(ids)
+    made = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)
+    outbox.send_now(made)
+    ids = _by_number(made)
     claim_step(ids[2])  # a batch-mate: no message woke it
     time.sleep(1.0)
     assert Sweeper(last_pass_at=time.monotonic()).sweep().lost_messages == 0
@@ -329,6 +338,22 @@ def test_each_attempt_is_audited_with_how_it_ended(settings, tmp_path):
     assert [(a, o) for a, o, _ in log] == [(1, "failed: RuntimeError: tool crashed"),
                                           (2, "lapsed: its worker died or stopped renewing its lease")]
     assert all(w for _, _, w in log)
+
+
+def test_steps_of_a_cancelled_job_are_settled_once_not_read_every_pass(settings, tmp_path):
+    from models import Job, JobStatus
+    from workers import outbox
+    from workers.sweeper import Sweeper
+
+    ids = _steps(tmp_path, 2)
+    outbox.send_now(ids)
+    with session_scope() as session:
+        job = session.scalar(select(Step.job_id).where(Step.id == ids[0]))
+        session.execute(update(Job).where(Job.id == job).values(status=JobStatus.CANCELLED))
+    Sweeper(last_pass_at=time.monotonic()).sweep()
+    cancelled, other = _step(ids[0]), _step(ids[1])
+    assert (cancelled.status, cancelled.last_error) == (StepStatus.FAILED, "not run: its job was cancelled or expired first")
+    assert other.status == StepStatus.QUEUED
 
 
 def test_exactly_one_sweeper_holds_the_cluster_lock(settings):

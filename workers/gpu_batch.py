@@ -160,11 +160,11 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
                 break
             time.sleep(min(0.01, wait_s))
     except Exception as exc:
-        if not database_unreachable(exc):
-            raise
-        # Taking batch-mates is an optimisation: the database went away, so go on with the
-        # claims made (they are ours: dropping them would leave them running unrenewed).
-        log.warning("database unreachable while taking GPU batch-mates; going on with %d", len(claims))
+        # Taking batch-mates is an optimisation: whatever went wrong (the database went
+        # away, most likely), go on with the claims made. They are ours: raising would
+        # leave them running, unrenewed, until their leases lapsed.
+        log.warning("taking GPU batch-mates failed%s; going on with %d: %s",
+                    " (database unreachable)" if database_unreachable(exc) else "", len(claims), exc)
     return claims
 
 

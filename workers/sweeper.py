@@ -13,7 +13,8 @@ a process of its own, so no backlog of work can delay it. Postgres says what to 
   the marker key each pass leaves in it is gone, and every queued step is sent again;
 - messages due in the outbox (a retry's backoff ran out; a crash between a commit and
   its send) are sent;
-- batches past their window are expired, and cancels whose last step ended are settled.
+- batches past their window are expired, and cancels whose last step ended are settled;
+  queued steps of jobs that ended first are settled as never run.
 
 The first pass after this sweeper could not reach the database (or after a stall longer
 than a lease) does not take back lapsed leases: their workers may have been waiting out
@@ -35,7 +36,7 @@ from core.broker_redis import broker_redis, lane_key
 from core.settings import get_settings
 from models import Job, Step, StepStatus
 from models.db import session_scope
-from models.status import TERMINAL_JOB_STATUSES
+from models.status import TERMINAL_JOB_STATUSES, JobStatus
 from workers import attempt_log, outbox
 from workers.batch_lifecycle import sweep_batches
 from workers.routing import NORMAL_PRIORITY, QUEUES, STEP_ROUTES, URGENT_PRIORITY
@@ -43,6 +44,7 @@ from workers.routing import NORMAL_PRIORITY, QUEUES, STEP_ROUTES, URGENT_PRIORIT
 log = logging.getLogger(__name__)
 
 
+ENDED_EARLY = (JobStatus.CANCELLED, JobStatus.EXPIRED)
 BROKER_MARKER_KEY = "agr:sweeper-marker"  # absent: the broker's contents were lost
 FIRST_LOOK_BACK_S = 600.0  # how far back a new sweeper reads claims to learn each queue's progress
 
@@ -89,6 +91,7 @@ class Sweeper:
             lost = _mark_lost(session, broker, self.passed)
         with session_scope() as session:
             sweep_batches(session)  # expiry windows, and cancels whose last running step ended
+            _retire_steps_of_ended_jobs(session)
         # The pass reached the database: from when it started, not after its sends (a long
         # relay is not a gap in which workers may have been cut off).
         self.last_pass_at, self.database_was_unreachable = started, False
@@ -149,6 +152,20 @@ def resend_unfinished(batch_id) -> int:
             .returning(Step.id)
         ))
     outbox.send_now(ids)
+    return len(ids)
+
+
+def _retire_steps_of_ended_jobs(session, limit: int = 5000) -> int:
+    """Queued steps of jobs cancelled or expired first will never run: settled as such, so
+    no later pass (nor a GPU worker looking for batch-mates) reads them again."""
+    ids = list(session.scalars(
+        select(Step.id).join(Job, Job.id == Step.job_id)
+        .where(Step.status == StepStatus.QUEUED, Job.status.in_(ENDED_EARLY))
+        .limit(limit).with_for_update(of=Step, skip_locked=True)))
+    if ids:
+        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
+            status=StepStatus.FAILED, send_due_at=None, updated_at=func.now(),
+            last_error="not run: its job was cancelled or expired first"))
     return len(ids)
 
 
