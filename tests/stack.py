@@ -133,11 +133,15 @@ class Stack:
     def job_summary(self, batch_id: UUID) -> str:
         return "\n".join(f"{j.custom_id}: {j.status} {j.error or ''}" for j in self.jobs(batch_id))
 
-    def wait_for_running_step(self, kind: str, timeout: float = 60) -> Step:
+    def wait_for_running_step(self, kind: str, batch_id: UUID, timeout: float = 60) -> Step:
+        """A step of `kind` of this batch once one is running (the tests share a database:
+        an earlier test's step may still read `running`)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with session_scope() as session:
-                step = session.scalar(select(Step).where(Step.kind == kind, Step.status == "running").limit(1))
+                step = session.scalar(select(Step).join(Job, Job.id == Step.job_id)
+                                      .where(Job.batch_id == batch_id, Step.kind == kind, Step.status == "running")
+                                      .limit(1))
                 if step is not None:
                     return step
             time.sleep(0.02)

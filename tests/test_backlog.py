@@ -83,7 +83,7 @@ def test_sweeper_outbox_and_expiry_keep_their_bounds_behind_a_2000_step_backlog(
     stack.start()
     # The perception worker is killed in the middle of a GPU step longer than its lease.
     gpu_job = stack.submit([question_item("gpu", tone_wav(tmp_path / "gpu.wav"))], max_iters=0)
-    running = stack.wait_for_running_step("perceive_gpu", timeout=120)
+    running = stack.wait_for_running_step("perceive_gpu", gpu_job, timeout=120)
     stack.kill("perception")
     stack.start_role("perception")
 

@@ -50,8 +50,11 @@ def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scri
     scripted_llm.delays["planner"] = 1.0
     env = _cli_env(scripted_llm, tmp_path) | {"AGR_REASONING_CONCURRENCY": "2"}
     command = [sys.executable, "-m", "api.cli"]
+    # SIGINT as a terminal's Ctrl-C delivers it: a CI runner that started the suite in the
+    # background hands its children SIGINT ignored, and Python then installs no handler.
     run = subprocess.Popen([*command, "run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "resumable", "--max-iters", "0"],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     batch = _wait_for_first_paid_reply("resumable")
     run.send_signal(signal.SIGINT)
     output, _ = run.communicate(timeout=120)

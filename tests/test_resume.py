@@ -45,7 +45,7 @@ def test_kill_perception_worker_mid_step_then_resume(stack, scripted_llm, devset
     item = question_item("long", _long_speech(devset, tmp_path / "long.wav"))
     batch_id = stack.submit([item])
 
-    running = stack.wait_for_running_step("perceive_gpu")  # transcribing: a GPU tool
+    running = stack.wait_for_running_step("perceive_gpu", batch_id)  # transcribing: a GPU tool
     stack.kill("perception")
     with session_scope() as session:
         assert session.get(Step, running.id).status == "running"  # killed before it finished
@@ -70,7 +70,7 @@ def test_kill_reasoning_worker_mid_llm_call_then_resume(stack, scripted_llm, tmp
     stack.start()
     batch_id = stack.submit([question_item("q", tone_wav(tmp_path / "t.wav"))])
 
-    stack.wait_for_running_step("plan")
+    stack.wait_for_running_step("plan", batch_id)
     deadline = time.monotonic() + 30
     while not scripted_llm.requests_of("planner") and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -14,7 +14,7 @@ a process of its own, so no backlog of work can delay it. Postgres says what to 
 - messages due in the outbox (a retry's backoff ran out; a crash between a commit and
   its send) are sent;
 - batches past their window are expired, and cancels whose last step ended are settled;
-  queued steps of jobs that ended first are settled as never run.
+  steps of jobs that ended first, queued or abandoned by a dead worker, are settled.
 
 The first pass after this sweeper could not reach the database (or after a stall longer
 than a lease) does not take back lapsed leases: their workers may have been waiting out
@@ -156,17 +156,20 @@ def resend_unfinished(batch_id) -> int:
 
 
 def _retire_steps_of_ended_jobs(session, limit: int = 5000) -> int:
-    """Queued steps of jobs cancelled or expired first will never run: settled as such, so
-    no later pass (nor a GPU worker looking for batch-mates) reads them again."""
-    ids = list(session.scalars(
-        select(Step.id).join(Job, Job.id == Step.job_id)
-        .where(Step.status == StepStatus.QUEUED, Job.status.in_(ENDED_EARLY))
-        .limit(limit).with_for_update(of=Step, skip_locked=True)))
-    if ids:
-        session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
-            status=StepStatus.FAILED, send_due_at=None, updated_at=func.now(),
-            last_error="not run: its job was cancelled or expired first"))
-    return len(ids)
+    """Steps of jobs cancelled or expired first that will never finish (queued, or running
+    under a lease nobody renews): settled as such, so the audit does not show them
+    running for ever and no later pass (nor a GPU worker looking for batch-mates) reads
+    them again."""
+    never_run = _lock(session, (Step.status == StepStatus.QUEUED,), ended=True, limit=limit)
+    died = _lock(session, _lapsed(), ended=True, limit=limit)
+    for ids, reason in ((never_run, "not run: its job was cancelled or expired first"),
+                        (died, "its worker died after its job was cancelled or expired")):
+        if ids:
+            ended = session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
+                status=StepStatus.FAILED, send_due_at=None, lease_expires_at=None, updated_at=func.now(),
+                last_error=reason).returning(Step.id, Step.attempts)).all()
+            attempt_log.ended_many(session, [tuple(row) for row in ended], attempt_log.LAPSED)
+    return len(never_run) + len(died)
 
 
 def _lapsed():
@@ -218,11 +221,15 @@ def _kinds_of(queue: str) -> list:
     return [kind for kind, route in STEP_ROUTES.items() if route.queue == queue]
 
 
-def _lock(session, conditions) -> list[int]:
+def _lock(session, conditions, ended: bool = False, limit: int | None = None) -> list[int]:
+    """Lock the steps matching `conditions` of unfinished jobs (`ended`: of jobs cancelled
+    or expired), skipping any a worker holds."""
+    jobs = Job.status.in_(ENDED_EARLY) if ended else Job.status.not_in(TERMINAL_JOB_STATUSES)
     return list(session.scalars(
         select(Step.id)
         .join(Job, Job.id == Step.job_id)
-        .where(*conditions, Job.status.not_in(TERMINAL_JOB_STATUSES))
+        .where(*conditions, jobs)
+        .limit(limit)
         .with_for_update(of=Step, skip_locked=True)  # never block a worker's claim
     ))
 
