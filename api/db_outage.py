@@ -18,7 +18,7 @@ from typing import TypeVar
 from rich.console import Console
 from rich.markup import escape
 
-from core.database_outage import database_unreachable
+from core.database_outage import database_unreachable, outage_reason
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class Outage:
         if self.since is not None:
             return
         self.since = time.monotonic()
-        self.console.print(f"[yellow]database unreachable, retrying[/] ({escape(_first_line(exc))}); the workers keep "
+        self.console.print(f"[yellow]database unreachable, retrying[/] ({escape(outage_reason(exc))}); the workers keep "
                            "their work. Ctrl-C stops waiting", soft_wrap=True, highlight=False)
 
     def _back(self) -> None:
@@ -72,11 +72,3 @@ class Outage:
             return
         self.console.print(f"[green]database reachable again[/] after {self.down_for:.0f} s", highlight=False)
         self.since = None
-
-
-def _first_line(exc: BaseException) -> str:
-    # SQLAlchemy's message adds the statement and a link on further lines; the driver's
-    # first line says what happened ("connection refused", "server closed the connection").
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:200]

@@ -34,6 +34,15 @@ def database_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+def outage_reason(exc: BaseException) -> str:
+    """What happened, in one line. SQLAlchemy's message adds the statement and a link on
+    further lines; the driver's first line says it ("connection refused", "server closed
+    the connection")."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:200]
+
+
 def through_outage(work: Callable[[], T], what: str, give_up: Callable[[], None] | None = None) -> T:
     """`work()`, tried again with backoff while the database is unreachable, for at most
     the configured tolerance. `give_up` is called before each wait and may raise to stop
@@ -49,7 +58,7 @@ def through_outage(work: Callable[[], T], what: str, give_up: Callable[[], None]
                 raise
             if failures == 0:
                 log.warning("database unreachable while %s; retrying for up to %.0f s: %s",
-                            what, tolerance, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                            what, tolerance, outage_reason(exc))
             failures += 1
             if give_up is not None:
                 give_up()

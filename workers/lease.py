@@ -26,7 +26,7 @@ from sqlalchemy import func, tuple_, update
 from core.settings import get_settings
 from models import Step, StepStatus
 from models.db import session_scope
-from core.database_outage import FIRST_WAIT_S, database_unreachable
+from core.database_outage import FIRST_WAIT_S, database_unreachable, outage_reason
 from workers.step_claim import StepClaim
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,16 @@ class LeaseRenewal:
     def lost(self, claim: StepClaim) -> bool:
         return claim.step_id in self._lost
 
+    def raise_if_lost(self, claim: StepClaim) -> None:
+        """Raise LeaseLost if a renewal found `claim`'s lease taken over (never waits)."""
+        if claim.step_id in self._lost:
+            raise LeaseLost(f"step {claim.step_id} attempt {claim.attempt}: its lease was taken over")
+
     def confirm(self, claim: StepClaim) -> None:
         """Return while `claim`'s lease is known held; raise LeaseLost once it is not."""
         waited_since = time.monotonic()
         while True:
-            if claim.step_id in self._lost:
-                raise LeaseLost(f"step {claim.step_id} attempt {claim.attempt}: its lease was taken over")
+            self.raise_if_lost(claim)
             if time.monotonic() - self._confirmed_at < DOUBT_AFTER * self.lease_s:
                 return
             if self._stop.is_set() or time.monotonic() - waited_since > self.tolerance_s:
@@ -90,7 +94,7 @@ class LeaseRenewal:
             except Exception as exc:
                 if failures == 0:
                     log.warning("lease renewal of %d step(s) failed%s; retrying with backoff: %s", len(live),
-                                " (database unreachable)" if database_unreachable(exc) else "", exc)
+                                " (database unreachable)" if database_unreachable(exc) else "", outage_reason(exc))
                 failures += 1
                 # Soon after the database is back, whatever the interval: the sweeper takes
                 # back leases that lapsed in the outage unless their workers renew them.

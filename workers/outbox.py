@@ -25,11 +25,10 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from core.database_outage import database_unreachable
+from core.database_outage import database_unreachable, outage_reason
 from core.settings import get_settings
-from models import Job, Step, StepStatus
+from models import Step, StepStatus
 from models.db import session_scope
-from models.status import TERMINAL_JOB_STATUSES
 from workers.dispatch import send_step
 from workers.routing import NORMAL_PRIORITY, URGENT_PRIORITY
 
@@ -66,7 +65,7 @@ def send_now(step_ids: Iterable[int], urgent: bool = False) -> int:
             if not database_unreachable(exc):
                 raise
             log.warning("database unreachable while sending; messages left to the outbox relay: %s",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                        outage_reason(exc))
             break
     return sent
 
@@ -74,13 +73,10 @@ def send_now(step_ids: Iterable[int], urgent: bool = False) -> int:
 def relay_due(limit: int = 2000) -> int:
     """The sweeper's share: send the messages still due a while after they fell due (their
     sender died, or could not reach the broker; a retry's backoff ran out). They go ahead
-    of the queues' backlogs: each is late already."""
+    of the queues' backlogs: each is late already. (Steps of jobs that ended first are
+    settled by the sweeper's pass before this, so they are not queued any more.)"""
     grace = timedelta(seconds=2 * get_settings().sweep_interval_s)  # the fast path's turn first
     with session_scope() as session:
-        session.execute(  # an ended job's steps need no message: stop looking at them
-            update(Step).where(Step.send_due_at.is_not(None), Step.job_id.in_(
-                select(Job.id).where(Job.status.in_(TERMINAL_JOB_STATUSES))), Step.status == StepStatus.QUEUED)
-            .values(send_due_at=None))
         due = list(session.scalars(
             select(Step.id).where(Step.send_due_at <= func.now() - grace, Step.status == StepStatus.QUEUED)
             .order_by(Step.send_due_at).limit(limit)

@@ -12,16 +12,16 @@ import logging
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from core.database_outage import through_outage
 from core.settings import get_settings
 from models import Batch, Job, Step, StepStatus
 from models.db import session_scope
 from workers import attempt_log, outbox
 from workers.batch_lifecycle import settle_cancelling
-from core.database_outage import through_outage
 from workers.job_state import finish_job_with_error
 from workers.lease import LeaseLost, LeaseRenewal, lease_heartbeat
-from workers.step_claim import StepClaim, claim_step, fenced
 from workers.perception.tools.base import calls_as_json
+from workers.step_claim import StepClaim, claim_step, fenced
 from workers.steps import NextStep, handler_for
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def run_step(step_id: int, message_seq: int | None = None) -> None:
             # Through a database outage the work is started again once it is back: what it
             # had paid for (LLM replies, tool results) was stored and is reused.
             result = through_outage(lambda: handler.execute(claim), f"running step {claim.step_id}",
-                                    give_up=lambda: _stop_if_lost(lease, claim))
+                                    give_up=lambda: lease.raise_if_lost(claim))
         except LeaseLost as exc:
             log.warning("%s; its work stopped", exc)
             return
@@ -58,7 +58,7 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
     lease is still renewed meanwhile, so a commit waiting out a database outage keeps it."""
     try:
         successor = through_outage(lambda: _commit(claim, handler_for(claim.kind), result),
-                                   f"committing step {claim.step_id}", give_up=lambda: _stop_if_lost(lease, claim))
+                                   f"committing step {claim.step_id}", give_up=lambda: lease.raise_if_lost(claim))
     except LeaseLost as exc:
         log.warning("%s; its result is dropped", exc)
         return
@@ -67,11 +67,6 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
         return
     if successor is not None:
         outbox.send_now([successor])  # else the sweeper's relay sends it
-
-
-def _stop_if_lost(lease: LeaseRenewal, claim: StepClaim) -> None:
-    if lease.lost(claim):
-        raise LeaseLost(f"step {claim.step_id} attempt {claim.attempt}: its lease was taken over")
 
 
 def _commit(claim: StepClaim, handler, result) -> int | None:

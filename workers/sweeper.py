@@ -162,14 +162,19 @@ def _retire_steps_of_ended_jobs(session, limit: int = 5000) -> int:
     them again."""
     never_run = _lock(session, (Step.status == StepStatus.QUEUED,), ended=True, limit=limit)
     died = _lock(session, _lapsed(), ended=True, limit=limit)
-    for ids, reason in ((never_run, "not run: its job was cancelled or expired first"),
-                        (died, "its worker died after its job was cancelled or expired")):
-        if ids:
-            ended = session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
-                status=StepStatus.FAILED, send_due_at=None, lease_expires_at=None, updated_at=func.now(),
-                last_error=reason).returning(Step.id, Step.attempts)).all()
-            attempt_log.ended_many(session, [tuple(row) for row in ended], attempt_log.LAPSED)
+    _settle_never_run(session, never_run, "not run: its job was cancelled or expired first")
+    ended = _settle_never_run(session, died, "its worker died after its job was cancelled or expired")
+    attempt_log.ended_many(session, ended, attempt_log.LAPSED)  # a queued step has no attempt open
     return len(never_run) + len(died)
+
+
+def _settle_never_run(session, ids: list[int], reason: str) -> list[tuple[int, int]]:
+    """Settle these steps as failed for `reason`; returns their (id, attempt) pairs."""
+    if not ids:
+        return []
+    return [tuple(row) for row in session.execute(update(Step).where(Step.id == any_(_array(ids))).values(
+        status=StepStatus.FAILED, send_due_at=None, lease_expires_at=None, updated_at=func.now(),
+        last_error=reason).returning(Step.id, Step.attempts))]
 
 
 def _lapsed():
@@ -196,7 +201,7 @@ def _extend_lapsed_leases(session) -> int:
     return len(ids)
 
 
-def _mark_lost(session, broker: BrokerView, passed: dict[str, int]) -> list[int]:
+def _mark_lost(session, broker: BrokerView, passed: dict[tuple[str, int], int]) -> list[int]:
     """Queued steps whose message went out and is not waiting anywhere: made due again."""
     sent_and_waiting = (Step.status == StepStatus.QUEUED, Step.send_due_at.is_(None))
     if broker.emptied:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from core.database_outage import database_unreachable
+from core.database_outage import database_unreachable, outage_reason
 from core.settings import get_settings
 from models.db import get_engine
 from workers.sweeper import Sweeper
@@ -42,7 +42,7 @@ class ClusterLock:
         except Exception as exc:
             if not self.unreachable:
                 log.warning("sweeper: the database is unreachable (the lock goes with its connection): %s",
-                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                            outage_reason(exc))
                 self.unreachable = True
             self._drop()
             return False
