@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"  # where the CLI's submit/status/results commands call
     api_key: SecretStr | None = None  # the CLI's key (create one with `agr keys create`)
     upload_dir: Path | None = None  # uploaded audio; default <data_dir>/uploads
+
+    # --- audio store (core/audio_store.py) ---
+    # None: the folder <data_dir>/audio-store; file:///folder; or s3://bucket[/prefix] with
+    # the endpoint and credentials below (unset credentials: boto3's own chain, AWS_* etc.).
+    audio_store_url: str | None = None
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; None: AWS itself
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    audio_cache_dir: Path | None = None  # perception's local copies of S3 objects; default <data_dir>/audio-cache
+    audio_cache_bytes: int = Field(10 * 1024**3, ge=0)  # the copies kept, least recently used dropped first
     batch_max_items: int = Field(50_000, ge=1)
     default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
 
