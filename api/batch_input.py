@@ -10,7 +10,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from api.audio_ingest import StagedAudio
 
 FORMATS = ("auto", "jsonl", "mmar", "mmau")
 METADATA_FIELDS = ("modality", "task", "category", "sub-category", "language", "difficulty")
@@ -18,7 +22,7 @@ MAX_QUESTION_CHARS = 20_000
 MAX_CHOICES = 26
 MAX_ID_CHARS = 200  # jobs.custom_id
 MAX_AUDIO_REF_CHARS = 1000
-MAX_AUDIO_PATH_CHARS = 2000  # audio_assets.path, the resolved file
+MAX_AUDIO_PATH_CHARS = 2000
 
 
 class SubmissionInvalid(ValueError):
@@ -54,7 +58,7 @@ class ParsedItem:
 @dataclass(frozen=True)
 class Item:
     custom_id: str
-    audio: Path
+    audio: "Path | StagedAudio"  # a file on this machine, or audio staged by the API
     question: str
     choices: list[str]
     answer: str | None
@@ -103,7 +107,7 @@ def parse_lines(text: str, fmt: str = "auto", max_items: int | None = None) -> t
     return items, errors
 
 
-def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], Path],
+def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], "Path | StagedAudio"],
                   earlier_errors: tuple[str, ...] = ()) -> list[Item]:
     """Items with their audio files; SubmissionInvalid names every reference that fails,
     together with `earlier_errors` (the parse's), all in file order."""
@@ -299,24 +303,30 @@ def _item_options(value) -> dict:
     return options
 
 
-def resolve_in_root(reference: str, root: Path) -> Path:
-    """A file inside `root`. URLs, absolute paths, '..' and symlinks leading out are refused."""
+def check_relative(reference: str, what: str = "audio", folder: str = "the audio folder") -> None:
+    """Refuse URLs, absolute paths and '..': references are relative to a folder."""
     if "://" in reference or reference.startswith(("http:", "https:", "file:")):
-        raise ValueError(f"audio {reference!r}: URLs are not accepted")
+        raise ValueError(f"{what} {reference!r}: URLs are not accepted")
     relative = Path(reference)
     if relative.is_absolute() or ".." in relative.parts:
-        raise ValueError(f"audio {reference!r} must be relative to the audio folder, without '..'")
+        raise ValueError(f"{what} {reference!r} must be relative to {folder}, without '..'")
+    if len(reference) > MAX_AUDIO_PATH_CHARS:
+        raise ValueError(f"{what} {reference!r}: longer than {MAX_AUDIO_PATH_CHARS} characters")
+
+
+def resolve_in_root(reference: str, root: Path) -> Path:
+    """A file inside `root` on this machine (the local CLI's batch files). URLs, absolute
+    paths, '..' and symlinks leading out are refused."""
+    check_relative(reference)
     root = root.resolve()
     try:
-        resolved = (root / relative).resolve()  # follows symlinks, so one pointing out is caught here
+        resolved = (root / reference).resolve()  # follows symlinks, so one pointing out is caught here
         if not resolved.is_relative_to(root):
             raise ValueError(f"audio {reference!r} leaves the audio folder")
         if not resolved.is_file():
             raise ValueError(f"audio file not found: {reference}")
     except OSError as exc:  # e.g. a name longer than the file system allows
         raise ValueError(f"audio {reference!r}: {exc.strerror}") from None
-    if len(str(resolved)) > MAX_AUDIO_PATH_CHARS:
-        raise ValueError(f"audio {reference!r}: its path is longer than {MAX_AUDIO_PATH_CHARS} characters")
     return resolved
 
 

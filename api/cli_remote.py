@@ -70,6 +70,14 @@ def cancel(batch_id: str) -> None:
 
 
 @app.command()
+def delete(batch_id: str) -> None:
+    """Delete an ended batch, its evidence and the audio no other job or upload uses."""
+    client = _client()
+    deleted = _api(lambda: client.delete(batch_id))
+    console.print(f"batch {batch_id} deleted; {deleted['audio_objects_deleted']} stored audio object(s) with it")
+
+
+@app.command()
 def results(
     batch_id: str,
     output: Path = typer.Option(..., "-o", "--output", help="file to write"),

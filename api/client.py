@@ -50,6 +50,9 @@ class ApiClient:
     def batch(self, batch_id: str) -> dict:
         return self._call("GET", f"/v1/batches/{batch_id}").json()
 
+    def delete(self, batch_id: str) -> dict:
+        return self._call("DELETE", f"/v1/batches/{batch_id}").json()
+
     def cancel(self, batch_id: str) -> dict:
         return self._call("POST", f"/v1/batches/{batch_id}/cancel").json()
 

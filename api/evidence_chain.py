@@ -42,9 +42,11 @@ def _iteration(n: int, it: Iteration | None, tools: list[ToolCall], llm: list[LL
 
 
 def _tool(t: ToolCall) -> dict:
+    # Not the GPU batch's size: its batch-mates may be other tenants' jobs, whose activity
+    # no tenant's evidence may show (it stays in the database, for operators).
     return {"index": t.call_index, "tool": t.tool, "model": t.model, "args": t.args, "output": t.output,
             "text": t.text, "error": t.error, "latency_ms": round(t.latency_ms, 1), "device": t.device,
-            "batch_size": t.batch_size, "cache_hit": t.cache_hit, "created_at": t.created_at.isoformat()}
+            "cache_hit": t.cache_hit, "created_at": t.created_at.isoformat()}
 
 
 def _llm(c: LLMCall) -> dict:

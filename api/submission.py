@@ -2,24 +2,19 @@
 
 The batch, its audio assets, jobs and first steps are committed in one transaction, and
 only after that commit are the first messages sent: a crash in between leaves persisted
-steps whose messages the sweeper sends, never a message without its state.
+steps, due, that a later top-up sends, never a message without its state.
 """
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from uuid import UUID
 
-import soundfile as sf
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
+from api.audio_ingest import StagedAudio, stage_path, store_staged
 from api.batch_input import Item
-from models import AudioAsset, Batch, BatchStatus, Job, Step, StepKind
+from models import Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
 from workers import outbox
 from workers.perception import catalogue
-from workers.perception.audio_io import file_sha256
 from workers.perception.tools.base import calls_as_json
 from workers.pipelines import DEFAULT_PIPELINE, first_round_calls
 
@@ -38,11 +33,41 @@ class BatchRequest:
 
 
 def create_batch(request: BatchRequest, session=None) -> tuple[UUID, list[int]]:
-    """Persist the batch with every job and its first step; returns (batch id, step ids)."""
+    """Persist the batch with every job and its first step; returns (batch id, step ids).
+    Items' audio goes into the store now: a path is read here, once, and never again."""
     if session is None:
         with session_scope() as session:
             return create_batch(request, session)
-    assets = {item.audio: _asset_values(item.audio) for item in request.items}
+    staged = stage_items(request.items)
+    try:
+        return _create(session, request, staged)
+    finally:
+        for audio in staged.values():
+            audio.discard()  # put into the store, or left behind by a failure
+
+
+def discard_staged(items: list[Item]) -> None:
+    """Drop the staged copies of a request refused before its batch was made."""
+    for item in items:
+        if isinstance(item.audio, StagedAudio):
+            item.audio.discard()
+
+
+def stage_items(items: list[Item]) -> dict:
+    """Each item's audio as staged: files named by path are read here (once per path)."""
+    staged = {}
+    try:
+        for item in items:
+            if item.audio not in staged:
+                staged[item.audio] = item.audio if isinstance(item.audio, StagedAudio) else stage_path(item.audio)
+    except BaseException:
+        for audio in staged.values():
+            audio.discard()
+        raise
+    return staged
+
+
+def _create(session, request: BatchRequest, staged: dict) -> tuple[UUID, list[int]]:
     expires_at = None
     if request.completion_window is not None:
         expires_at = datetime.now(timezone.utc) + request.completion_window
@@ -52,17 +77,18 @@ def create_batch(request: BatchRequest, session=None) -> tuple[UUID, list[int]]:
                   idempotency_key=request.idempotency_key, request_sha256=request.request_sha256)
     session.add(batch)
     session.flush()
-    audio_ids = _upsert_assets(session, assets)
+    audio_ids = store_staged(session, request.tenant_id, list(staged.values()))
     # What every job will do is fixed now, from this process's tools and settings: the
     # tools its agents are shown and its coarse round's calls with their models.
     tools = catalogue.current()
     catalogue.store(session, tools)
-    jobs = [
-        Job(batch_id=batch.id, custom_id=i.custom_id, audio_id=audio_ids[assets[i.audio]["sha256"]],
-            question=i.question, choices=i.choices, options=request.options | i.options,
-            item_metadata=i.metadata, reference_answer=i.answer, catalogue_version=tools.version)
-        for i in request.items
-    ]
+    jobs = []
+    for i in request.items:
+        audio = staged[i.audio]
+        jobs.append(Job(batch_id=batch.id, custom_id=i.custom_id, audio_id=audio_ids[audio.sha256],
+                        audio_name=audio.name[:1000], question=i.question, choices=i.choices,
+                        options=request.options | i.options, item_metadata=i.metadata,
+                        reference_answer=i.answer, catalogue_version=tools.version))
     session.add_all(jobs)
     session.flush()
     first_calls = _FirstCalls(tools)
@@ -89,45 +115,12 @@ class _FirstCalls:
         return self._by_pipeline[pipeline]
 
 
-def _asset_values(path: Path) -> dict:
-    values = {"sha256": file_sha256(path), "path": str(path), "bytes": path.stat().st_size,
-              "format": None, "duration_s": None, "sample_rate": None, "channels": None}
-    try:
-        info = sf.info(str(path))
-        values |= {"format": info.format, "duration_s": info.duration,
-                   "sample_rate": info.samplerate, "channels": info.channels}
-    except (sf.LibsndfileError, RuntimeError):
-        pass  # unreadable header: perception will fail that job with the reason
-    return values
-
-
-ROWS_PER_STATEMENT = 5000  # 7 parameters a row; Postgres takes at most 65,535 per statement
-
-
-def _upsert_assets(session, assets: dict) -> dict[str, int]:
-    rows = list({v["sha256"]: v for v in assets.values()}.values())
-    ids = {}
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        session.execute(insert(AudioAsset).values(chunk).on_conflict_do_nothing(index_elements=["sha256"]))
-        found = session.execute(
-            select(AudioAsset.sha256, AudioAsset.id).where(AudioAsset.sha256.in_([r["sha256"] for r in chunk]))
-        )
-        ids.update(found.all())
-    return ids
-
-
-def upsert_asset(session, path: Path) -> AudioAsset:
-    """The asset row for a stored file (an existing one when the content was seen before)."""
-    values = _asset_values(path)
-    _upsert_assets(session, {path: values})
-    return session.scalar(select(AudioAsset).where(AudioAsset.sha256 == values["sha256"]))
-
-
 def enqueue_first_steps(step_ids: list[int]) -> None:
-    # The rows were made with their messages due (the outbox): sent now, or by the
-    # sweeper's relay if this process dies first.
-    outbox.send_now(step_ids)
+    # The rows were made with their messages due (the outbox): they go out as their
+    # queue's window has room, in the fair order across tenants and batches
+    # (workers/fair_dispatch.py): this process's top-up first, or any later one if it dies.
+    if step_ids:
+        outbox.top_up(wait=True)
 
 
 def submit(name: str, items: list[Item], options: dict, source: str | None = None) -> UUID:

@@ -1,67 +1,74 @@
 """Where a tenant's audio references point: its uploads, or files inside its server-side
-audio root. Nothing outside those two is reachable through the API."""
+audio root. Nothing outside those two is reachable through the API, and a root's files
+are read once, at submit, into the service's store (api/audio_ingest.py)."""
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.batch_input import AudioRef, ParsedItem, UploadRef, resolve_in_root
+from api.audio_ingest import StagedAudio, stage_beneath, stored_upload
+from api.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
 from api.keys import Caller
 from models import AudioAsset, Upload
 
 
-def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audio_dir: str | None):
-    """A function from an item's audio reference to its file, raising ValueError with the reason."""
+class Resolver:
+    """From an item's audio reference to its staged audio, raising ValueError with the
+    reason; each distinct reference is read once. `discard()` drops what was staged when
+    the submission is refused."""
+
+    def __init__(self, uploads: dict, root: Path | None, folder: PurePosixPath | ValueError | None):
+        self.uploads, self.root, self.folder = uploads, root, folder
+        self.staged: dict[str, StagedAudio] = {}
+
+    def __call__(self, ref: AudioRef) -> StagedAudio:
+        if isinstance(ref, UploadRef):
+            if ref.upload_id not in self.uploads:
+                raise ValueError(f"upload {ref.upload_id} not found")
+            return self.uploads[ref.upload_id]
+        if self.folder is None or isinstance(self.folder, ValueError):
+            raise self.folder or ValueError("no audio folder")
+        check_relative(ref, "audio")
+        if ref not in self.staged:
+            self.staged[ref] = stage_beneath(self.root, str(self.folder / ref))
+        return self.staged[ref]
+
+    def discard(self) -> None:
+        for audio in self.staged.values():
+            audio.discard()
+
+
+def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audio_dir: str | None) -> Resolver:
     uploads = _uploads(session, caller, {i.audio.upload_id for i in items if isinstance(i.audio, UploadRef)})
     folder = _folder(caller, audio_dir) if audio_dir or any(isinstance(i.audio, str) for i in items) else None
-
-    def resolve(ref: AudioRef) -> Path:
-        if isinstance(ref, UploadRef):
-            if ref.upload_id not in uploads:
-                raise ValueError(f"upload {ref.upload_id} not found")
-            return uploads[ref.upload_id]
-        if folder is None or isinstance(folder, ValueError):
-            raise folder or ValueError("no audio folder")
-        return resolve_in_root(ref, folder)
-
-    return resolve
+    return Resolver(uploads, caller.audio_root, folder)
 
 
 def _uploads(session: Session, caller: Caller, ids: set) -> dict:
     if not ids:
         return {}
     rows = session.execute(
-        select(Upload.id, AudioAsset.path).join(AudioAsset, AudioAsset.id == Upload.audio_id)
+        select(Upload.id, Upload.filename, AudioAsset).join(AudioAsset, AudioAsset.id == Upload.audio_id)
         .where(Upload.tenant_id == caller.tenant_id, Upload.id.in_(ids))
     ).all()
-    return {upload_id: Path(path) for upload_id, path in rows}
+    return {upload_id: stored_upload(asset, filename) for upload_id, filename, asset in rows}
 
 
-def _folder(caller: Caller, audio_dir: str | None) -> Path | ValueError:
-    """The folder paths are relative to (the error, to report per line, when there is none)."""
+def _folder(caller: Caller, audio_dir: str | None) -> PurePosixPath | ValueError:
+    """The folder under the root that paths are relative to (the error, to report per
+    line, when there is none)."""
     if caller.audio_root is None:
         return ValueError("audio paths need a server audio root for this tenant "
                           "(`agr keys create --audio-root`); otherwise upload the files")
     if not audio_dir:
-        return caller.audio_root
+        return PurePosixPath(".")
     try:
-        return _dir_in_root(audio_dir, caller.audio_root)
+        check_relative(audio_dir, "audio_dir", "the audio root")
+        if not (caller.audio_root / audio_dir).is_dir():
+            raise ValueError(f"audio_dir {audio_dir!r} is not a folder in the audio root")
     except ValueError as exc:
         return exc
     except OSError as exc:  # e.g. a name longer than the file system allows
         return ValueError(f"audio_dir {audio_dir!r}: {exc.strerror}")
-
-
-def _dir_in_root(audio_dir: str, root: Path) -> Path:
-    if "://" in audio_dir:
-        raise ValueError(f"audio_dir {audio_dir!r}: URLs are not accepted")
-    relative = Path(audio_dir)
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ValueError(f"audio_dir {audio_dir!r} must be relative to the audio root, without '..'")
-    folder = (root.resolve() / relative).resolve()
-    if not folder.is_relative_to(root.resolve()):
-        raise ValueError(f"audio_dir {audio_dir!r} leaves the audio root")
-    if not folder.is_dir():
-        raise ValueError(f"audio_dir {audio_dir!r} is not a folder in the audio root")
-    return folder
+    return PurePosixPath(audio_dir)

@@ -1,4 +1,4 @@
-"""Receiving an uploaded audio file: streamed to disk while it is hashed, never held in
+"""Receiving an uploaded audio file: streamed to a staging file while it is hashed, never held in
 memory, and refused (413) as soon as it is known to be too big: at once from the
 Content-Length header, otherwise at the first byte past the limit."""
 
@@ -24,7 +24,7 @@ class UploadMalformed(ValueError):
 
 @dataclass(frozen=True)
 class ReceivedFile:
-    path: Path  # content-addressed: <upload dir>/<sha256>
+    path: Path  # a staging file with the part's bytes, hashed as they came
     filename: str
     sha256: str
     bytes: int
@@ -117,11 +117,9 @@ class _FileSink:
             raise UploadMalformed("no complete part named 'file' in the upload")
         if self.size == 0:
             raise UploadMalformed(f"{self.filename}: the file is empty")
-        digest = self.hash.hexdigest()
-        final = self.dest_dir / digest
-        os.replace(self.tmp_path, final)  # same content, same name: a re-upload is harmless
-        self.tmp_path = None
-        return ReceivedFile(final, self.filename, digest, self.size)
+        received = ReceivedFile(self.tmp_path, self.filename, self.hash.hexdigest(), self.size)
+        self.tmp_path = None  # the caller's now: it puts the file into the store
+        return received
 
     def discard(self) -> None:
         if self.writing is not None:

@@ -78,12 +78,13 @@ def _fill_database(clip: Path) -> tuple[str, str, list[str]]:
     """100,000 finished jobs in 91 batches, with their steps, written by Postgres itself."""
     from sqlalchemy import text
 
-    from api.submission import upsert_asset
+    from api.audio_ingest import stage_path, store_staged
     from models.db import session_scope
 
     with session_scope() as session:
-        audio_id = upsert_asset(session, clip).id
         tenant = session.execute(text("SELECT id FROM tenants WHERE name = 'bench'")).scalar_one()
+        staged = stage_path(clip)
+        audio_id = store_staged(session, tenant, [staged])[staged.sha256]
         sizes = [10_000, 1_000] + [1_000] * FILLER_BATCHES
         batch_ids = []
         for size in sizes:

@@ -51,6 +51,10 @@ class AudioStore(ABC):
     def delete(self, digest: str) -> None:
         """Remove the object (nothing happens when it is already gone)."""
 
+    def staging_dir(self) -> Path:
+        """Where files are hashed on their way in: local to this machine."""
+        return _made(get_settings().data_dir / "audio-staging")
+
 
 def checked(digest: str) -> str:
     """The digest, refused unless it is one: a digest becomes a file or key name."""
@@ -96,12 +100,11 @@ class LocalAudioStore(AudioStore):
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
 
+    def staging_dir(self) -> Path:
+        return _made(self.root / ".staging")  # inside the root: putting a file is a rename
 
-def staging_dir(settings: Settings | None = None) -> Path:
-    """Where files are hashed on their way into the store: local to this machine, on the
-    same file system as a local store so that putting one is a rename."""
-    settings = settings or get_settings()
-    folder = settings.data_dir / "audio-staging"
+
+def _made(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -1,6 +1,6 @@
 """Database models: the persisted state of batches, jobs and every step of their reasoning."""
 
-from models.audio import AudioAsset
+from models.audio import AudioAsset, AudioGrant
 from models.base import Base
 from models.batch import Batch
 from models.iteration import Iteration
@@ -15,6 +15,6 @@ from models.tool_catalogue import ToolCatalogue
 from models.upload import Upload
 
 __all__ = [
-    "ApiKey", "AudioAsset", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
+    "ApiKey", "AudioAsset", "AudioGrant", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
     "LLMCall", "Step", "StepAttempt", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
 ]

@@ -1,21 +1,42 @@
-from sqlalchemy import BigInteger, String
+from uuid import UUID
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt
 
 
 class AudioAsset(CreatedAt, Base):
-    """One row per distinct audio content (by sha256), however many jobs ask about it.
-    Perception results are cached by this hash, so the same clip is never analysed twice."""
+    """One object in the service's audio store (core/audio_store.py), named by the sha256
+    of its stored bytes, however many jobs ask about it. Perception results are cached by
+    this hash: only identical bytes ever share one."""
 
     __tablename__ = "audio_assets"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
-    path: Mapped[str] = mapped_column(String(2000))  # where the content was first seen
+    # Where an asset made before the store existed was read from (None for every stored
+    # one): kept for an operator's import, never opened by the service.
+    legacy_path: Mapped[str | None] = mapped_column(String(2000))
     bytes: Mapped[int] = mapped_column(BigInteger)
     # Header facts; None when the header could not be read (perception then fails the job).
     format: Mapped[str | None] = mapped_column(String(20))
     duration_s: Mapped[float | None]
     sample_rate: Mapped[int | None]
     channels: Mapped[int | None]
+
+
+class AudioGrant(CreatedAt, Base):
+    """A tenant may read a stored object: made when the tenant uploads or submits those
+    bytes, removed with the last of its uploads and jobs that reference them. Another
+    tenant's object is not found, never forbidden. (tenant_id None: the local CLI's batches.)"""
+
+    __tablename__ = "audio_grants"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "audio_id", postgresql_nulls_not_distinct=True),
+        Index("ix_audio_grants_audio_id", "audio_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant_id: Mapped[UUID | None] = mapped_column(ForeignKey("tenants.id"))
+    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"))

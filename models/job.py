@@ -19,7 +19,10 @@ class Job(CreatedAt, Base):
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     batch_id: Mapped[UUID] = mapped_column(ForeignKey("batches.id"), index=True)
     custom_id: Mapped[str] = mapped_column(String(200))  # the submitter's item id
-    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"))
+    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"), index=True)
+    # The audio as its submitter named it (a path under its root, an upload's filename): the
+    # only name its messages and views show; the bytes are the stored object audio_id.
+    audio_name: Mapped[str | None] = mapped_column(String(1000))
     question: Mapped[str] = mapped_column(Text)
     choices: Mapped[list[str]] = mapped_column(JSON, default=list)  # empty = open question
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. max_iters

@@ -1,7 +1,7 @@
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt
@@ -19,6 +19,7 @@ class Tenant(CreatedAt, Base):
     audio_root: Mapped[str | None] = mapped_column(String(2000))
     rate_limit_per_minute: Mapped[int] = mapped_column(default=600)  # requests per API key
     max_queued_items: Mapped[int] = mapped_column(default=100_000)  # unfinished jobs at once
+    max_stored_bytes: Mapped[int] = mapped_column(BigInteger, default=100 * 1024**3)  # its audio objects' bytes
 
 
 class ApiKey(CreatedAt, Base):

@@ -16,7 +16,7 @@ class Upload(CreatedAt, Base):
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
     tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id"), index=True)
-    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"))
+    audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"), index=True)
     filename: Mapped[str] = mapped_column(String(500))
 
     audio: Mapped[AudioAsset] = relationship()

@@ -2,6 +2,8 @@
 AGR_TEST_ADMIN_DATABASE_URL / AGR_TEST_BROKER_URL), a fresh database per test session."""
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -18,8 +20,13 @@ DEVSET = SHARED / "devset"
 _DB_NAME = f"agr_test_{uuid.uuid4().hex[:8]}"
 DATABASE_URL = make_url(ADMIN_URL).set(database=_DB_NAME).render_as_string(hide_password=False)
 
+# One audio store for the session, shared by this process and every process it starts
+# (they inherit the environment), and removed at the end.
+AUDIO_STORE = Path(tempfile.mkdtemp(prefix="agr-test-store-"))
+
 # The test process submits batches itself, so it reads the same settings as the workers.
-os.environ.update(AGR_DATABASE_URL=DATABASE_URL, AGR_BROKER_URL=BROKER_URL)
+os.environ.update(AGR_DATABASE_URL=DATABASE_URL, AGR_BROKER_URL=BROKER_URL,
+                  AGR_AUDIO_STORE_URL=f"file://{AUDIO_STORE}")
 
 
 def pytest_addoption(parser):
@@ -47,6 +54,7 @@ def database_url():
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{_DB_NAME}" WITH (FORCE)'))
     admin.dispose()
+    shutil.rmtree(AUDIO_STORE, ignore_errors=True)
 
 
 @pytest.fixture

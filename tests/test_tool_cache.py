@@ -15,7 +15,7 @@ VOICE_ACTIVITY = PlannedCall("voice_activity", {})
 def _jobs_on_one_audio(count: int) -> tuple[str, list[uuid.UUID]]:
     sha = uuid.uuid4().hex * 2  # a content hash no earlier test has cached results for
     with session_scope() as session:
-        audio = AudioAsset(sha256=sha, path="/nowhere/clip.wav", bytes=1, format="wav",
+        audio = AudioAsset(sha256=sha, bytes=1, format="wav",
                            duration_s=1.0, sample_rate=16000, channels=1)
         batch = Batch(name="tool-cache", status=BatchStatus.COMPLETED)
         session.add_all([audio, batch])
@@ -28,7 +28,7 @@ def _jobs_on_one_audio(count: int) -> tuple[str, list[uuid.UUID]]:
 
 
 def _executor(job_id, iteration: int, sha: str) -> RoundExecutor:
-    return RoundExecutor(job_id, iteration, "/nowhere/clip.wav", sha)
+    return RoundExecutor(job_id, iteration, "clip.wav", sha)
 
 
 def test_a_no_speech_skip_is_recorded_but_never_served_from_cache(database_url):

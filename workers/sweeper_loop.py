@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from core.database_outage import database_unreachable, outage_reason
 from core.settings import get_settings
 from models.db import get_engine
+from workers import retention
 from workers.sweeper import Sweeper
 
 log = logging.getLogger("workers.sweeper_loop")
@@ -87,6 +88,7 @@ def run_forever() -> None:
             standing_by = False
             try:
                 sweeper.sweep()
+                retention.expire_uploads()
                 ALIVE_FILE.touch()
             except Exception as exc:
                 sweeper.database_was_unreachable |= database_unreachable(exc)

@@ -277,7 +277,7 @@ function toolCallsTable(calls, player) {
     h("tbody", {}, calls.map((call) => h("tr", {"data-tool": call.tool},
       h("td", {}, call.tool, h("div", {class: "muted"}, call.model)),
       h("td", {}, windowLink(call.args, player), h("pre", {}, JSON.stringify(call.args))),
-      h("td", {}, `${call.device}${call.batch_size > 1 ? ` · batch of ${call.batch_size}` : ""}`,
+      h("td", {}, call.device,
         call.cache_hit ? h("div", {class: "muted"}, "cached result") : null),
       h("td", {}, `${call.latency_ms} ms`),
       h("td", {}, call.error ? h("p", {class: "error"}, call.error) : pretty(call.text),

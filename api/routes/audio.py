@@ -1,4 +1,4 @@
-"""/v1/audio: upload an audio file (streamed to storage, size-limited) and read it back."""
+"""/v1/audio: upload an audio file (streamed into the store, size-limited) and read it back."""
 
 from uuid import UUID
 
@@ -7,10 +7,12 @@ from sqlalchemy import select
 
 from api.deps import CallerDep, SessionDep
 from api.schemas import UploadOut
-from api.submission import upsert_asset
+from api.audio_ingest import staged_file, store_staged
+from api.tenant_limits import check_storage_room, lock_tenant
 from api.upload_stream import UploadMalformed, UploadTooLarge, receive_file
+from core.audio_store import audio_store
 from core.settings import get_settings
-from models import Upload
+from models import AudioAsset, Upload
 from models.db import session_scope
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
@@ -30,21 +32,24 @@ _MULTIPART_BODY = {
              responses={413: {"description": "the file is over the upload limit"},
                         422: {"description": "not a multipart upload with a 'file' part, or empty"}})
 async def upload(request: Request, caller: CallerDep) -> UploadOut:
-    """Stream the `file` part to storage; returns the upload id to reference in batch items."""
-    settings = get_settings()
-    folder = settings.upload_dir or settings.data_dir / "uploads"
+    """Stream the `file` part into the store; returns the upload id to reference in batch items."""
     try:
-        received = await receive_file(request, folder, settings.max_audio_bytes)
+        received = await receive_file(request, audio_store().staging_dir(), get_settings().max_audio_bytes)
     except UploadTooLarge as exc:
         raise HTTPException(413, str(exc)) from None
     except UploadMalformed as exc:
         raise HTTPException(422, str(exc)) from None
-    with session_scope() as session:
-        asset = upsert_asset(session, received.path)
-        row = Upload(tenant_id=caller.tenant_id, audio_id=asset.id, filename=received.filename[:500])
-        session.add(row)
-        session.flush()
-        return _upload_out(row, asset)
+    staged = staged_file(received.path, received.filename, received.sha256, received.bytes)
+    try:
+        with session_scope() as session:
+            check_storage_room(session, lock_tenant(session, caller.tenant_id), [staged])
+            audio_id = store_staged(session, caller.tenant_id, [staged])[staged.sha256]
+            row = Upload(tenant_id=caller.tenant_id, audio_id=audio_id, filename=received.filename[:500])
+            session.add(row)
+            session.flush()
+            return _upload_out(row, session.get(AudioAsset, audio_id))
+    finally:
+        staged.discard()
 
 
 @router.get("/{upload_id}", response_model=UploadOut, responses={404: {"description": "no such upload"}})

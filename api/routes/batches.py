@@ -10,7 +10,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
@@ -18,19 +18,21 @@ from api.deps import CallerDep, SessionDep
 from api.keys import Caller
 from api.presenters import batch_out, benchmark_item, job_out, prediction_of, result_line
 from api.schemas import BatchCreate, BatchList, BatchOut, JobList
-from api.submission import BatchRequest, create_batch, enqueue_first_steps
+from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.tenant_audio import resolver_for
+from api.tenant_limits import check_queue_room, check_storage_room, lock_tenant
 from core.scoring import score
 from core.settings import get_settings
-from models import Batch, Job, JobStatus
+from models import Batch, BatchStatus, Job, JobStatus
 from models.db import session_scope
-from models.status import TERMINAL_JOB_STATUSES
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
+from workers.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
 OUTPUT_STATUSES = (JobStatus.SUCCEEDED,)
 ERROR_STATUSES = (JobStatus.ERRORED, JobStatus.CANCELLED, JobStatus.EXPIRED)
+DELETABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)  # ended
 
 
 @router.post("", status_code=201, response_model=BatchOut,
@@ -48,7 +50,13 @@ def create(body: BatchCreate, caller: CallerDep,
             if idempotency_key and (replay := _replay(session, caller, idempotency_key, request_hash)):
                 return replay
             request = _batch_request(session, caller, body, idempotency_key, request_hash)
-            _check_queue_room(session, caller, len(request.items))
+            try:
+                tenant = lock_tenant(session, caller.tenant_id)
+                check_queue_room(session, tenant, len(request.items))
+                check_storage_room(session, tenant, [i.audio for i in request.items])
+            except HTTPException:
+                discard_staged(request.items)
+                raise
             batch_id, step_ids = create_batch(request, session)
     except IntegrityError:
         if not idempotency_key:
@@ -94,6 +102,18 @@ def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
     session.flush()
     session.refresh(batch)
     return batch_out(session, batch)
+
+
+@router.delete("/{batch_id}", responses={**NOT_FOUND, 409: {"description": "the batch has not ended: cancel it first"}})
+def remove(batch_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
+    """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
+    upload of this tenant uses (uploads are kept until they expire)."""
+    batch = _owned(session, caller, batch_id)
+    lock_for_ending(session, batch)
+    if batch.status not in DELETABLE:
+        raise HTTPException(409, f"batch {batch_id} is {batch.status}: cancel it first, then delete it")
+    objects = delete_batch(session, batch)
+    return {"id": str(batch_id), "object": "batch.deleted", "deleted": True, "audio_objects_deleted": objects}
 
 
 @router.get("/{batch_id}/jobs", response_model=JobList, responses=NOT_FOUND)
@@ -173,7 +193,12 @@ def _batch_request(session, caller: Caller, body: BatchCreate, idempotency_key, 
         raise HTTPException(422, "the direct pipeline needs an audio-language model (AGR_ALM_MODEL)")
     try:
         parsed, errors = parse_lines(body.input, body.input_format, settings.batch_max_items)
-        items = resolve_audio(parsed, resolver_for(session, caller, parsed, body.audio_dir), tuple(errors))
+        resolver = resolver_for(session, caller, parsed, body.audio_dir)
+        try:
+            items = resolve_audio(parsed, resolver, tuple(errors))
+        except BaseException:
+            resolver.discard()
+            raise
     except SubmissionInvalid as exc:
         raise HTTPException(422, {"message": str(exc).splitlines()[0], "errors": exc.errors}) from None
     options = {"pipeline": body.pipeline,
@@ -184,16 +209,6 @@ def _batch_request(session, caller: Caller, body: BatchCreate, idempotency_key, 
         metadata=body.metadata, completion_window=_duration(window),
         idempotency_key=idempotency_key, request_sha256=request_hash,
     )
-
-
-def _check_queue_room(session, caller: Caller, adding: int) -> None:
-    unfinished = session.scalar(
-        select(func.count()).select_from(Job).join(Batch, Batch.id == Job.batch_id)
-        .where(Batch.tenant_id == caller.tenant_id, Job.status.not_in(TERMINAL_JOB_STATUSES))
-    )
-    if unfinished + adding > caller.max_queued_items:
-        raise HTTPException(429, f"{unfinished} unfinished item(s) already queued; adding {adding} would pass "
-                                 f"this tenant's limit of {caller.max_queued_items}")
 
 
 def _duration(text: str) -> timedelta:

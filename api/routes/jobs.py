@@ -1,17 +1,19 @@
 """/v1/jobs: one job's status and answer, its whole evidence chain, and its audio."""
 
 import mimetypes
-from pathlib import Path
+from pathlib import PurePosixPath
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
+from api.audio_ingest import granted
 from api.deps import CallerDep, SessionDep
 from api.evidence_chain import evidence_chain
 from api.presenters import job_out
 from api.schemas import JobOut
+from core.audio_store import ObjectMissing, audio_store
 from models import Batch, Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -33,13 +35,18 @@ def evidence(job_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
 
 @router.get("/{job_id}/audio", responses={**NOT_FOUND, 200: {"content": {"audio/*": {}}}})
 def audio(job_id: UUID, session: SessionDep, caller: CallerDep) -> FileResponse:
-    """The job's audio as it was submitted, for listening to the spans its evidence cites."""
+    """The job's audio as it was submitted (the stored copy), for listening to the spans its
+    evidence cites."""
     job = _owned(session, caller.tenant_id, job_id)
-    path = Path(job.audio.path)
-    if not path.is_file():
-        raise HTTPException(404, f"the audio of job {job_id} is no longer on the server")
-    media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type)
+    if not granted(session, caller.tenant_id, job.audio_id):
+        raise HTTPException(404, f"the audio of job {job_id} is no longer stored")
+    try:
+        path = audio_store().local_file(job.audio.sha256)
+    except ObjectMissing:
+        raise HTTPException(404, f"the audio of job {job_id} is no longer stored") from None
+    name = PurePosixPath(job.audio_name or "audio").name
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, filename=name, content_disposition_type="inline")
 
 
 def _owned(session, tenant_id, job_id: UUID) -> Job:

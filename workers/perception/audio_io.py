@@ -7,7 +7,7 @@ before opening it, the duration from the header before decoding. Every failure i
 BadAudioError whose message names the file and the reason.
 """
 
-import hashlib
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -48,16 +48,18 @@ class AudioClip:
         return AudioClip(self.waveform[a:b], self.sample_rate, self.source, self.offset_s + start)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_audio(path: str | Path, rate: int = TARGET_RATE) -> AudioClip:
+def load_audio(path: str | Path, rate: int = TARGET_RATE, name: str | None = None) -> AudioClip:
+    """`name`: what messages call the file (a stored object's path means nothing to its submitter)."""
     path = Path(path)
+    if name is None:
+        return _load(path, rate)
+    try:
+        return dataclasses.replace(_load(path, rate), source=name)
+    except BadAudioError as exc:
+        raise BadAudioError(str(exc).replace(str(path), name)) from None
+
+
+def _load(path: Path, rate: int) -> AudioClip:
     settings = get_settings()
     _check_file(path, settings.max_audio_bytes)
     data, source_rate = _decode(path, rate, settings.max_audio_seconds)

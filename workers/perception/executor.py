@@ -3,8 +3,10 @@
 1. A row already stored for (job, iteration, call index) is this round's own earlier
    work (an earlier attempt, or the round's CPU step when this is its GPU step): reuse it,
    so a crash mid-round does not redo finished calls.
-2. A row with the same cache key, from any job or batch, is the same tool on the same
-   audio content with the same model and args: copy it instead of computing again.
+2. A row with the same cache key, from any job or batch of the same tenant, is the same
+   tool on the same stored bytes with the same model and args: copy it instead of
+   computing again. The key names the tenant, so a hit (shown in the audit) never tells
+   one tenant that another has analysed the same audio.
 Each call's row is committed as soon as it exists, before the next call starts.
 """
 
@@ -17,6 +19,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from core.audio_store import ObjectMissing, audio_store
 from core.database_outage import through_outage
 from models import ToolCall
 from models.db import session_scope
@@ -42,17 +45,19 @@ def model_of(call: PlannedCall) -> str:
     return call.model or TOOLS[call.tool].model_name()
 
 
-def cache_key(audio_sha256: str, tool: str, model: str, args: dict) -> str:
-    blob = json.dumps([audio_sha256, tool, model, args], sort_keys=True)
+def cache_key(audio_sha256: str, tool: str, model: str, args: dict, tenant: UUID | None = None) -> str:
+    scope = [] if tenant is None else [str(tenant)]  # None: the local CLI's batches
+    blob = json.dumps([audio_sha256, tool, model, args, *scope], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 class RoundExecutor:
     """One perception round for one job; decodes the audio at most once, and only if needed."""
 
-    def __init__(self, job_id: UUID, iteration: int, audio_path: str, audio_sha256: str):
-        self.job_id, self.iteration = job_id, iteration
-        self.audio_path, self.audio_sha256 = audio_path, audio_sha256
+    def __init__(self, job_id: UUID, iteration: int, audio_name: str, audio_sha256: str,
+                 tenant_id: UUID | None = None):
+        self.job_id, self.iteration, self.tenant_id = job_id, iteration, tenant_id
+        self.audio_name, self.audio_sha256 = audio_name, audio_sha256
         self._clip: AudioClip | None = None
 
     def run(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
@@ -89,7 +94,11 @@ class RoundExecutor:
 
     def audio(self) -> AudioClip:
         if self._clip is None:
-            self._clip = load_audio(self.audio_path)
+            try:
+                path = audio_store().local_file(self.audio_sha256)
+            except ObjectMissing:
+                raise BadAudioError(f"{self.audio_name}: its stored copy is gone (its batch was deleted?)") from None
+            self._clip = load_audio(path, name=self.audio_name)
         return self._clip
 
     def save(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
@@ -99,7 +108,7 @@ class RoundExecutor:
             job_id=self.job_id, iteration=self.iteration, call_index=index, tool=call.tool,
             model=model_of(call)[:300], args=call.args, output=result.output, text=result.text,
             error=error, latency_ms=latency_ms, device=tool.device, batch_size=batch_size,
-            cache_key=cache_key(self.audio_sha256, call.tool, model_of(call), call.args),
+            cache_key=self._key(call),
             cache_hit=cache_hit,
         )
 
@@ -125,8 +134,11 @@ class RoundExecutor:
                 )
             )
 
+    def _key(self, call: PlannedCall) -> str:
+        return cache_key(self.audio_sha256, call.tool, model_of(call), call.args, self.tenant_id)
+
     def _from_cache(self, index: int, call: PlannedCall) -> ToolCall | None:
-        key = cache_key(self.audio_sha256, call.tool, model_of(call), call.args)
+        key = self._key(call)
         with session_scope() as session:
             hit = session.scalar(
                 select(ToolCall).where(

@@ -6,7 +6,7 @@ from uuid import UUID
 from sqlalchemy import select
 
 from core.settings import get_settings
-from models import AudioAsset, Iteration, Job, Step
+from models import AudioAsset, Batch, Iteration, Job, Step
 from models.db import session_scope
 from workers.perception.tools.base import PlannedCall, calls_from_json
 
@@ -17,21 +17,23 @@ class JobContext:
     question: str
     choices: list[str]
     max_iters: int
-    audio_path: str
-    audio_sha256: str
+    audio_name: str  # as its submitter named it, for messages
+    audio_sha256: str  # the stored object's name: what perception reads
     pipeline: str = "agr"
     catalogue_version: str | None = None  # its tool catalogue; None: submitted before one was stored
+    tenant_id: UUID | None = None  # whose job (None: the local CLI's): scopes its perception cache
 
 
 def load_job(job_id: UUID) -> JobContext:
     with session_scope() as session:
-        job, audio = session.execute(
-            select(Job, AudioAsset).join(AudioAsset, AudioAsset.id == Job.audio_id).where(Job.id == job_id)
+        job, audio, tenant_id = session.execute(
+            select(Job, AudioAsset, Batch.tenant_id).join(AudioAsset, AudioAsset.id == Job.audio_id)
+            .join(Batch, Batch.id == Job.batch_id).where(Job.id == job_id)
         ).one()
         max_iters = job.options.get("max_iters", get_settings().max_iters)
-        pipeline = job.options.get("pipeline", "agr")
-        return JobContext(job.id, job.question, list(job.choices), int(max_iters), audio.path, audio.sha256,
-                          pipeline, job.catalogue_version)
+        return JobContext(job.id, job.question, list(job.choices), int(max_iters),
+                          job.audio_name or f"audio {audio.sha256[:12]}", audio.sha256,
+                          job.options.get("pipeline", "agr"), job.catalogue_version, tenant_id)
 
 
 def load_step_calls(step_id: int) -> list[PlannedCall] | None:

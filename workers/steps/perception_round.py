@@ -38,7 +38,8 @@ class Round:
         unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
         if unknown:
             raise ToolUnavailableError(f"round {self.iteration} asks for tool(s) {unknown}, unknown to this worker")
-        self.executor = RoundExecutor(claim.job_id, claim.iteration, job.audio_path, job.audio_sha256)
+        self.executor = RoundExecutor(claim.job_id, claim.iteration, job.audio_name, job.audio_sha256,
+                                      job.tenant_id)
 
     @property
     def has_gpu_calls(self) -> bool:

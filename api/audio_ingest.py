@@ -1,0 +1,141 @@
+"""Bringing audio into the service's store: each file is read once, copied to a staging
+file while it is hashed, and named by the sha256 of those bytes (core/audio_store.py).
+
+A tenant's file is opened beneath its audio root without following links
+(core/open_beneath.py) and read at submit only; from then on the service reads the
+stored copy. `store_staged` puts the objects in the store and grants the tenant its
+assets inside the submitting transaction, holding each asset's row, so retention
+(api/retention.py) can never delete an object a new job is about to use.
+"""
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from uuid import UUID
+
+import soundfile as sf
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from core.audio_store import audio_store
+from core.open_beneath import open_beneath
+from core.settings import get_settings
+from models import AudioAsset, AudioGrant
+
+BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, eq=False)
+class StagedAudio:
+    """One file's bytes on their way into the store (or already there: an upload)."""
+
+    name: str  # how its submitter named it: the only name jobs show
+    sha256: str
+    bytes: int
+    header: dict = field(default_factory=dict)  # format, duration_s, sample_rate, channels (None: unreadable)
+    staged: Path | None = None  # the copy to put; None when the object is stored already
+
+    def discard(self) -> None:
+        if self.staged is not None:
+            self.staged.unlink(missing_ok=True)
+
+
+def stage_beneath(root: Path, relative: str) -> StagedAudio:
+    """A tenant's file under its root (ValueError with the reason when it cannot be read)."""
+    fd = open_beneath(root, relative)
+    with os.fdopen(fd, "rb") as source:
+        return _stage(source, relative)
+
+
+def stage_path(path: Path) -> StagedAudio:
+    """A file named by the operator on this machine (the local CLI, benchmarks)."""
+    try:
+        with path.open("rb") as source:
+            return _stage(source, str(path))
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror}") from None
+
+
+def staged_file(path: Path, name: str, sha256: str, size: int) -> StagedAudio:
+    """A file already hashed while it was received (an upload streamed to staging)."""
+    return StagedAudio(name, sha256, size, header_facts(path), path)
+
+
+def stored_upload(asset: AudioAsset, filename: str) -> StagedAudio:
+    return StagedAudio(filename, asset.sha256, asset.bytes, {}, None)
+
+
+def _stage(source, name: str) -> StagedAudio:
+    limit = get_settings().max_audio_bytes
+    digest, size = hashlib.sha256(), 0
+    handle, tmp = tempfile.mkstemp(dir=audio_store().staging_dir(), prefix=".staging-")
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            while block := source.read(BLOCK):
+                size += len(block)
+                if size > limit:
+                    raise ValueError(f"{name}: over the limit of {limit} bytes (AGR_MAX_AUDIO_BYTES)")
+                digest.update(block)
+                sink.write(block)
+        if size == 0:
+            raise ValueError(f"{name}: the file is empty (0 bytes)")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return StagedAudio(name, digest.hexdigest(), size, header_facts(Path(tmp)), Path(tmp))
+
+
+def header_facts(path: Path) -> dict:
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError):
+        return {}  # unreadable header: perception fails that job with the reason
+    return {"format": info.format, "duration_s": info.duration, "sample_rate": info.samplerate,
+            "channels": info.channels}
+
+
+ROWS_PER_STATEMENT = 5000  # 7 parameters a row; Postgres takes at most 65,535 per statement
+
+
+def store_staged(session, tenant_id: UUID | None, staged: list[StagedAudio]) -> dict[str, int]:
+    """Every staged file stored and granted to the tenant; returns {sha256: asset id}. The
+    asset rows stay locked until the caller's transaction ends (see the module's note)."""
+    by_digest = {s.sha256: s for s in staged}
+    ids = _lock_assets(session, sorted(by_digest.values(), key=lambda s: s.sha256))
+    store = audio_store()
+    for item in by_digest.values():
+        if item.staged is not None:
+            store.put(item.sha256, item.staged)
+    grants = [{"tenant_id": tenant_id, "audio_id": i} for i in ids.values()]
+    for start in range(0, len(grants), ROWS_PER_STATEMENT):
+        session.execute(insert(AudioGrant).values(grants[start : start + ROWS_PER_STATEMENT])
+                        .on_conflict_do_nothing())
+    return ids
+
+
+def _lock_assets(session, staged: list[StagedAudio]) -> dict[str, int]:
+    """Each digest's asset row, made if new, locked either way (in digest order, so two
+    submits sharing objects cannot deadlock)."""
+    ids = {}
+    for start in range(0, len(staged), ROWS_PER_STATEMENT):
+        rows = [_row(s) for s in staged[start : start + ROWS_PER_STATEMENT]]
+        upsert = insert(AudioAsset).values(rows)
+        # DO UPDATE, not DO NOTHING: it locks an existing row as well, and returns its id.
+        found = session.execute(upsert.on_conflict_do_update(index_elements=["sha256"],
+                                                             set_={"sha256": upsert.excluded.sha256})
+                                .returning(AudioAsset.sha256, AudioAsset.id))
+        ids.update(found.all())
+    return ids
+
+
+def _row(item: StagedAudio) -> dict:
+    header = {"format": None, "duration_s": None, "sample_rate": None, "channels": None} | item.header
+    return {"sha256": item.sha256, "bytes": item.bytes, **header}
+
+
+def granted(session, tenant_id: UUID | None, audio_id: int) -> bool:
+    """Whether the tenant may read the object."""
+    return session.scalar(select(AudioGrant.id).where(AudioGrant.tenant_id.is_not_distinct_from(tenant_id),
+                                                      AudioGrant.audio_id == audio_id)) is not None

@@ -1,0 +1,43 @@
+"""A tenant's standing limits: unfinished items and stored bytes, checked atomically.
+
+A check counts and a later insert adds; two concurrent submits could both pass the count.
+So each check runs after `lock_tenant`, which holds the tenant's row until the submitting
+transaction ends: one tenant's submits and uploads take turns, other tenants' do not wait.
+"""
+
+from uuid import UUID
+
+from fastapi import HTTPException
+from sqlalchemy import func, select
+
+from api.audio_ingest import StagedAudio
+from models import AudioAsset, AudioGrant, Batch, Job, Tenant
+from models.status import TERMINAL_JOB_STATUSES
+
+
+def lock_tenant(session, tenant_id: UUID) -> Tenant:
+    return session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
+
+
+def check_queue_room(session, tenant: Tenant, adding: int) -> None:
+    unfinished = session.scalar(
+        select(func.count()).select_from(Job).join(Batch, Batch.id == Job.batch_id)
+        .where(Batch.tenant_id == tenant.id, Job.status.not_in(TERMINAL_JOB_STATUSES))
+    )
+    if unfinished + adding > tenant.max_queued_items:
+        raise HTTPException(429, f"{unfinished} unfinished item(s) already queued; adding {adding} would pass "
+                                 f"this tenant's limit of {tenant.max_queued_items}")
+
+
+def check_storage_room(session, tenant: Tenant, staged: list[StagedAudio]) -> None:
+    """Each tenant is charged for the bytes of every object it may read, whether or not
+    another tenant stored the same bytes (so the charge says nothing about others)."""
+    held = dict(session.execute(
+        select(AudioAsset.sha256, AudioAsset.bytes).join(AudioGrant, AudioGrant.audio_id == AudioAsset.id)
+        .where(AudioGrant.tenant_id == tenant.id)
+    ).all())
+    adding = sum({s.sha256: s.bytes for s in staged if s.sha256 not in held}.values())
+    used = sum(held.values())
+    if used + adding > tenant.max_stored_bytes:
+        raise HTTPException(413, f"storing {adding} more byte(s) of audio would pass this tenant's quota of "
+                                 f"{tenant.max_stored_bytes} bytes ({used} in use); delete batches or uploads first")

@@ -1,0 +1,90 @@
+"""Retention: deleting a batch with everything of its jobs, expiring uploads no job uses,
+and dropping stored audio objects nobody may read any more.
+
+An object goes when its last grant does (models/audio.py): a tenant's grant goes when
+none of its jobs or uploads references the object. The object is deleted while its
+asset row is locked, and the row with it; a submit that wants the same bytes meanwhile
+waits on that lock (api/audio_ingest.py) and then stores them anew, so no job is ever
+made for an object that is being deleted.
+"""
+
+import logging
+from datetime import timedelta
+from uuid import UUID
+
+from sqlalchemy import delete, exists, func, select
+
+from core.audio_store import audio_store
+from core.settings import get_settings
+from models import (AudioAsset, AudioGrant, Batch, Iteration, Job, LLMCall, Step, StepAttempt, ToolCall,
+                    Upload)
+from models.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def delete_batch(session, batch: Batch) -> int:
+    """Delete the (ended) batch, its jobs and all their rows; returns how many audio
+    objects went with them."""
+    jobs = select(Job.id).where(Job.batch_id == batch.id).scalar_subquery()
+    audio_ids = set(session.scalars(select(Job.audio_id).where(Job.batch_id == batch.id).distinct()))
+    steps = select(Step.id).where(Step.job_id.in_(jobs)).scalar_subquery()
+    session.execute(delete(StepAttempt).where(StepAttempt.step_id.in_(steps)))
+    for model in (Step, ToolCall, LLMCall, Iteration):
+        session.execute(delete(model).where(model.job_id.in_(jobs)))
+    session.execute(delete(Job).where(Job.batch_id == batch.id))
+    session.delete(batch)
+    session.flush()
+    return release_audio(session, batch.tenant_id, audio_ids)
+
+
+def expire_uploads(limit: int = 1000) -> int:
+    """Delete uploads older than AGR_UPLOAD_RETENTION_S that no job of their tenant uses
+    (the sweeper's loop calls this); returns how many audio objects went with them."""
+    age = timedelta(seconds=get_settings().upload_retention_s)
+    with session_scope() as session:
+        rows = session.execute(
+            select(Upload.id, Upload.tenant_id, Upload.audio_id)
+            .where(Upload.created_at < func.now() - age, ~_used_by_jobs(Upload.tenant_id, Upload.audio_id))
+            .limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return 0
+        session.execute(delete(Upload).where(Upload.id.in_([r.id for r in rows])))
+        deleted = 0
+        for tenant_id in {r.tenant_id for r in rows}:
+            deleted += release_audio(session, tenant_id, {r.audio_id for r in rows if r.tenant_id == tenant_id})
+    log.info("retention: %d upload(s) expired, %d audio object(s) deleted", len(rows), deleted)
+    return deleted
+
+
+def release_audio(session, tenant_id: UUID | None, audio_ids: set[int]) -> int:
+    """Drop the tenant's grants on these objects that none of its jobs or uploads uses any
+    more, then the objects left with no grant; returns how many objects were deleted."""
+    if not audio_ids:
+        return 0
+    unused = (AudioGrant.tenant_id.is_not_distinct_from(tenant_id) & AudioGrant.audio_id.in_(audio_ids)
+              & ~_used_by_jobs(AudioGrant.tenant_id, AudioGrant.audio_id)
+              & ~exists().where(Upload.tenant_id == AudioGrant.tenant_id, Upload.audio_id == AudioGrant.audio_id))
+    released = list(session.scalars(delete(AudioGrant).where(unused).returning(AudioGrant.audio_id)))
+    return _delete_ungranted(session, released)
+
+
+def _used_by_jobs(tenant_id, audio_id):
+    return exists().where(Job.audio_id == audio_id, Job.batch_id == Batch.id,
+                          Batch.tenant_id.is_not_distinct_from(tenant_id))
+
+
+def _delete_ungranted(session, audio_ids: list[int]) -> int:
+    if not audio_ids:
+        return 0
+    assets = session.execute(
+        select(AudioAsset.id, AudioAsset.sha256)
+        .where(AudioAsset.id.in_(audio_ids), ~exists().where(AudioGrant.audio_id == AudioAsset.id))
+        .with_for_update(skip_locked=True)  # locked: a submit is granting it right now
+    ).all()
+    store = audio_store()
+    for _, digest in assets:
+        store.delete(digest)
+    session.execute(delete(AudioAsset).where(AudioAsset.id.in_([a.id for a in assets])))
+    return len(assets)
