@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # A sent message is presumed lost once it has been this long unclaimed while its queue
     # is empty, or this long after a consumer claimed a step whose message came later.
     lost_message_after_s: float = 60.0
+    # The broker holds at most this many messages per queue that no worker has claimed yet;
+    # the rest of the backlog waits in Postgres and goes out in the fair order across
+    # tenants and batches (workers/fair_dispatch.py). A new tenant's step waits behind at
+    # most this many per queue; fewer than a GPU batch would shrink the GPU's batches.
+    dispatch_window: int = Field(64, ge=1)
     task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
     # Kombu's Redis transport options, over our defaults: {"visibility_timeout": s} shortens
     # redelivery of unacked messages (tests of a step outliving it set it; in production
@@ -91,7 +96,6 @@ class Settings(BaseSettings):
     # --- HTTP API ---
     api_url: str = "http://127.0.0.1:8000"  # where the CLI's submit/status/results commands call
     api_key: SecretStr | None = None  # the CLI's key (create one with `agr keys create`)
-    upload_dir: Path | None = None  # uploaded audio; default <data_dir>/uploads
 
     # --- audio store (core/audio_store.py) ---
     # None: the folder <data_dir>/audio-store; file:///folder; or s3://bucket[/prefix] with
@@ -103,8 +107,22 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     audio_cache_dir: Path | None = None  # perception's local copies of S3 objects; default <data_dir>/audio-cache
     audio_cache_bytes: int = Field(10 * 1024**3, ge=0)  # the copies kept, least recently used dropped first
+    upload_retention_s: float = Field(7 * 86400, gt=0)  # an upload no job uses is deleted this long after it came
     batch_max_items: int = Field(50_000, ge=1)
     default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
+
+    # --- tenant isolation: request limits, operator-only endpoints (issue 15; api/request_guard.py) ---
+    # Bodies are refused (413) past this many bytes before they are read or parsed: at once
+    # from Content-Length, else at the first byte over. 50,000 items of MMAR's size (2.8 KB
+    # a line) make a 136 MiB batch body; BatchCreate allows up to 200 M characters of input.
+    # POST /v1/audio has its own, larger limit: AGR_MAX_AUDIO_BYTES plus multipart framing.
+    max_request_bytes: int = Field(256 * 1024**2, ge=1024)
+    # Requests without a valid API key (none, wrong or revoked) per client address per
+    # minute; past it they get 429 and Retry-After. Requests with a valid key are limited
+    # per tenant (tenants.rate_limit_per_minute, all the tenant's keys together) instead.
+    unauthenticated_rate_limit_per_minute: int = Field(60, ge=1)
+    # /metrics on the API port answers only `Authorization: Bearer <this>`; unset: 404.
+    metrics_token: SecretStr | None = None
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> "Settings":
