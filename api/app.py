@@ -1,7 +1,6 @@
 """The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
 
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -12,10 +11,20 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from api.request_guard import RequestGuard, database_unavailable
 from api.routes import audio, batches, health, jobs
 
-log = logging.getLogger(__name__)
 CONSOLE_DIR = Path(__file__).parent / "console"
+# The console's pages run the user's key: only its own script, styles and API calls, the
+# audio it fetched (blob:), and never inside another site's frame (clickjacking).
+CONSOLE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self' data: blob:; media-src 'self' blob:; font-src 'self'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def create_app() -> FastAPI:
@@ -28,12 +37,21 @@ def create_app() -> FastAPI:
     for module in (health, audio, batches, jobs):
         app.include_router(module.router)
     # The audit console: static pages calling the routes above with the user's key.
-    app.mount("/console", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
+    app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
     app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    # Body limits and the key, before a route reads any of the body (api/request_guard.py).
+    app.add_middleware(RequestGuard)
     return app
+
+
+class _ConsoleFiles(StaticFiles):
+    async def get_response(self, path: str, scope):
+        response = await super().get_response(path, scope)
+        response.headers.update(CONSOLE_HEADERS)
+        return response
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -59,7 +77,4 @@ def _finite(value):
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # A lost connection is the database being away, not a bug: say so, and let clients retry.
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse({"detail": "the database is unavailable; retry shortly"}, status_code=503,
-                        headers={"Retry-After": "5"})
+    return database_unavailable(request.scope, exc)

@@ -1,5 +1,6 @@
 """Operator commands that work on the database directly: API keys, and serving the API."""
 
+import json
 from pathlib import Path
 
 import typer
@@ -15,18 +16,64 @@ app.add_typer(keys, name="keys")
 def create_key(
     tenant: str = typer.Option(..., help="tenant name; created on first use"),
     name: str = typer.Option("default", help="a label for this key"),
-    audio_root: Path | None = typer.Option(None, help="server folder this tenant may reference audio in"),
-    rate_limit: int | None = typer.Option(None, min=1, help="requests per minute per key [default 600]"),
+    audio_root: Path | None = typer.Option(None, help="server folder this tenant may reference audio in: its "
+                                                       "own (no system folder, no other tenant's)"),
+    move_audio_root: bool = typer.Option(False, "--move-audio-root",
+                                         help="give an existing tenant a different --audio-root"),
+    rate_limit: int | None = typer.Option(None, min=1, help="requests per minute for the tenant, all its keys "
+                                                            "together [default 600]"),
     max_queued: int | None = typer.Option(None, min=1, help="unfinished items at once [default 100000]"),
 ) -> None:
     """Make an API key for a tenant and print it (only now: only its hash is stored)."""
-    from api.keys import create_key as make
+    from api.keys import AudioRootRefused, create_key as make
 
     _need_database()
     if audio_root is not None and not audio_root.is_dir():
         fail(f"--audio-root {audio_root} is not a folder")
-    key = make(tenant, name, audio_root, rate_limit, max_queued)
+    try:
+        key = make(tenant, name, audio_root, rate_limit, max_queued, check_audio_root=True,
+                   move_audio_root=move_audio_root)
+    except AudioRootRefused as exc:
+        fail(f"refused: {exc}")
     console.print(key, markup=False, highlight=False, soft_wrap=True)
+
+
+@keys.command("list")
+def list_keys(
+    tenant: str | None = typer.Option(None, help="only this tenant's keys"),
+    revoked: bool = typer.Option(True, help="include revoked keys (--no-revoked: live ones only)"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
+    """Every key: tenant, name, prefix, when made, when revoked (never the key or its hash)."""
+    from rich.table import Table
+
+    from api.keys import list_keys as found
+
+    _need_database()
+    rows = found(tenant, include_revoked=revoked)
+    if as_json:
+        for row in rows:
+            console.print(json.dumps(row.as_json()), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table("tenant", "name", "prefix", "id", "created", "revoked")
+    for row in rows:
+        table.add_row(row.tenant, row.name, row.prefix, str(row.id), f"{row.created_at:%Y-%m-%d %H:%M:%S}",
+                      f"{row.revoked_at:%Y-%m-%d %H:%M:%S}" if row.revoked_at else "-")
+    console.print(table)
+
+
+@keys.command("revoke")
+def revoke_key(prefix_or_id: str = typer.Argument(..., help="the key's prefix (agr_...) or id, from `agr keys list`")) -> None:
+    """Revoke a key: requests carrying it are refused (401) from now on."""
+    from api.keys import revoke_key as revoke
+
+    _need_database()
+    try:
+        key, was_live = revoke(prefix_or_id)
+    except LookupError as exc:
+        fail(str(exc))
+    state = "revoked" if was_live else "was already revoked"
+    console.print(f"{key.prefix} ({key.tenant}/{key.name}, id {key.id}) {state}", markup=False, highlight=False)
 
 
 @app.command()

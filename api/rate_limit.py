@@ -1,32 +1,54 @@
-"""Requests per API key per minute, counted in Redis (the broker), one fixed window each.
+"""Request counts per minute in Redis (the broker), one fixed window each:
+
+- per tenant, for requests with a valid key: all of a tenant's keys share its
+  `rate_limit_per_minute`, so making more keys buys no more requests;
+- per client address, for requests without a valid key (none, a wrong one, a revoked
+  one): past `AGR_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE` they get 429 instead of 401
+  (guessing keys, or hammering the API without one, is slowed down and visible). A valid
+  key from the same address is not refused by it: one noisy client behind a shared
+  address (a proxy, a NAT) cannot lock the tenants behind it out.
 
 Fixed windows let a burst of up to twice the limit straddle a minute boundary; that is
 an acceptable price for one INCR per request. If Redis cannot be reached the request is
-let through: readiness reports the broker, and refusing all work would be worse.
+let through, and that is logged: readiness reports the broker, and refusing all work
+would be worse.
 """
 
 import logging
 import time
+
 import redis
 
 from core.broker_redis import broker_redis
 
 log = logging.getLogger(__name__)
+WINDOW_S = 60
+PREFIX = "agr:rate"
 
 
-def seconds_until_allowed(key_id, limit_per_minute: int) -> int:
-    """0 when the request may go ahead, else how long to wait (for Retry-After)."""
+def tenant_wait(tenant_id, limit_per_minute: int) -> int:
+    """Counts a request of the tenant: 0 when it may go ahead, else the seconds to wait."""
+    return _count(f"tenant:{tenant_id}", limit_per_minute)
+
+
+def unauthenticated_wait(address: str, limit_per_minute: int) -> int:
+    """Counts a request from `address` that had no valid key: 0 while the address is
+    within its limit (the request gets its 401), else the seconds to wait (429)."""
+    return _count(f"addr:{address}", limit_per_minute)
+
+
+def _count(bucket: str, limit_per_minute: int) -> int:
     now = time.time()
-    window = int(now // 60)
-    name = f"agr:rate:{key_id}:{window}"
+    window = int(now // WINDOW_S)
+    name = f"{PREFIX}:{bucket}:{window}"
     try:
         pipe = broker_redis().pipeline()
         pipe.incr(name)
-        pipe.expire(name, 120)
+        pipe.expire(name, 2 * WINDOW_S)
         count, _ = pipe.execute()
     except redis.RedisError as exc:
-        log.warning("rate limit not applied, Redis unreachable: %s", exc)
+        log.warning("rate limit not applied to %s, Redis unreachable: %s", bucket, exc)
         return 0
     if count <= limit_per_minute:
         return 0
-    return max(1, int((window + 1) * 60 - now))
+    return max(1, int((window + 1) * WINDOW_S - now))

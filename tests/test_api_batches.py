@@ -16,13 +16,14 @@ from api.keys import create_key
 from tests.stack import SHARED_BENCHMARKS, api_client, tone_wav
 
 QUICK_COARSE_TOOLS = '["signal_facts", "voice_activity"]'  # the flow is under test here, not perception
+METRICS_TOKEN = "scraper-" + os.urandom(8).hex()  # /metrics answers only its token
 
 
 @pytest.fixture
 def served(stack, scripted_llm, tmp_path):
     """The whole stack with the API; returns (API URL, a helper making keyed clients)."""
     stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools=QUICK_COARSE_TOOLS,
-                    data_dir=str(tmp_path / "data"))
+                    data_dir=str(tmp_path / "data"), metrics_token=METRICS_TOKEN)
     stack.start()
     url = stack.start_api()
 
@@ -142,7 +143,7 @@ def test_mmar_and_mmau_files_with_stand_in_audio(served, tmp_path):
 
     assert served[0] and api_client(served[0]).get("/readyz").json() == {
         "status": "ready", "checks": {"database": "ok", "broker": "ok"}}
-    metrics = api_client(served[0]).get("/metrics").text
+    metrics = api_client(served[0], METRICS_TOKEN).get("/metrics").text
     for name in ('agr_jobs{status="succeeded"}', 'agr_queue_depth{queue="perception"}',
                  'agr_step_seconds_bucket{kind="plan",le="+Inf"}', 'agr_llm_usage_total{kind="prompt"}'):
         assert name in metrics, name

@@ -61,6 +61,9 @@ def test_console_batches_batch_and_job_pages(finished_batch):
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         errors = []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # The API serves the console with a Content-Security-Policy: nothing it needs may be refused.
+        page.on("console", lambda message: errors.append(message.text)
+                if "Content Security Policy" in message.text else None)
 
         # A wrong key is refused; the right one is kept for the session.
         page.goto(f"{api}/console/")
