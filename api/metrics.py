@@ -1,5 +1,6 @@
 """Prometheus metrics read from the source of truth at scrape time: queue depths from the
-broker, jobs and batches by status, step durations and LLM tokens from Postgres. Workers
+broker (a window of each queue: workers/outbox.py), the backlog due behind it, jobs and
+batches by status, step durations and LLM tokens from Postgres. Workers
 are separate processes, so counting in the API process would miss their work; asking
 Postgres sees everything, and a short cache keeps a scraping storm cheap."""
 
@@ -14,7 +15,7 @@ from sqlalchemy import case, func, select
 from core.broker_redis import broker_redis, queue_depth
 from models import Batch, Job, LLMCall, Step, StepStatus, ToolCall
 from models.db import session_scope
-from workers.routing import QUEUES
+from workers.routing import QUEUES, queue_of
 
 log = logging.getLogger(__name__)
 STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -54,13 +55,28 @@ def _database_families() -> list:
         tools = session.execute(select(ToolCall.tool, ToolCall.cache_hit, func.count())
                                 .group_by(ToolCall.tool, ToolCall.cache_hit)).all()
         steps = _step_histogram_rows(session)
+        due = session.execute(select(Step.kind, func.count())
+                              .where(Step.status == StepStatus.QUEUED, Step.send_due_at <= func.now())
+                              .group_by(Step.kind)).all()
     return [
+        _steps_due(due),
         _gauge("agr_jobs", "jobs by status", "status", jobs),
         _gauge("agr_batches", "batches by status", "status", batches),
         _tokens(tokens),
         _tool_calls(tools),
         _step_histogram(steps),
     ]
+
+
+def _steps_due(rows) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily("agr_steps_due", "steps due in Postgres, waiting for room in their queue's window",
+                              labels=["queue"])
+    by_queue = dict.fromkeys(QUEUES, 0)
+    for kind, count in rows:
+        by_queue[queue_of(kind)] += count
+    for queue, count in by_queue.items():
+        gauge.add_metric([queue], count)
+    return gauge
 
 
 def _gauge(name: str, doc: str, label: str, rows) -> GaugeMetricFamily:

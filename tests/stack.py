@@ -15,13 +15,13 @@ import httpx
 import numpy as np
 import psutil
 import soundfile as sf
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select, update
 
 from api.batch_input import Item
-from api.submission import submit
+from api.submission import BatchRequest, create_batch, submit
 from core import processes
 from core.settings import get_settings
-from models import Batch, BatchStatus, Job, Step
+from models import Batch, BatchStatus, Iteration, Job, Step, StepKind
 from models.db import session_scope
 
 SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -205,6 +205,21 @@ def tone_wav(path: Path, seconds: float = 1.0, freq: float = 440.0, rate: int = 
 
 def question_item(custom_id: str, audio: Path, choices=("A tone", "A voice", "Silence"), answer="A tone") -> Item:
     return Item(custom_id, audio, "What is heard?", list(choices), answer)
+
+
+def planning_steps(tmp_path: Path, name: str, count: int, **request) -> tuple[UUID, list[int]]:
+    """A batch of `count` jobs on one short tone, each with its coarse document made and its
+    planning step queued (its message due, not sent): the state a perception step's commit
+    leaves, made in seconds. `request`: BatchRequest's other fields (tenant_id, ...)."""
+    audio = tone_wav(tmp_path / f"{name}.wav", seconds=0.5)
+    items = [question_item(f"{name}{i:05d}", audio) for i in range(count)]
+    batch_id, ids = create_batch(BatchRequest(name, items, {"max_iters": 0}, **request))
+    with session_scope() as session:
+        jobs = list(session.scalars(select(Step.job_id).where(Step.id.in_(ids))))
+        session.execute(insert(Iteration), [{"job_id": j, "index": 0, "document": "[0] a steady tone",
+                                             "evidence": []} for j in jobs])
+        session.execute(update(Step).where(Step.id.in_(ids)).values(kind=StepKind.PLAN, calls=None))
+    return batch_id, ids
 
 
 def count_rows(model, **filters) -> int:

@@ -1,6 +1,7 @@
-"""Recovery under a deep backlog: 2,000 reasoning steps queued behind a slow LLM, and the
-sweeper, the outbox and batch expiry still act within a bound set by their settings,
-not by how long the backlog takes to drain (here it would take minutes)."""
+"""Recovery under a deep backlog: 2,000 reasoning steps queued behind a slow LLM (a
+window of them in the broker, the rest due in Postgres), and the sweeper, the outbox and
+batch expiry still act within a bound set by their settings, not by how long the backlog
+takes to drain (here it would take minutes)."""
 
 import json
 import time
@@ -8,34 +9,20 @@ from base64 import b64decode
 from datetime import timedelta
 
 import redis
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 
-from api.submission import BatchRequest, create_batch
 from core.broker_redis import queue_depth, queue_keys
-from models import Batch, BatchStatus, Iteration, Step, StepKind
+from models import Batch, BatchStatus, Step, StepStatus
 from models.db import session_scope
-from tests.stack import question_item, tone_wav
+from tests.stack import planning_steps, question_item, tone_wav
 from workers import outbox
 
 BACKLOG = 2000
 LLM_S = 1.0
 THREADS = 4  # the reasoning worker gets through ~4 steps a second: 2,000 take ~8 minutes
 SWEEP_S, LEASE_S, LOST_AFTER_S = 1.0, 4.0, 3.0
+WINDOW = 40  # the reasoning queue's messages in the broker: ten seconds of work ahead of a new one
 GPU_S = 6.0  # the killed perception step: longer than its lease
-
-
-def _planning_steps(tmp_path, name: str, count: int, **request) -> list[int]:
-    """Jobs whose coarse document exists, each with its planning step queued (and its
-    message due, not sent): the state a perception step's commit leaves."""
-    audio = tone_wav(tmp_path / f"{name}.wav", seconds=0.5)
-    items = [question_item(f"{name}{i:05d}", audio) for i in range(count)]
-    batch_id, ids = create_batch(BatchRequest(name, items, {"max_iters": 0}, **request))
-    with session_scope() as session:
-        jobs = list(session.scalars(select(Step.job_id).where(Step.id.in_(ids))))
-        session.execute(insert(Iteration), [{"job_id": j, "index": 0, "document": "[0] a steady tone",
-                                             "evidence": []} for j in jobs])
-        session.execute(update(Step).where(Step.id.in_(ids)).values(kind=StepKind.PLAN, calls=None))
-    return batch_id, ids
 
 
 def _drop_message(client: redis.Redis, step_id: int) -> None:
@@ -64,20 +51,21 @@ def _wait(condition, what: str, timeout: float = 120):
 def test_sweeper_outbox_and_expiry_keep_their_bounds_behind_a_2000_step_backlog(stack, scripted_llm, tmp_path):
     scripted_llm.delays.update(planner=LLM_S, answerer=LLM_S)
     stack.configure(llm_base_url=scripted_llm.base_url, reasoning_concurrency=THREADS, sweep_interval_s=SWEEP_S,
-                    step_lease_s=LEASE_S, lost_message_after_s=LOST_AFTER_S,
+                    step_lease_s=LEASE_S, lost_message_after_s=LOST_AFTER_S, dispatch_window=WINDOW,
                     coarse_tools='["signal_facts", "simulated_gpu"]', simulated_gpu_s=GPU_S)
     broker = redis.Redis.from_url(stack.env["AGR_BROKER_URL"])
 
-    # The message that goes missing in the busy queue is sent first, the backlog after it.
-    _, (lost,) = _planning_steps(tmp_path, "lost", 1)
+    # The message that goes missing in the busy queue is sent first, the backlog's window
+    # after it (what a top-up sends of a lone batch: its oldest); the rest of it stays due.
+    _, (lost,) = planning_steps(tmp_path, "lost", 1)
     outbox.send_now([lost])
-    _, backlog = _planning_steps(tmp_path, "backlog", BACKLOG)
-    assert outbox.send_now(backlog) == BACKLOG
+    _, backlog = planning_steps(tmp_path, "backlog", BACKLOG)
+    assert outbox.send_now(backlog[: WINDOW - 1]) == WINDOW - 1
     _drop_message(broker, lost)
-    # A step committed by a process that died before sending its message.
-    _, (unsent,) = _planning_steps(tmp_path, "unsent", 1)
-    # A batch whose window closes while its only job waits in the backlog.
-    expiring, (buried,) = _planning_steps(tmp_path, "expiring", 1, completion_window=timedelta(seconds=12))
+    # A step committed by a process that died before any top-up sent it.
+    _, (unsent,) = planning_steps(tmp_path, "unsent", 1)
+    # A batch whose window closes while its only job waits behind a full window.
+    expiring, (buried,) = planning_steps(tmp_path, "expiring", 1, completion_window=timedelta(seconds=12))
     outbox.send_now([buried])
 
     stack.start()
@@ -94,22 +82,25 @@ def test_sweeper_outbox_and_expiry_keep_their_bounds_behind_a_2000_step_backlog(
     with session_scope() as session:
         batch = _wait(lambda: session.get(Batch, expiring, populate_existing=True).status == BatchStatus.EXPIRED
                       and session.get(Batch, expiring), "the expiry")
-    waiting = queue_depth(broker, "reasoning")
+    in_broker = queue_depth(broker, "reasoning")
+    with session_scope() as session:  # in the broker or due in Postgres
+        waiting = session.scalar(select(func.count()).where(Step.id.in_(backlog), Step.status == StepStatus.QUEUED))
     with session_scope() as session:  # when consumers started passing the lost message by
         consuming = session.scalar(select(func.min(Step.claimed_at)).where(Step.id.in_(backlog)))
     rerun_s = (retried.claimed_at - lapsed_at).total_seconds()
     unsent_s, lost_s = ((claim - consuming).total_seconds() for claim in (unsent_claim, lost_claim))
     print(f"lease lapse -> re-run {rerun_s:.1f} s; after consumers started: unsent claimed at {unsent_s:.1f} s, "
           f"lost at {lost_s:.1f} s; expiry {(batch.ended_at - batch.expires_at).total_seconds():.1f} s late; "
-          f"{waiting} messages still queued")
+          f"{waiting} steps still queued, {in_broker} messages in the broker")
 
     assert waiting >= BACKLOG / 2  # all of it happened with the backlog still there
+    assert in_broker <= WINDOW + 1  # a window (and the buried one's message), not the backlog
     # The dead worker's step runs again within two sweeps of its lease lapsing (its new
     # message goes ahead of the queue; the GPU queue itself is idle here).
     assert rerun_s <= 2 * SWEEP_S + 2
-    # The unsent message is relayed at a sweep, ahead of the backlog: claimed within a
-    # sweep and an LLM call (every thread busy) of the consumers starting.
-    assert unsent_s <= 2 * SWEEP_S + 2 * LLM_S + 2
+    # The unsent step goes out with the first top-up, its batch's turn before the backlog's
+    # next: claimed behind at most a window (every thread busy) of the consumers starting.
+    assert unsent_s <= (WINDOW / THREADS + 2) * LLM_S + 2 * SWEEP_S + 2
     # The lost one: consumers passed it at once; LOST_AFTER_S and a sweep later it is re-sent.
     assert lost_s <= LOST_AFTER_S + 2 * SWEEP_S + 2 * LLM_S + 4
     assert (batch.ended_at - batch.expires_at).total_seconds() <= 2 * SWEEP_S + 1

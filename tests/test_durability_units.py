@@ -34,12 +34,12 @@ def settings(monkeypatch, database_url, broker_url):
     get_settings.cache_clear()
 
 
-def _steps(tmp_path, count: int, kind: StepKind = StepKind.PERCEIVE_CPU) -> list[int]:
+def _steps(tmp_path, count: int, kind: StepKind = StepKind.PERCEIVE_CPU, tenant_id=None) -> list[int]:
     """A batch of `count` jobs, each with one queued step of `kind`, their messages unsent."""
     from api.submission import BatchRequest, create_batch
 
     items = [question_item(f"q{i}", tone_wav(tmp_path / f"{i}.wav")) for i in range(count)]
-    _, ids = create_batch(BatchRequest("units", items, {}))
+    _, ids = create_batch(BatchRequest("units", items, {}, tenant_id=tenant_id))
     if kind != StepKind.PERCEIVE_CPU:
         with session_scope() as session:
             session.execute(update(Step).where(Step.id.in_(ids)).values(kind=kind))
@@ -180,21 +180,41 @@ def test_each_queued_step_has_at_most_one_message_out(settings, tmp_path):
     ids = _steps(tmp_path, 3)
     assert outbox.send_now(ids) == 3
     assert outbox.send_now(ids) == 0  # taken already: no second message
-    assert outbox.relay_due() == 0
+    assert outbox.top_up(least=1) == 0
     assert _messages("perception-cpu", priority_list=2) == _by_number(ids)  # normal priority, in order
     assert [_step(i).sends for i in ids] == [1, 1, 1]
 
 
-def test_a_commit_whose_send_never_happened_is_relayed(settings, tmp_path):
+def test_a_commit_whose_send_never_happened_is_sent_by_the_next_top_up(settings, tmp_path):
     from workers import outbox
 
-    settings(sweep_interval_s=0.2)  # the relay leaves a due message to its sender for two intervals
     (step_id,) = _steps(tmp_path, 1)  # committed with its message due: the crash came before the send
-    assert outbox.relay_due() == 0
-    time.sleep(0.5)
-    assert outbox.relay_due() == 1
-    assert _messages("perception-cpu", priority_list=0) == [step_id]  # late already: ahead of any backlog
+    assert outbox.top_up() == 1  # whoever tops the window up next
+    assert _messages("perception-cpu", priority_list=2) == [step_id]  # its first message: in its turn
     assert _step(step_id).send_due_at is None
+
+
+def test_the_window_is_filled_in_turns_across_tenants_then_batches(settings, tmp_path):
+    from models import Tenant
+    from workers import outbox
+    from workers.step_claim import claim_step
+
+    settings(dispatch_window=6)
+    with session_scope() as session:
+        a, b = Tenant(name=f"a-{tmp_path.name}"), Tenant(name=f"b-{tmp_path.name}")
+        session.add_all([a, b])
+    a1, a2 = _steps(tmp_path, 4, tenant_id=a.id), _steps(tmp_path, 4, tenant_id=a.id)  # its two batches
+    b1 = _steps(tmp_path, 4, tenant_id=b.id)  # queued last
+
+    assert outbox.top_up() == 6  # the window; the rest waits in Postgres
+    assert outbox.top_up(least=1) == 0
+    # Tenants in turn (the longest waiting first), and a tenant's batches in turn.
+    assert _messages("perception-cpu", priority_list=2) == [a1[0], b1[0], a2[0], b1[1], a1[1], b1[2]]
+    for step_id in (a1[0], a2[0], a1[1]):  # a's three are claimed: room for three more
+        claim_step(step_id, message_seq=_step(step_id).sent_seq)
+    assert outbox.top_up(least=1) == 3
+    # b has its three out still: the room is a's, its batches in turn.
+    assert _messages("perception-cpu", priority_list=2)[6:] == [a1[2], a2[1], a1[3]]
 
 
 def test_a_failed_attempts_retry_waits_in_postgres_not_in_a_worker(settings, tmp_path):
@@ -202,16 +222,16 @@ def test_a_failed_attempts_retry_waits_in_postgres_not_in_a_worker(settings, tmp
     from workers.step_claim import claim_step
     from workers.step_runner import fail_attempt
 
-    settings(retry_backoff_s=1.5, sweep_interval_s=0.2)
+    settings(retry_backoff_s=1.5)
     (step_id,) = _steps(tmp_path, 1)
     outbox.send_now([step_id])
     redis.Redis.from_url(get_settings().broker_url).delete(*queue_keys("perception-cpu"))  # taken by a worker
     fail_attempt(claim_step(step_id), RuntimeError("tool crashed"))
     step = _step(step_id)
     assert (step.status, step.attempts) == (StepStatus.QUEUED, 1) and step.send_due_at is not None
-    assert outbox.relay_due() == 0  # not due yet: no countdown message anywhere
-    _wait(lambda: outbox.relay_due() == 1, "the retry to fall due", timeout=20)
-    assert _messages("perception-cpu", priority_list=0) == [step_id]
+    assert outbox.top_up(least=1) == 0  # not due yet: no countdown message anywhere
+    _wait(lambda: outbox.top_up(least=1) == 1, "the retry to fall due", timeout=20)
+    assert _messages("perception-cpu", priority_list=0) == [step_id]  # it had its turn once: urgent
 
 
 # --- the sweeper -----------------------------------------------------------------------------

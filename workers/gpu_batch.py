@@ -2,7 +2,9 @@
 
 The message that woke the worker names one step; Postgres knows the others waiting. The
 worker claims up to `gpu_batch_size` of them (each claim is the usual fenced lease, so a
-step's own message, arriving later, finds it running or done and does nothing), runs
+step's own message, arriving later, finds it running or done and does nothing), taken
+from the queue's dispatch window in the messages' order: the steps the fair order chose
+to run next (workers/fair_dispatch.py), not the backlog waiting in Postgres, runs
 their model calls as padded batches, then settles each step on its own: one job's bad
 audio fails that job's step only.
 
@@ -30,7 +32,9 @@ from core.settings import get_settings
 from models import Job, Step, StepKind, StepStatus
 from models.db import session_scope
 from models.status import TERMINAL_JOB_STATUSES
+from workers import outbox
 from workers.lease import LeaseLost, LeaseRenewal
+from workers.routing import PERCEPTION_QUEUE
 from workers.step_claim import StepClaim, claim_step
 from workers.step_runner import claim_with_patience, fail_attempt, settle
 from workers.steps import perceive_gpu
@@ -151,11 +155,14 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
     deadline = time.monotonic() + wait_s
     try:
         while len(claims) < limit:
+            made = len(claims)
             for candidate in _queued_gpu_steps(limit - len(claims), tried):
                 tried.add(candidate)
                 claim = claim_step(candidate)
                 if claim is not None:
                     claims.append(claim)
+            if len(claims) > made:
+                outbox.top_up([PERCEPTION_QUEUE])  # the window's room, refilled fairly
             if len(claims) >= limit or time.monotonic() >= deadline:
                 break
             time.sleep(min(0.01, wait_s))
@@ -169,15 +176,18 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
 
 
 def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
+    """GPU steps whose messages are out and unclaimed, the urgent lane's first, then in
+    number order: as the queue's consumers would take them."""
     with session_scope() as session:
         return list(
             session.scalars(
                 select(Step.id)
                 .join(Job, Job.id == Step.job_id)
                 .where(Step.kind == StepKind.PERCEIVE_GPU, Step.status == StepStatus.QUEUED,
+                       Step.sent_seq.is_not(None), Step.send_due_at.is_(None),  # in the window
                        Step.attempts == 0,  # a step tried before runs alone, by its own message
                        Job.status.not_in(TERMINAL_JOB_STATUSES), Step.id.not_in(exclude))
-                .order_by(Step.id)
+                .order_by(Step.sent_priority, Step.sent_seq)
                 .limit(limit)
             )
         )

@@ -2,9 +2,10 @@
 
 Order matters. The successor step row is written in the same transaction as this step's
 output, its message due in the outbox (workers/outbox.py), and only after that commit is
-the message sent: a crash anywhere leaves either nothing done (the step is re-run) or a
-persisted successor whose message the sweeper's relay sends. Never a message pointing at
-state that does not exist.
+its queue's window topped up: a crash anywhere leaves either nothing done (the step is
+re-run) or a persisted successor, due, that the next top-up sends. Never a message
+pointing at state that does not exist. A claim tops up its own queue's window too: its
+message left it.
 """
 
 import logging
@@ -14,13 +15,14 @@ from sqlalchemy.dialects.postgresql import insert
 
 from core.database_outage import through_outage
 from core.settings import get_settings
-from models import Batch, Job, Step, StepStatus
+from models import Batch, Job, Step, StepKind, StepStatus
 from models.db import session_scope
 from workers import attempt_log, outbox
 from workers.batch_lifecycle import settle_cancelling
 from workers.job_state import finish_job_with_error
 from workers.lease import LeaseLost, LeaseRenewal, lease_heartbeat
 from workers.perception.tools.base import calls_as_json
+from workers.routing import queue_of
 from workers.step_claim import StepClaim, claim_step, fenced
 from workers.steps import NextStep, handler_for
 
@@ -49,12 +51,16 @@ def run_step(step_id: int, message_seq: int | None = None) -> None:
 
 def claim_with_patience(step_id: int, message_seq: int | None = None) -> StepClaim | None:
     """The claim, waiting out a database outage with the message still held (unacked),
-    so it is neither lost nor sent twice."""
-    return through_outage(lambda: claim_step(step_id, message_seq), f"claiming step {step_id}")
+    so it is neither lost nor sent twice. A claim made tops up its queue's window: the
+    next due step's message goes out while this one works."""
+    claim = through_outage(lambda: claim_step(step_id, message_seq), f"claiming step {step_id}")
+    if claim is not None:
+        outbox.top_up([queue_of(claim.kind)])
+    return claim
 
 
 def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
-    """Commit a step's result with its successor, then send the successor's message. The
+    """Commit a step's result with its successor, then top up the successor's queue. The
     lease is still renewed meanwhile, so a commit waiting out a database outage keeps it."""
     try:
         successor = through_outage(lambda: _commit(claim, handler_for(claim.kind), result),
@@ -66,10 +72,11 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
         fail_attempt(claim, exc)
         return
     if successor is not None:
-        outbox.send_now([successor])  # else the sweeper's relay sends it
+        outbox.top_up([queue_of(successor)])  # if its window is full, a later top-up sends it
 
 
-def _commit(claim: StepClaim, handler, result) -> int | None:
+def _commit(claim: StepClaim, handler, result) -> StepKind | None:
+    """Commit the result and persist the successor step; returns the successor's kind."""
     with session_scope() as session:
         owned = session.execute(
             update(Step)
@@ -91,7 +98,8 @@ def _commit(claim: StepClaim, handler, result) -> int | None:
         next_step = handler.commit(session, claim, result)
         if next_step is None:
             return None
-        return persist_step(session, claim.job_id, next_step)
+        persist_step(session, claim.job_id, next_step)
+        return next_step.kind
 
 
 def _job_ended(session, job_id) -> bool:
@@ -156,5 +164,5 @@ def _record_failure(claim: StepClaim, message: str) -> None:
             return
         step.status = StepStatus.QUEUED
         # The retry's message waits in the outbox, not in a worker's memory as a countdown;
-        # the sweeper's relay sends it once due.
+        # the first top-up after it falls due sends it (the sweeper's, at the latest).
         step.send_due_at = outbox.due_in(settings.retry_backoff_s * 2 ** (claim.attempt - 1))

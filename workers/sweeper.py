@@ -1,4 +1,4 @@
-"""The sweeper: takes back lapsed leases, re-sends lost messages, relays the outbox.
+"""The sweeper: takes back lapsed leases, re-sends lost messages, tops up the windows.
 
 One pass (`Sweeper.sweep`), run every AGR_SWEEP_INTERVAL_S by workers/sweeper_loop.py in
 a process of its own, so no backlog of work can delay it. Postgres says what to do:
@@ -10,9 +10,11 @@ a process of its own, so no backlog of work can delay it. Postgres says what to 
   AGR_LOST_MESSAGE_AFTER_S ago (a lane is consumed in order: it is not waiting behind
   anything), or if its lane has been empty that long: it is sent again, urgently;
 - the broker lost everything at once (Redis restarted without persistence, or flushed):
-  the marker key each pass leaves in it is gone, and every queued step is sent again;
-- messages due in the outbox (a retry's backoff ran out; a crash between a commit and
-  its send) are sent;
+  the marker key each pass leaves in it is gone, and every step whose message was in a
+  window is sent again (the backlog behind the windows waits in Postgres: it lost nothing);
+- each queue's window is topped up with due steps in the fair order (workers/outbox.py):
+  the backstop of the workers' own top-ups, for a queue nobody claims from or commits to
+  just now (a retry's backoff ran out, a crash between a commit and its top-up);
 - batches past their window are expired, and cancels whose last step ended are settled;
   steps of jobs that ended first, queued or abandoned by a dead worker, are settled.
 
@@ -59,7 +61,7 @@ class BrokerView:
 class SweepReport:
     lapsed_leases: int
     lost_messages: int
-    relayed: int
+    relayed: int  # sent by the pass's top-up of the windows
     broker_was_emptied: bool = False
     leases_extended: int = 0
 
@@ -93,12 +95,12 @@ class Sweeper:
             sweep_batches(session)  # expiry windows, and cancels whose last running step ended
             _retire_steps_of_ended_jobs(session)
         # The pass reached the database: from when it started, not after its sends (a long
-        # relay is not a gap in which workers may have been cut off).
+        # top-up is not a gap in which workers may have been cut off).
         self.last_pass_at, self.database_was_unreachable = started, False
-        outbox.send_now(lapsed + lost, urgent=True)  # those not sent stay due for the relay
-        relayed = outbox.relay_due()
-        if lapsed or lost or extended or relayed:
-            log.warning("sweeper: %d lapsed lease(s) taken back, %d lost message(s) re-sent, %d relayed%s%s",
+        outbox.send_now(lapsed + lost, urgent=True)  # those not sent stay due, for a top-up
+        relayed = outbox.top_up(wait=True, least=1)  # routine with a backlog: not worth a warning
+        if lapsed or lost or extended:
+            log.warning("sweeper: %d lapsed lease(s) taken back, %d lost message(s) re-sent, %d sent by top-ups%s%s",
                         len(lapsed), len(lost), relayed,
                         " (the broker had lost its contents)" if broker.emptied else "",
                         f", {extended} lapsed lease(s) given one more lease after an outage" if extended else "")
@@ -140,9 +142,10 @@ def look_at_broker() -> BrokerView:
 
 
 def resend_unfinished(batch_id) -> int:
-    """Re-send every queued step of a batch's unfinished jobs (after the whole stack
-    stopped, say, taking the broker's messages with it). Duplicates are harmless: a step
-    is claimed once, and a claimed or finished step ignores a second message."""
+    """Make every queued step of a batch's unfinished jobs due again (after the whole stack
+    stopped, say, taking the broker's messages with it), and top up the windows with them.
+    Duplicates are harmless: a step is claimed once, and a claimed or finished step
+    ignores a second message."""
     with session_scope() as session:
         ids = list(session.scalars(
             update(Step)
@@ -151,7 +154,7 @@ def resend_unfinished(batch_id) -> int:
             .values(send_due_at=func.now())
             .returning(Step.id)
         ))
-    outbox.send_now(ids)
+    outbox.top_up(wait=True)
     return len(ids)
 
 
