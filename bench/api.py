@@ -10,8 +10,9 @@ no workers, so nothing drains the queue while it is measured. Figures:
   client, no database) measured in the same run;
 - the wall time of `POST /v1/batches` for 10,000 items each with its own audio file in the
   tenant's server-side root (every line parsed, every path resolved, every file hashed and
-  its header read, then the batch, jobs and steps committed and 10,000 messages sent),
-  beside a 1,000-item batch to show how it scales.
+  its header read, then the batch, jobs and steps committed, their messages due, and the
+  perception queue's window of them sent: workers/outbox.py), beside a 1,000-item batch
+  to show how it scales.
 
 Writes bench/results/api.json. Run: .venv/bin/python bench/api.py [--polls N]
 """
@@ -167,10 +168,19 @@ def _latencies(http: httpx.Client, path_of, count: int) -> dict:
             "p99_ms": round(samples[int(0.99 * (count - 1))], 2), "max_ms": round(samples[-1], 2)}
 
 
+def queued_steps() -> int:
+    """Steps waiting for a worker: in the broker's window or due in Postgres behind it."""
+    from sqlalchemy import func, select
+
+    from models import Step, StepStatus
+    from models.db import session_scope
+
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Step).where(Step.status == StepStatus.QUEUED))
+
+
 def _submit(http: httpx.Client, root: Path, count: int, prefix: str) -> dict:
     """`count` items, each with its own small audio file under the root, queued in one request."""
-    from core.broker_redis import broker_redis, queue_depth
-
     folder = root / prefix
     folder.mkdir()
     clip = tone_clip(folder / "source.wav").read_bytes()
@@ -180,16 +190,15 @@ def _submit(http: httpx.Client, root: Path, count: int, prefix: str) -> dict:
         (folder / f"{i}.wav").write_bytes(clip[:-2] + i.to_bytes(4, "little")[:2])
         lines.append(json.dumps({"custom_id": f"{prefix}-{i:05d}", "audio": f"{prefix}/{i}.wav",
                                  "question": "What is heard?", "choices": ["A tone", "A voice"], "answer": "A tone"}))
-    queues = broker_redis()
-    before = queue_depth(queues, "perception-cpu")
+    before = queued_steps()
     started = time.perf_counter()
     response = http.post("/v1/batches", json={"input": "\n".join(lines), "name": prefix})
     elapsed = time.perf_counter() - started
     response.raise_for_status()
-    queued = queue_depth(queues, "perception-cpu") - before
+    queued = queued_steps() - before
     assert response.json()["request_counts"]["total"] == count and queued == count, (response.text[:500], queued)
     return {"items": count, "seconds": round(elapsed, 2), "ms_per_item": round(1000 * elapsed / count, 3),
-            "items_per_s": round(count / elapsed), "messages_queued": queued}
+            "items_per_s": round(count / elapsed), "steps_queued": queued}
 
 
 def _print(result: dict) -> None:
