@@ -54,14 +54,15 @@ def jsonl(response: httpx.Response) -> list[dict]:
 
 
 def stand_in_audio(root, paths) -> None:
-    """One real clip, and each benchmark path a symlink to it inside the root."""
+    """One real clip, and each benchmark path a hard link to it inside the root (symbolic
+    links are not followed under a root)."""
     root.mkdir(parents=True, exist_ok=True)
     tone = tone_wav(root / "_tone.wav")
     for relative in paths:
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
-            os.symlink(tone, target)
+            os.link(tone, target)
 
 
 def _agr(*args, env_extra: dict, timeout: float = 600) -> subprocess.CompletedProcess:
