@@ -176,8 +176,9 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
 
 
 def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
-    """GPU steps whose messages are out and unclaimed, the urgent lane's first, then in
-    number order: as the queue's consumers would take them."""
+    """GPU steps whose messages are out and unclaimed, in the order they were sent (by
+    their numbers, which the partial index on (kind, sent_seq) reads without touching the
+    backlog behind the window)."""
     with session_scope() as session:
         return list(
             session.scalars(
@@ -187,7 +188,7 @@ def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
                        Step.sent_seq.is_not(None), Step.send_due_at.is_(None),  # in the window
                        Step.attempts == 0,  # a step tried before runs alone, by its own message
                        Job.status.not_in(TERMINAL_JOB_STATUSES), Step.id.not_in(exclude))
-                .order_by(Step.sent_priority, Step.sent_seq)
+                .order_by(Step.sent_seq)
                 .limit(limit)
             )
         )
