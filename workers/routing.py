@@ -14,8 +14,9 @@ REASONING_QUEUE = "reasoning"  # the LLM agents
 QUEUES = (PERCEPTION_QUEUE, PERCEPTION_CPU_QUEUE, REASONING_QUEUE)
 
 # Message priorities (Redis: the lower, the sooner; kombu keeps one list per priority step
-# and a consumer drains the lower one first). Every message goes at NORMAL_PRIORITY, but a
-# lost one re-sent goes URGENT: it has waited its turn once already.
+# and a consumer drains the lower one first). A step's first message goes at NORMAL_PRIORITY;
+# any later one (a lost message re-sent, a dead worker's step, a retry) goes URGENT: it has
+# waited its turn once already.
 URGENT_PRIORITY = 0
 NORMAL_PRIORITY = 6
 
