@@ -5,18 +5,12 @@ So each check runs after `lock_tenant`, which holds the tenant's row until the s
 transaction ends: one tenant's submits and uploads take turns, other tenants' do not wait.
 """
 
-from uuid import UUID
-
 from fastapi import HTTPException
 from sqlalchemy import func, select
 
 from api.audio_ingest import StagedAudio
 from models import AudioAsset, AudioGrant, Batch, Job, Tenant
 from models.status import TERMINAL_JOB_STATUSES
-
-
-def lock_tenant(session, tenant_id: UUID) -> Tenant:
-    return session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
 
 
 def check_queue_room(session, tenant: Tenant, adding: int) -> None:

@@ -1,7 +1,7 @@
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import BigInteger, ForeignKey, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt
@@ -20,6 +20,12 @@ class Tenant(CreatedAt, Base):
     rate_limit_per_minute: Mapped[int] = mapped_column(default=600)  # requests per API key
     max_queued_items: Mapped[int] = mapped_column(default=100_000)  # unfinished jobs at once
     max_stored_bytes: Mapped[int] = mapped_column(BigInteger, default=100 * 1024**3)  # its audio objects' bytes
+
+
+def lock_tenant(session, tenant_id: UUID) -> Tenant | None:
+    """Hold the tenant's row until the transaction ends: its submits, uploads and retention
+    take turns (api/tenant_limits.py, workers/retention.py); other tenants do not wait."""
+    return session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
 
 
 class ApiKey(CreatedAt, Base):

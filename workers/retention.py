@@ -2,10 +2,12 @@
 and dropping stored audio objects nobody may read any more.
 
 An object goes when its last grant does (models/audio.py): a tenant's grant goes when
-none of its jobs or uploads references the object. The object is deleted while its
-asset row is locked, and the row with it; a submit that wants the same bytes meanwhile
-waits on that lock (api/audio_ingest.py) and then stores them anew, so no job is ever
-made for an object that is being deleted.
+none of its jobs or uploads references the object. Retention holds the tenant's row
+(models/tenant.lock_tenant), as the tenant's submits and uploads do, so it never judges a
+grant unused while that tenant is making a job for it. The object is deleted while its
+asset row is locked and nothing references it, and the row with it; a submit of another
+tenant that wants the same bytes meanwhile waits on that lock (api/audio_ingest.py) and
+then stores them anew, so no job is ever made for an object that is being deleted.
 """
 
 import logging
@@ -19,13 +21,14 @@ from core.settings import get_settings
 from models import (AudioAsset, AudioGrant, Batch, Iteration, Job, LLMCall, Step, StepAttempt, ToolCall,
                     Upload)
 from models.db import session_scope
+from models.tenant import lock_tenant
 
 log = logging.getLogger(__name__)
 
 
 def delete_batch(session, batch: Batch) -> int:
     """Delete the (ended) batch, its jobs and all their rows; returns how many audio
-    objects went with them."""
+    objects went with them. The caller holds the tenant's lock."""
     jobs = select(Job.id).where(Job.batch_id == batch.id).scalar_subquery()
     audio_ids = set(session.scalars(select(Job.audio_id).where(Job.batch_id == batch.id).distinct()))
     steps = select(Step.id).where(Step.job_id.in_(jobs)).scalar_subquery()
@@ -40,21 +43,23 @@ def delete_batch(session, batch: Batch) -> int:
 
 def expire_uploads(limit: int = 1000) -> int:
     """Delete uploads older than AGR_UPLOAD_RETENTION_S that no job of their tenant uses
-    (the sweeper's loop calls this); returns how many audio objects went with them."""
+    (the sweeper's loop calls this), a tenant at a time under its lock; returns how many
+    audio objects went with them."""
     age = timedelta(seconds=get_settings().upload_retention_s)
+    expired = (Upload.created_at < func.now() - age) & ~_used_by_jobs(Upload.tenant_id, Upload.audio_id)
     with session_scope() as session:
-        rows = session.execute(
-            select(Upload.id, Upload.tenant_id, Upload.audio_id)
-            .where(Upload.created_at < func.now() - age, ~_used_by_jobs(Upload.tenant_id, Upload.audio_id))
-            .limit(limit).with_for_update(skip_locked=True)
-        ).all()
-        if not rows:
-            return 0
-        session.execute(delete(Upload).where(Upload.id.in_([r.id for r in rows])))
-        deleted = 0
-        for tenant_id in {r.tenant_id for r in rows}:
-            deleted += release_audio(session, tenant_id, {r.audio_id for r in rows if r.tenant_id == tenant_id})
-    log.info("retention: %d upload(s) expired, %d audio object(s) deleted", len(rows), deleted)
+        tenants = list(session.scalars(select(Upload.tenant_id).where(expired).distinct().limit(limit)))
+    uploads = deleted = 0
+    for tenant_id in tenants:
+        with session_scope() as session:
+            lock_tenant(session, tenant_id)
+            rows = session.execute(select(Upload.id, Upload.audio_id).where(expired, Upload.tenant_id == tenant_id)
+                                   .limit(limit)).all()
+            session.execute(delete(Upload).where(Upload.id.in_([r.id for r in rows])))
+            deleted += release_audio(session, tenant_id, {r.audio_id for r in rows})
+            uploads += len(rows)
+    if uploads:
+        log.info("retention: %d upload(s) expired, %d audio object(s) deleted", uploads, deleted)
     return deleted
 
 
@@ -78,9 +83,11 @@ def _used_by_jobs(tenant_id, audio_id):
 def _delete_ungranted(session, audio_ids: list[int]) -> int:
     if not audio_ids:
         return 0
+    unreferenced = (~exists().where(AudioGrant.audio_id == AudioAsset.id)
+                    & ~exists().where(Job.audio_id == AudioAsset.id)
+                    & ~exists().where(Upload.audio_id == AudioAsset.id))
     assets = session.execute(
-        select(AudioAsset.id, AudioAsset.sha256)
-        .where(AudioAsset.id.in_(audio_ids), ~exists().where(AudioGrant.audio_id == AudioAsset.id))
+        select(AudioAsset.id, AudioAsset.sha256).where(AudioAsset.id.in_(audio_ids), unreferenced)
         .with_for_update(skip_locked=True)  # locked: a submit is granting it right now
     ).all()
     store = audio_store()

@@ -3,12 +3,14 @@
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from api.deps import CallerDep, SessionDep
 from api.schemas import UploadOut
 from api.audio_ingest import staged_file, store_staged
-from api.tenant_limits import check_storage_room, lock_tenant
+from api.tenant_limits import check_storage_room
+from models.tenant import lock_tenant
 from api.upload_stream import UploadMalformed, UploadTooLarge, receive_file
 from core.audio_store import audio_store
 from core.settings import get_settings
@@ -39,6 +41,11 @@ async def upload(request: Request, caller: CallerDep) -> UploadOut:
         raise HTTPException(413, str(exc)) from None
     except UploadMalformed as exc:
         raise HTTPException(422, str(exc)) from None
+    # Off the event loop: waiting on the tenant's lock or an S3 put must not stall others' requests.
+    return await run_in_threadpool(_store_upload, caller, received)
+
+
+def _store_upload(caller, received) -> UploadOut:
     staged = staged_file(received.path, received.filename, received.sha256, received.bytes)
     try:
         with session_scope() as session:

@@ -20,10 +20,11 @@ from api.presenters import batch_out, benchmark_item, job_out, prediction_of, re
 from api.schemas import BatchCreate, BatchList, BatchOut, JobList
 from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.tenant_audio import resolver_for
-from api.tenant_limits import check_queue_room, check_storage_room, lock_tenant
+from api.tenant_limits import check_queue_room, check_storage_room
+from models.tenant import lock_tenant
 from core.scoring import score
 from core.settings import get_settings
-from models import Batch, BatchStatus, Job, JobStatus
+from models import Batch, BatchStatus, Job, JobStatus, Step, StepStatus
 from models.db import session_scope
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
 from workers.retention import delete_batch
@@ -54,7 +55,7 @@ def create(body: BatchCreate, caller: CallerDep,
                 tenant = lock_tenant(session, caller.tenant_id)
                 check_queue_room(session, tenant, len(request.items))
                 check_storage_room(session, tenant, [i.audio for i in request.items])
-            except HTTPException:
+            except BaseException:
                 discard_staged(request.items)
                 raise
             batch_id, step_ids = create_batch(request, session)
@@ -104,16 +105,31 @@ def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
     return batch_out(session, batch)
 
 
-@router.delete("/{batch_id}", responses={**NOT_FOUND, 409: {"description": "the batch has not ended: cancel it first"}})
-def remove(batch_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
+@router.delete("/{batch_id}", responses={**NOT_FOUND, 409: {"description": "the batch has not ended: cancel it "
+                                                                       "first, or wait for its running steps"}})
+def remove(batch_id: UUID, caller: CallerDep) -> dict:
     """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
     upload of this tenant uses (uploads are kept until they expire)."""
-    batch = _owned(session, caller, batch_id)
-    lock_for_ending(session, batch)
-    if batch.status not in DELETABLE:
-        raise HTTPException(409, f"batch {batch_id} is {batch.status}: cancel it first, then delete it")
-    objects = delete_batch(session, batch)
+    with session_scope() as session:  # committed before the answer says it is done
+        lock_tenant(session, caller.tenant_id)  # retention and the tenant's submits take turns
+        batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
+                               .with_for_update())
+        if batch is None:  # never there, another tenant's, or deleted by a request just before
+            raise HTTPException(404, f"no batch {batch_id}")
+        if batch.status not in DELETABLE:
+            raise HTTPException(409, f"batch {batch_id} is {batch.status}: cancel it first, then delete it")
+        if _has_running_steps(session, batch_id):
+            # An expired batch's steps may still be finishing: deleting under them would
+            # take their rows in the opposite order to their workers.
+            raise HTTPException(409, f"batch {batch_id} still has running steps; try again shortly",
+                                headers={"Retry-After": "10"})
+        objects = delete_batch(session, batch)
     return {"id": str(batch_id), "object": "batch.deleted", "deleted": True, "audio_objects_deleted": objects}
+
+
+def _has_running_steps(session, batch_id: UUID) -> bool:
+    return session.scalar(select(Step.id).join(Job, Job.id == Step.job_id)
+                          .where(Job.batch_id == batch_id, Step.status == StepStatus.RUNNING).limit(1)) is not None
 
 
 @router.get("/{batch_id}/jobs", response_model=JobList, responses=NOT_FOUND)
