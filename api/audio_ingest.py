@@ -79,8 +79,7 @@ def _stage(source, name: str) -> StagedAudio:
                     raise ValueError(f"{name}: over the limit of {limit} bytes (AGR_MAX_AUDIO_BYTES)")
                 digest.update(block)
                 sink.write(block)
-        if size == 0:
-            raise ValueError(f"{name}: the file is empty (0 bytes)")
+        # An empty file is stored too: its job fails with the reason, the batch goes on.
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from api.audio_ingest import StagedAudio, stage_beneath, stored_upload
 from api.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
 from api.keys import Caller
-from models import AudioAsset, Upload
+from core.open_beneath import NotBeneath, check_dir_beneath
+from models import AudioAsset, Tenant, Upload
 
 
 class Resolver:
@@ -18,9 +19,13 @@ class Resolver:
     reason; each distinct reference is read once. `discard()` drops what was staged when
     the submission is refused."""
 
-    def __init__(self, uploads: dict, root: Path | None, folder: PurePosixPath | ValueError | None):
+    def __init__(self, uploads: dict, root: Path | None, folder: PurePosixPath | ValueError | None,
+                 quota_bytes: int | None = None):
         self.uploads, self.root, self.folder = uploads, root, folder
         self.staged: dict[str, StagedAudio] = {}
+        # Staging stops at the tenant's whole quota: a submit can never fill the disk that
+        # every tenant's staging shares (what counts against the quota is checked later).
+        self.quota_bytes, self.staged_bytes = quota_bytes, 0
 
     def __call__(self, ref: AudioRef) -> StagedAudio:
         if isinstance(ref, UploadRef):
@@ -31,7 +36,14 @@ class Resolver:
             raise self.folder or ValueError("no audio folder")
         check_relative(ref, "audio")
         if ref not in self.staged:
-            self.staged[ref] = stage_beneath(self.root, str(self.folder / ref))
+            staged = stage_beneath(self.root, str(self.folder / ref))
+            self.staged_bytes += staged.bytes
+            if self.quota_bytes is not None and self.staged_bytes > self.quota_bytes:
+                staged.discard()
+                self.staged_bytes -= staged.bytes
+                raise ValueError(f"audio {ref!r}: the submission's files pass this tenant's storage quota "
+                                 f"of {self.quota_bytes} bytes")
+            self.staged[ref] = staged
         return self.staged[ref]
 
     def discard(self) -> None:
@@ -42,7 +54,8 @@ class Resolver:
 def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audio_dir: str | None) -> Resolver:
     uploads = _uploads(session, caller, {i.audio.upload_id for i in items if isinstance(i.audio, UploadRef)})
     folder = _folder(caller, audio_dir) if audio_dir or any(isinstance(i.audio, str) for i in items) else None
-    return Resolver(uploads, caller.audio_root, folder)
+    quota = session.scalar(select(Tenant.max_stored_bytes).where(Tenant.id == caller.tenant_id))
+    return Resolver(uploads, caller.audio_root, folder, quota)
 
 
 def _uploads(session: Session, caller: Caller, ids: set) -> dict:
@@ -65,10 +78,9 @@ def _folder(caller: Caller, audio_dir: str | None) -> PurePosixPath | ValueError
         return PurePosixPath(".")
     try:
         check_relative(audio_dir, "audio_dir", "the audio root")
-        if not (caller.audio_root / audio_dir).is_dir():
-            raise ValueError(f"audio_dir {audio_dir!r} is not a folder in the audio root")
+        check_dir_beneath(caller.audio_root, audio_dir)
+    except NotBeneath as exc:
+        return ValueError(f"audio_dir {audio_dir!r} is not a folder in the audio root ({exc})")
     except ValueError as exc:
         return exc
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        return ValueError(f"audio_dir {audio_dir!r}: {exc.strerror}")
     return PurePosixPath(audio_dir)

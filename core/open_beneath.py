@@ -24,15 +24,9 @@ class NotBeneath(ValueError):
 
 def open_beneath(root: Path, relative: str) -> int:
     """A read-only descriptor of `root/relative`; NotBeneath says why there is none."""
-    parts = PurePosixPath(relative).parts
-    if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
-        raise NotBeneath(f"{relative!r} is not a relative path inside the folder")
-    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself: set by an operator
+    parts = _parts(relative)
+    folder = _walk(root, parts[:-1], relative)
     try:
-        for part in parts[:-1]:
-            inner = _open_at(part, folder, _DIR_FLAGS, relative)
-            os.close(folder)
-            folder = inner
         fd = _open_at(parts[-1], folder, _FILE_FLAGS, relative)
     finally:
         os.close(folder)
@@ -41,6 +35,35 @@ def open_beneath(root: Path, relative: str) -> int:
         raise NotBeneath(f"{relative}: not a regular file")
     os.set_blocking(fd, True)
     return fd
+
+
+def check_dir_beneath(root: Path, relative: str) -> None:
+    """NotBeneath unless `root/relative` is a folder reached without a link."""
+    os.close(_walk(root, _parts(relative), relative))
+
+
+def _parts(relative: str) -> tuple[str, ...]:
+    parts = PurePosixPath(relative).parts
+    if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
+        raise NotBeneath(f"{relative!r} is not a relative path inside the folder")
+    return parts
+
+
+def _walk(root: Path, folders: tuple[str, ...], relative: str) -> int:
+    """A descriptor of the folder `folders` lead to from the root, each opened without following a link."""
+    try:
+        folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root itself: set by an operator
+    except OSError as exc:
+        raise NotBeneath(f"the audio root cannot be opened ({exc.strerror}): ask the operator") from None
+    try:
+        for part in folders:
+            inner = _open_at(part, folder, _DIR_FLAGS, relative)
+            os.close(folder)
+            folder = inner
+    except BaseException:
+        os.close(folder)
+        raise
+    return folder
 
 
 def _open_at(name: str, folder: int, flags: int, relative: str) -> int:

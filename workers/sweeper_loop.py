@@ -88,11 +88,14 @@ def run_forever() -> None:
             standing_by = False
             try:
                 sweeper.sweep()
-                retention.expire_uploads()
                 ALIVE_FILE.touch()
             except Exception as exc:
                 sweeper.database_was_unreachable |= database_unreachable(exc)
                 log.exception("sweeper: pass failed; trying again in %.1f s", interval)
+            try:  # apart: a store that is down must not make the sweeper look dead
+                retention.expire_uploads()
+            except Exception:
+                log.exception("sweeper: upload expiry failed; trying again in %.1f s", interval)
         elif lock.unreachable:
             sweeper.database_was_unreachable = True
         else:

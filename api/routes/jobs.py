@@ -2,10 +2,11 @@
 
 import mimetypes
 from pathlib import PurePosixPath
+from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 
 from api.audio_ingest import granted
@@ -13,7 +14,7 @@ from api.deps import CallerDep, SessionDep
 from api.evidence_chain import evidence_chain
 from api.presenters import job_out
 from api.schemas import JobOut
-from core.audio_store import ObjectMissing, audio_store
+from core.audio_store import LocalAudioStore, ObjectMissing, audio_store
 from models import Batch, Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -34,19 +35,37 @@ def evidence(job_id: UUID, session: SessionDep, caller: CallerDep) -> dict:
 
 
 @router.get("/{job_id}/audio", responses={**NOT_FOUND, 200: {"content": {"audio/*": {}}}})
-def audio(job_id: UUID, session: SessionDep, caller: CallerDep) -> FileResponse:
+def audio(job_id: UUID, session: SessionDep, caller: CallerDep) -> Response:
     """The job's audio as it was submitted (the stored copy), for listening to the spans its
     evidence cites."""
     job = _owned(session, caller.tenant_id, job_id)
     if not granted(session, caller.tenant_id, job.audio_id):
         raise HTTPException(404, f"the audio of job {job_id} is no longer stored")
+    name = _safe_name(job.audio_name)
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    store, digest = audio_store(), job.audio.sha256
     try:
-        path = audio_store().local_file(job.audio.sha256)
+        if isinstance(store, LocalAudioStore):  # a file: ranges, so the console's player can seek
+            return FileResponse(store.local_file(digest), media_type=media_type, filename=name,
+                                content_disposition_type="inline")
+        stream = store.open(digest)  # streamed through, not copied into this process's cache
     except ObjectMissing:
         raise HTTPException(404, f"the audio of job {job_id} is no longer stored") from None
-    name = PurePosixPath(job.audio_name or "audio").name
-    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=name, content_disposition_type="inline")
+    return StreamingResponse(_chunks(stream), media_type=media_type,
+                             headers={"Content-Length": str(job.audio.bytes),
+                                      "Content-Disposition": f"inline; filename*=utf-8''{quote(name)}"})
+
+
+def _chunks(stream, size: int = 1 << 20):
+    with stream:
+        while block := stream.read(size):
+            yield block
+
+
+def _safe_name(audio_name: str | None) -> str:
+    """The file name a download offers: the last part of the submitter's name, printable."""
+    name = PurePosixPath(audio_name or "audio").name
+    return "".join(c for c in name if c.isprintable()) or "audio"
 
 
 def _owned(session, tenant_id, job_id: UUID) -> Job:
