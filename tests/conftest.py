@@ -12,6 +12,8 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+pytest_plugins = ["tests.s3_server"]  # its `s3_server` fixture: a real S3 server, one per session
+
 ADMIN_URL = os.environ.get("AGR_TEST_ADMIN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("AGR_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -14,7 +14,6 @@ from botocore.exceptions import ClientError
 from core.audio_store import ObjectMissing, store_from
 from core.s3_audio_store import ObjectCorrupt, S3AudioStore, client_from_settings
 from core.settings import Settings
-from tests.s3_server import s3_server  # noqa: F401  (the fixture)
 
 
 def _settings(server, tmp_path, **overrides) -> Settings:

@@ -18,7 +18,6 @@ from api.keys import caller_for, create_key
 from core.audio_store import audio_store
 from models import AudioAsset, AudioGrant, Job, Tenant, ToolCall, Upload
 from models.db import session_scope
-from tests.s3_server import s3_server  # noqa: F401 (a fixture)
 from tests.stack import api_client, tone_wav
 from workers.perception.executor import cache_key
 from workers.retention import expire_uploads
