@@ -5,7 +5,7 @@ A tenant's file is opened beneath its audio root without following links
 (core/open_beneath.py) and read at submit only; from then on the service reads the
 stored copy. `store_staged` puts the objects in the store and grants the tenant its
 assets inside the submitting transaction, holding each asset's row, so retention
-(api/retention.py) can never delete an object a new job is about to use.
+(workers/retention.py) can never delete an object a new job is about to use.
 """
 
 import hashlib
