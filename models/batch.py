@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedAt, status_enum
@@ -14,10 +14,14 @@ class Batch(CreatedAt, Base):
 
     __tablename__ = "batches"
     # A retried submission with the same Idempotency-Key finds this batch instead of making two.
-    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        # A tenant's batches newest first, a page at a time (GET /v1/batches; migration 0008).
+        Index("ix_batches_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    tenant_id: Mapped[UUID | None] = mapped_column(ForeignKey("tenants.id"), index=True)  # None: CLI run
+    tenant_id: Mapped[UUID | None] = mapped_column(ForeignKey("tenants.id"))  # None: CLI run; indexed above
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[BatchStatus] = mapped_column(
         status_enum(BatchStatus), default=BatchStatus.VALIDATING

@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.audio import AudioAsset
@@ -14,10 +14,15 @@ class Job(CreatedAt, Base):
     """One question about one audio clip, and its final answer."""
 
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("batch_id", "custom_id"),)
+    __table_args__ = (
+        UniqueConstraint("batch_id", "custom_id"),  # also the index for a batch's jobs in custom_id order
+        # A batch's live counts by status (every status poll, every listing) by an
+        # index-only scan, and its jobs of one status (migration 0008).
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
+    )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
-    batch_id: Mapped[UUID] = mapped_column(ForeignKey("batches.id"), index=True)
+    batch_id: Mapped[UUID] = mapped_column(ForeignKey("batches.id"))  # indexed by both of the above
     custom_id: Mapped[str] = mapped_column(String(200))  # the submitter's item id
     audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"), index=True)
     # The audio as its submitter named it (a path under its root, an upload's filename): the
