@@ -9,9 +9,24 @@ from models import Batch, Job, JobStatus
 
 
 def request_counts(session: Session, batch_id) -> RequestCounts:
-    rows = dict(session.execute(
-        select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
-    ).all())
+    return counts_by_batch(session, [batch_id])[batch_id]
+
+
+def counts_by_batch(session: Session, batch_ids) -> dict:
+    """Each batch's live counts, by one aggregate over jobs(batch_id, status) for all of
+    them (an index-only scan): a page of 100 batches is one statement, not 100."""
+    ids = list(batch_ids)
+    rows: dict = {batch_id: {} for batch_id in ids}
+    if ids:
+        for batch_id, status, count in session.execute(
+            select(Job.batch_id, Job.status, func.count()).where(Job.batch_id.in_(ids))
+            .group_by(Job.batch_id, Job.status)
+        ):
+            rows[batch_id][status] = count
+    return {batch_id: _counts(found) for batch_id, found in rows.items()}
+
+
+def _counts(rows: dict) -> RequestCounts:
     n = lambda status: rows.get(status, 0)  # noqa: E731
     return RequestCounts(
         total=sum(rows.values()), queued=n(JobStatus.QUEUED), in_progress=n(JobStatus.IN_PROGRESS),
@@ -20,13 +35,15 @@ def request_counts(session: Session, batch_id) -> RequestCounts:
     )
 
 
-def batch_out(session: Session, batch: Batch) -> BatchOut:
+def batch_out(session: Session, batch: Batch, counts: RequestCounts | None = None) -> BatchOut:
+    """The batch as the API shows it; `counts` when the caller has them already (a listing
+    counts its whole page at once), else counted now."""
     return BatchOut(
         id=batch.id, name=batch.name, status=batch.status,
         pipeline=batch.options.get("pipeline", "agr"), options=batch.options,
         metadata=batch.batch_metadata or {}, source=batch.source, created_at=batch.created_at,
         expires_at=batch.expires_at, completed_at=batch.completed_at, cancelled_at=batch.cancelled_at,
-        ended_at=batch.ended_at, request_counts=request_counts(session, batch.id),
+        ended_at=batch.ended_at, request_counts=request_counts(session, batch.id) if counts is None else counts,
         output_file=f"/v1/batches/{batch.id}/output", error_file=f"/v1/batches/{batch.id}/errors",
     )
 
@@ -53,7 +70,8 @@ def correctness(job: Job) -> bool | None:
 
 def result_line(job: Job) -> dict:
     """One line of the output or error file: the item as submitted, and what became of it.
-    Enough to score it or export it in a benchmark's format without another request."""
+    Enough to score it or export it in a benchmark's format without another request.
+    `job` may be a row of RESULT_COLUMNS instead (the files are read as columns, in chunks)."""
     return {
         "custom_id": job.custom_id, "job_id": str(job.id), "status": str(job.status),
         "answer": job.answer, "raw_answer": job.raw_answer, "normalisation": job.normalisation,
@@ -63,15 +81,24 @@ def result_line(job: Job) -> dict:
     }
 
 
+# The columns result_line, and benchmark_item with prediction_of, read: selected as rows
+# (same names, same values), the files and the score need no ORM objects.
+RESULT_COLUMNS = (Job.custom_id, Job.id, Job.status, Job.answer, Job.raw_answer, Job.normalisation,
+                  Job.confidence, Job.reasoning, Job.error, Job.question, Job.choices, Job.reference_answer,
+                  Job.item_metadata)
+SCORE_COLUMNS = (Job.custom_id, Job.question, Job.choices, Job.reference_answer, Job.item_metadata,
+                 Job.status, Job.answer, Job.raw_answer)
+
+
 def benchmark_item(job: Job) -> dict:
-    """The job as a benchmark item, for core.scoring."""
+    """The job as a benchmark item, for core.scoring (or a row of SCORE_COLUMNS)."""
     return {"id": job.custom_id, "question": job.question, "choices": job.choices,
             "answer": job.reference_answer, **(job.item_metadata or {})}
 
 
 def prediction_of(job: Job) -> str | None:
     """What the benchmark scripts would read: the mapped choice, else the raw reply;
-    None (no prediction) for a job that never answered."""
+    None (no prediction) for a job that never answered. (A row of SCORE_COLUMNS will do.)"""
     if job.status != JobStatus.SUCCEEDED:
         return None
     return job.answer if job.answer is not None else (job.raw_answer or "")

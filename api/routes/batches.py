@@ -10,13 +10,14 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
-from api.presenters import batch_out, benchmark_item, job_out, prediction_of, result_line
+from api.presenters import (RESULT_COLUMNS, SCORE_COLUMNS, batch_out, benchmark_item, counts_by_batch, job_out,
+                            prediction_of, result_line)
 from api.schemas import BatchCreate, BatchList, BatchOut, JobList
 from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.tenant_audio import resolver_for
@@ -34,6 +35,7 @@ NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
 OUTPUT_STATUSES = (JobStatus.SUCCEEDED,)
 ERROR_STATUSES = (JobStatus.ERRORED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 DELETABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)  # ended
+RESULT_CHUNK = 1000  # jobs per chunk of an output or error file, and per fetch of /score's cursor
 
 
 @router.post("", status_code=201, response_model=BatchOut,
@@ -76,9 +78,13 @@ def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Q
     query = select(Batch).where(Batch.tenant_id == caller.tenant_id)
     if after is not None:
         pivot = _owned(session, caller, after)
-        query = query.where((Batch.created_at, Batch.id) < (pivot.created_at, pivot.id))
+        # A row comparison in SQL (a Python tuple's `<` would drop the id tie-break), on
+        # the index batches(tenant_id, created_at, id).
+        query = query.where(tuple_(Batch.created_at, Batch.id) < tuple_(pivot.created_at, pivot.id))
     batches = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)).all()
-    return BatchList(data=[batch_out(session, b) for b in batches[:limit]], has_more=len(batches) > limit)
+    page = batches[:limit]
+    counts = counts_by_batch(session, [b.id for b in page])  # the whole page's counts in one statement
+    return BatchList(data=[batch_out(session, b, counts[b.id]) for b in page], has_more=len(batches) > limit)
 
 
 @router.get("/{batch_id}", response_model=BatchOut, responses=NOT_FOUND)
@@ -169,18 +175,43 @@ def score_batch(batch_id: UUID, session: SessionDep, caller: CallerDep,
     and per modality, category, sub-category and difficulty; `official` drops items without
     a prediction (as the benchmark scripts do), `strict` counts them wrong."""
     _owned(session, caller, batch_id)
-    jobs = session.scalars(select(Job).where(Job.batch_id == batch_id).order_by(Job.custom_id)).all()
-    report = score([benchmark_item(j) for j in jobs], {j.custom_id: prediction_of(j) for j in jobs}, rule)
-    return report.as_json()
+    # Only the columns scoring reads, through a server-side cursor a chunk at a time: one
+    # statement whatever the size, and no ORM object per job.
+    rows = session.execute(select(*SCORE_COLUMNS).where(Job.batch_id == batch_id).order_by(Job.custom_id)
+                           .execution_options(yield_per=RESULT_CHUNK))
+    items, predictions = [], {}
+    for row in rows:
+        items.append(benchmark_item(row))
+        predictions[row.custom_id] = prediction_of(row)
+    return score(items, predictions, rule).as_json()
 
 
 def _result_file(session, caller: Caller, batch_id: UUID, statuses) -> Response:
+    """The file streamed in chunks of RESULT_CHUNK jobs in custom_id order, each chunk read
+    after the one before was sent, by keyset (custom_id > the last one sent) in a short
+    transaction of its own: memory stays one chunk whatever the batch's size, and a slow
+    download holds no connection of the pool between chunks. The first chunk is read here,
+    so a missing batch is a 404 and an unreachable database a 503, not a broken stream."""
     _owned(session, caller, batch_id)
-    jobs = session.scalars(
-        select(Job).where(Job.batch_id == batch_id, Job.status.in_(statuses)).order_by(Job.custom_id)
-    ).all()
-    lines = [json.dumps(result_line(j), ensure_ascii=False) + "\n" for j in jobs]
-    return StreamingResponse(iter(lines), media_type="application/x-ndjson")
+    first = _result_chunk(session, batch_id, statuses, after=None)
+    return StreamingResponse(_result_chunks(batch_id, statuses, first), media_type="application/x-ndjson")
+
+
+def _result_chunk(session, batch_id: UUID, statuses, after: str | None) -> list:
+    query = select(*RESULT_COLUMNS).where(Job.batch_id == batch_id, Job.status.in_(statuses))
+    if after is not None:
+        query = query.where(Job.custom_id > after)
+    return session.execute(query.order_by(Job.custom_id).limit(RESULT_CHUNK)).all()
+
+
+def _result_chunks(batch_id: UUID, statuses, rows: list):
+    while True:
+        if rows:
+            yield "".join(json.dumps(result_line(row), ensure_ascii=False) + "\n" for row in rows)
+        if len(rows) < RESULT_CHUNK:
+            return
+        with session_scope() as session:
+            rows = _result_chunk(session, batch_id, statuses, after=rows[-1].custom_id)
 
 
 def _owned(session, caller: Caller, batch_id: UUID) -> Batch:
