@@ -29,6 +29,10 @@ class Step(CreatedAt, Base):
         Index("ix_steps_send_due_at", "send_due_at", postgresql_where=text("send_due_at IS NOT NULL")),
         Index("ix_steps_queued_kind_sent_seq", "kind", "sent_seq", postgresql_where=text("status = 'queued'")),
         Index("ix_steps_claimed_at", "claimed_at"),
+        # A queue's window: messages out and not yet claimed. GPU batch-mates are picked
+        # and locked from it (workers/step_claim.py) without reading the backlog behind it.
+        Index("ix_steps_window_kind_sent_seq", "kind", "sent_seq",
+              postgresql_where=text("status = 'queued' AND send_due_at IS NULL AND sent_seq IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -1,8 +1,8 @@
 """The audit's record of each execution of a step (models/step_attempt.py).
 
-Each function runs in the caller's transaction, so an attempt is recorded exactly when
-its claim or its end is: a claim that rolled back left no row, an end that rolled back
-left the attempt open.
+Each function (and the claim's own statement, workers/step_claim.py) runs in the caller's
+transaction, so an attempt is recorded exactly when its claim or its end is: a claim that
+rolled back left no row, an end that rolled back left the attempt open.
 """
 
 import os
@@ -16,10 +16,15 @@ from models import StepAttempt
 LAPSED = "lapsed: its worker died or stopped renewing its lease"
 
 
+def worker() -> str:
+    """Who runs an attempt: host and process id. Read each time: a prefork child is not
+    the process this module loaded in."""
+    return f"{socket.gethostname()}:{os.getpid()}"[:300]
+
+
 def started(session, step_id: int, attempt: int) -> None:
-    # The process id is read now: a prefork child is not the process this module loaded in.
-    worker = f"{socket.gethostname()}:{os.getpid()}"[:300]
-    session.execute(insert(StepAttempt).values(step_id=step_id, attempt=attempt, worker=worker)
+    """(A claim opens its attempt's row in its own statement: workers/step_claim.py.)"""
+    session.execute(insert(StepAttempt).values(step_id=step_id, attempt=attempt, worker=worker())
                     .on_conflict_do_nothing(index_elements=["step_id", "attempt"]))
 
 

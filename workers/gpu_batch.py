@@ -25,17 +25,13 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from core.database_outage import database_unreachable, through_outage
 from core.settings import get_settings
-from models import Job, Step, StepKind, StepStatus
-from models.db import session_scope
-from models.status import TERMINAL_JOB_STATUSES
+from models import StepKind
 from workers import outbox
 from workers.lease import LeaseLost, LeaseRenewal
 from workers.routing import PERCEPTION_QUEUE
-from workers.step_claim import StepClaim, claim_step
+from workers.step_claim import StepClaim, claim_batch_mates
 from workers.step_runner import claim_with_patience, fail_attempt, settle
 from workers.steps import perceive_gpu
 
@@ -149,19 +145,17 @@ def end_unsettled(taken: TakenBatch, exc: BaseException) -> None:
 
 
 def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> list[StepClaim]:
-    """Claim up to `limit` queued GPU steps, waiting up to `wait_s` for them to appear."""
+    """Claim up to `limit` queued GPU steps, waiting up to `wait_s` for them to appear. Each
+    try is one statement that picks and claims (workers/step_claim.py), skipping the rows
+    another GPU worker is claiming: two workers on one queue never wait on each other."""
     claims: list[StepClaim] = []
-    tried = set(exclude)  # claimed, or refused (another worker took it first)
+    exclude = set(exclude)
     deadline = time.monotonic() + wait_s
     try:
         while len(claims) < limit:
-            made = len(claims)
-            for candidate in _queued_gpu_steps(limit - len(claims), tried):
-                tried.add(candidate)
-                claim = claim_step(candidate)
-                if claim is not None:
-                    claims.append(claim)
-            if len(claims) > made:
+            taken = claim_batch_mates(StepKind.PERCEIVE_GPU, limit - len(claims), exclude)
+            claims += taken
+            if taken:
                 outbox.top_up([PERCEPTION_QUEUE])  # the window's room, refilled fairly
             if len(claims) >= limit or time.monotonic() >= deadline:
                 break
@@ -173,22 +167,3 @@ def claim_waiting(limit: int, wait_s: float, exclude: Iterable[int] = ()) -> lis
         log.warning("taking GPU batch-mates failed%s; going on with %d: %s",
                     " (database unreachable)" if database_unreachable(exc) else "", len(claims), exc)
     return claims
-
-
-def _queued_gpu_steps(limit: int, exclude: set[int]) -> list[int]:
-    """GPU steps whose messages are out and unclaimed, in the order they were sent (by
-    their numbers, which the partial index on (kind, sent_seq) reads without touching the
-    backlog behind the window)."""
-    with session_scope() as session:
-        return list(
-            session.scalars(
-                select(Step.id)
-                .join(Job, Job.id == Step.job_id)
-                .where(Step.kind == StepKind.PERCEIVE_GPU, Step.status == StepStatus.QUEUED,
-                       Step.sent_seq.is_not(None), Step.send_due_at.is_(None),  # in the window
-                       Step.attempts == 0,  # a step tried before runs alone, by its own message
-                       Job.status.not_in(TERMINAL_JOB_STATUSES), Step.id.not_in(exclude))
-                .order_by(Step.sent_seq)
-                .limit(limit)
-            )
-        )
