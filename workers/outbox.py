@@ -88,6 +88,14 @@ def top_up(queues: Iterable[str] = QUEUES, wait: bool = False, least: int | None
     return sent
 
 
+def has_room(session, queue: str) -> bool:
+    """Whether a top-up of `queue` would send anything now (half its window fits), read in
+    the caller's transaction: a claim or a commit asks so in its own transaction, and only
+    then pays for a top-up's (its lock, its room check, its fair pick)."""
+    window = get_settings().dispatch_window
+    return window - fair_dispatch.in_window(session, queue, window) >= max(1, window // 2)
+
+
 def send_now(step_ids: Iterable[int], urgent: bool = False) -> int:
     """Send the messages of these steps that are due, whatever their queues' windows hold;
     returns how many were sent. The sweeper's re-sends (urgent: ahead of the backlog) go

@@ -5,7 +5,8 @@ output, its message due in the outbox (workers/outbox.py), and only after that c
 its queue's window topped up: a crash anywhere leaves either nothing done (the step is
 re-run) or a persisted successor, due, that the next top-up sends. Never a message
 pointing at state that does not exist. A claim tops up its own queue's window too: its
-message left it.
+message left it. Both ask whether the window has room in their own transaction, so the
+top-up's own transaction is paid only when it will send (once per half a window).
 """
 
 import logging
@@ -23,7 +24,7 @@ from workers.job_state import finish_job_with_error
 from workers.lease import LeaseLost, LeaseRenewal, lease_heartbeat
 from workers.perception.tools.base import calls_as_json
 from workers.routing import queue_of
-from workers.step_claim import StepClaim, claim_step, fenced
+from workers.step_claim import StepClaim, claim_in, fenced
 from workers.steps import NextStep, handler_for
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,17 @@ def claim_with_patience(step_id: int, message_seq: int | None = None) -> StepCla
     """The claim, waiting out a database outage with the message still held (unacked),
     so it is neither lost nor sent twice. A claim made tops up its queue's window: the
     next due step's message goes out while this one works."""
-    claim = through_outage(lambda: claim_step(step_id, message_seq), f"claiming step {step_id}")
-    if claim is not None:
+    claim, room = through_outage(lambda: _claim(step_id, message_seq), f"claiming step {step_id}")
+    if room:
         outbox.top_up([queue_of(claim.kind)])
     return claim
+
+
+def _claim(step_id: int, message_seq: int | None) -> tuple[StepClaim | None, bool]:
+    """The claim, and whether its queue's window has room for a top-up now."""
+    with session_scope() as session:
+        claim = claim_in(session, step_id, message_seq)
+        return claim, claim is not None and outbox.has_room(session, queue_of(claim.kind))
 
 
 def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
@@ -76,7 +84,8 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
 
 
 def _commit(claim: StepClaim, handler, result) -> StepKind | None:
-    """Commit the result and persist the successor step; returns the successor's kind."""
+    """Commit the result and persist the successor step; returns the successor's kind if
+    its queue's window has room for a top-up now (otherwise a later top-up sends it)."""
     with session_scope() as session:
         owned = session.execute(
             update(Step)
@@ -92,6 +101,8 @@ def _commit(claim: StepClaim, handler, result) -> StepKind | None:
             # Cancelled or expired while this step worked: the step is settled, but the job
             # keeps its status and gets no successor.
             attempt_log.ended(session, claim.step_id, claim.attempt, "done; its job had ended, so nothing follows")
+            if hasattr(handler, "keep_partial"):
+                handler.keep_partial(session, claim, result)
             _settle_cancelled_batch(session, claim.job_id)
             return None
         attempt_log.ended(session, claim.step_id, claim.attempt, "done")
@@ -99,7 +110,7 @@ def _commit(claim: StepClaim, handler, result) -> StepKind | None:
         if next_step is None:
             return None
         persist_step(session, claim.job_id, next_step)
-        return next_step.kind
+        return next_step.kind if outbox.has_room(session, queue_of(next_step.kind)) else None
 
 
 def _job_ended(session, job_id) -> bool:

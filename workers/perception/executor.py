@@ -7,7 +7,13 @@
    tool on the same stored bytes with the same model and args: copy it instead of
    computing again. The key names the tenant, so a hit (shown in the audit) never tells
    one tenant that another has analysed the same audio.
-Each call's row is committed as soon as it exists, before the next call starts.
+Reading what a round has (its stored rows, the cache hits, which are copied, and the
+no-speech skips) is one transaction for all its calls. A GPU call's row is committed as
+soon as its batch's results exist (workers/steps/perceive_gpu.py); a CPU round's rows
+are committed together in its step's own fenced commit (workers/steps/perceive_cpu.py):
+one transaction instead of one per call, written only by the execution that owns the
+step. A crash mid-round then re-runs that round's CPU calls (milliseconds to seconds of
+CPU), never a model's forward pass.
 """
 
 import hashlib
@@ -18,6 +24,7 @@ from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
 
 from core.audio_store import ObjectMissing, audio_store
 from core.database_outage import through_outage
@@ -51,6 +58,14 @@ def cache_key(audio_sha256: str, tool: str, model: str, args: dict, tenant: UUID
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def store_rows(session: Session, rows: list[dict]) -> None:
+    """Store rows computed by `RoundExecutor.keep_unsaved`, in the caller's transaction (a
+    row stored already is kept)."""
+    if rows:
+        session.execute(insert(ToolCall).values(rows).on_conflict_do_nothing(
+            index_elements=["job_id", "iteration", "call_index"]))
+
+
 class RoundExecutor:
     """One perception round for one job; decodes the audio at most once, and only if needed."""
 
@@ -59,6 +74,8 @@ class RoundExecutor:
         self.job_id, self.iteration, self.tenant_id = job_id, iteration, tenant_id
         self.audio_name, self.audio_sha256 = audio_name, audio_sha256
         self._clip: AudioClip | None = None
+        self._rows: dict[int, ToolCall] = {}  # this round's rows, by call index, as read or written here
+        self.unsaved: list[dict] = []  # computed rows still to be stored (`store_rows`)
 
     def run(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
         """Every call of `device` ("cpu"/"gpu"; None: all) computed or reused, in plan order."""
@@ -67,26 +84,35 @@ class RoundExecutor:
         return self.outcomes(calls, device)
 
     def pending(self, calls: list[PlannedCall], device: str | None = None) -> list[tuple[int, PlannedCall]]:
-        """The calls that still need their tool run: no stored row, no cache hit, not skipped."""
-        todo = []
-        for index, call in enumerate(calls):
-            if device is not None and TOOLS[call.tool].device != device:
-                continue
-            if self._stored(index) or self._from_cache(index, call) or self._skipped(index, call):
-                continue
-            todo.append((index, call))
+        """The calls that still need their tool run: no stored row, no cache hit, not
+        skipped. One transaction: the round's rows, the cache hits (copied) and the skips."""
+        with session_scope() as session:
+            self._load_rows(session)
+            wanted = [(index, call) for index, call in enumerate(calls)
+                      if (device is None or TOOLS[call.tool].device == device) and index not in self._rows]
+            hits = self._cache_hits(session, [call for _, call in wanted])
+            todo = []
+            for index, call in wanted:
+                hit = hits.get(self._key(call))
+                if hit is not None:
+                    self._insert(session, self._values(index, call, ToolResult(hit.output, hit.text), None, 0.0,
+                                                       cache_hit=True))
+                elif call.needs_speech and self._speech_found() is False:
+                    self._insert(session, self._values(index, call, NO_SPEECH, None, 0.0))
+                else:
+                    todo.append((index, call))
         return todo
 
     def outcomes(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
-        rows = [
-            (index, self._stored(index))
-            for index, call in enumerate(calls)
-            if device is None or TOOLS[call.tool].device == device
-        ]
-        missing = [index for index, row in rows if row is None]
+        indices = [index for index, call in enumerate(calls) if device is None or TOOLS[call.tool].device == device]
+        if any(index not in self._rows for index in indices):
+            with session_scope() as session:
+                self._load_rows(session)
+        missing = [index for index in indices if index not in self._rows]
         if missing:
             raise RuntimeError(f"tool calls {missing} of round {self.iteration} have no stored result")
-        return [CallOutcome(index, row.tool, row.args, row.text) for index, row in rows]
+        return [CallOutcome(index, self._rows[index].tool, self._rows[index].args, self._rows[index].text)
+                for index in indices]
 
     def clip_for(self, call: PlannedCall) -> AudioClip:
         """The call's window of the audio (the whole file without one)."""
@@ -101,28 +127,48 @@ class RoundExecutor:
             self._clip = load_audio(path, name=self.audio_name)
         return self._clip
 
-    def save(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
-             latency_ms: float, batch_size: int = 1, cache_hit: bool = False) -> ToolCall:
-        tool = TOOLS[call.tool]
-        values = dict(
+    def _values(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
+                latency_ms: float, batch_size: int = 1, cache_hit: bool = False) -> dict:
+        return dict(
             job_id=self.job_id, iteration=self.iteration, call_index=index, tool=call.tool,
             model=model_of(call)[:300], args=call.args, output=result.output, text=result.text,
-            error=error, latency_ms=latency_ms, device=tool.device, batch_size=batch_size,
+            error=error, latency_ms=latency_ms, device=TOOLS[call.tool].device, batch_size=batch_size,
             cache_key=self._key(call),
             cache_hit=cache_hit,
         )
 
+    def _insert(self, session: Session, values: dict) -> None:
+        """Insert the row once; the round's row is what is stored (an earlier one wins)."""
+        row = session.scalar(insert(ToolCall).values(**values).on_conflict_do_nothing(
+            index_elements=["job_id", "iteration", "call_index"]).returning(ToolCall))
+        self._rows[values["call_index"]] = row if row is not None else session.scalar(
+            select(ToolCall).filter_by(job_id=self.job_id, iteration=self.iteration, call_index=values["call_index"]))
+
+    def save(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
+             latency_ms: float, batch_size: int = 1, cache_hit: bool = False) -> ToolCall:
+        """Store one call's row now, in its own transaction."""
+        values = self._values(index, call, result, error, latency_ms, batch_size, cache_hit)
+
         def store() -> None:
             with session_scope() as session:
-                session.execute(
-                    insert(ToolCall).values(**values).on_conflict_do_nothing(
-                        index_elements=["job_id", "iteration", "call_index"]
-                    )
-                )
+                self._insert(session, values)
 
         # A result paid for is kept through a database outage, not computed again after it.
         through_outage(store, f"storing a {call.tool} result")
-        return self._stored(index)
+        return self._rows[index]
+
+    def keep_unsaved(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
+                     latency_ms: float) -> None:
+        """A computed result kept in memory, to be stored by `store_rows` in the step's
+        own commit; the round's evidence reads it meanwhile."""
+        values = self._values(index, call, result, error, latency_ms)
+        self.unsaved.append(values)
+        self._rows[index] = ToolCall(**values)
+
+    def _load_rows(self, session: Session) -> None:
+        for row in session.scalars(select(ToolCall).where(ToolCall.job_id == self.job_id,
+                                                          ToolCall.iteration == self.iteration)):
+            self._rows.setdefault(row.call_index, row)
 
     def _stored(self, index: int) -> ToolCall | None:
         with session_scope() as session:
@@ -137,39 +183,35 @@ class RoundExecutor:
     def _key(self, call: PlannedCall) -> str:
         return cache_key(self.audio_sha256, call.tool, model_of(call), call.args, self.tenant_id)
 
-    def _from_cache(self, index: int, call: PlannedCall) -> ToolCall | None:
-        key = self._key(call)
-        with session_scope() as session:
-            hit = session.scalar(
-                select(ToolCall).where(
-                    ToolCall.cache_key == key,
-                    ToolCall.error.is_(None),
-                    ToolCall.output["skipped"].as_string().is_(None),
-                ).limit(1)
-            )
-        if hit is None:
-            return None
-        return self.save(index, call, ToolResult(hit.output, hit.text), None, 0.0, cache_hit=True)
-
-    def _skipped(self, index: int, call: PlannedCall) -> ToolCall | None:
-        if not call.needs_speech or self._speech_found() is not False:
-            return None
-        return self.save(index, call, NO_SPEECH, None, 0.0)
+    def _cache_hits(self, session: Session, calls: list[PlannedCall]) -> dict[str, ToolCall]:
+        """A stored real result (no error, no skip) for each of these calls' keys that has one."""
+        keys = sorted({self._key(call) for call in calls})
+        if not keys:
+            return {}
+        rows = session.scalars(
+            select(ToolCall).where(
+                ToolCall.cache_key.in_(keys),
+                ToolCall.error.is_(None),
+                ToolCall.output["skipped"].as_string().is_(None),
+            ).distinct(ToolCall.cache_key).order_by(ToolCall.cache_key, ToolCall.id)
+        )
+        return {row.cache_key: row for row in rows}
 
     def _speech_found(self) -> bool | None:
         """Whether this round's voice-activity call found speech; None when it has none."""
-        with session_scope() as session:
-            output = session.scalar(
-                select(ToolCall.output).where(
-                    ToolCall.job_id == self.job_id,
-                    ToolCall.iteration == self.iteration,
-                    ToolCall.tool == "voice_activity",
-                    ToolCall.error.is_(None),
-                )
-            )
+        output = next((row.output for row in self._rows.values()
+                       if row.tool == "voice_activity" and row.error is None), None)
         return None if output is None else bool(output.get("segments"))
 
     def compute(self, index: int, call: PlannedCall) -> ToolCall:
+        """Run the call's tool and store its row now."""
+        return self.save(index, call, *self._run(call))
+
+    def compute_unsaved(self, index: int, call: PlannedCall) -> None:
+        """Run the call's tool; its row is stored with the step's commit (`store_rows`)."""
+        self.keep_unsaved(index, call, *self._run(call))
+
+    def _run(self, call: PlannedCall) -> tuple[ToolResult, str | None, float]:
         self.audio()  # outside the try: undecodable audio fails the whole step
         confirm_lease()  # no model run for a step another worker owns now
         started = time.perf_counter()
@@ -177,4 +219,4 @@ class RoundExecutor:
             result, error = TOOLS[call.tool].run(self.clip_for(call), call.args), None
         except BadAudioError as exc:  # e.g. a window outside the clip: the agent's mistake
             result, error = ToolResult({}, f"tool error: {exc}"), str(exc)
-        return self.save(index, call, result, error, (time.perf_counter() - started) * 1000)
+        return result, error, (time.perf_counter() - started) * 1000

@@ -10,7 +10,7 @@ from workers.reasoning import answerer
 from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
 from workers.reasoning.json_reply import as_confidence
-from workers.steps.context import load_iteration, load_job
+from workers.steps.context import load_job_and_iteration
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,10 @@ class FinalAnswer:
 
 
 def execute(claim) -> FinalAnswer:
-    job = load_job(claim.job_id)
+    job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     if job.pipeline == "direct":
-        return _direct_answer(claim, job)
-    document = load_iteration(claim.job_id, claim.iteration).document
+        return _direct_answer(job, current)
+    document = current.document
     reply = ask_agent(
         claim.job_id, claim.iteration, "answerer",
         answerer.messages(job.question, job.choices, document),
@@ -41,9 +41,9 @@ def execute(claim) -> FinalAnswer:
     return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, parsed.get("reasoning"))
 
 
-def _direct_answer(claim, job) -> FinalAnswer:
+def _direct_answer(job, current) -> FinalAnswer:
     """The `direct` pipeline: the audio-language model's own reply is the answer."""
-    evidence = load_iteration(claim.job_id, claim.iteration).evidence
+    evidence = current.evidence
     reply = next((e["text"] for e in evidence if e["tool"] == "audio_qa"), "")
     if not reply or reply.startswith("tool error"):
         raise RuntimeError(f"the audio-language model gave no answer: {reply or 'empty reply'}")

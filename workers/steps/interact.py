@@ -12,7 +12,7 @@ from workers.perception import catalogue
 from workers.reasoning import interaction
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
-from workers.steps.context import load_iteration, load_job
+from workers.steps.context import load_job_and_iteration
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,7 @@ class ToolPlan:
 
 
 def execute(claim) -> ToolPlan:
-    job = load_job(claim.job_id)
-    current = load_iteration(claim.job_id, claim.iteration)
+    job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     tools = catalogue.of_job(job.catalogue_version)
     reply = ask_agent(
         claim.job_id, claim.iteration, "interaction",

@@ -1,10 +1,12 @@
 """First step of a perception round: its CPU tools. It closes the round itself when the
 round has no GPU call, and otherwise hands over to the round's GPU step, giving it the
-round's stored calls."""
+round's stored calls. Its tools' results are stored in its own fenced commit, with the
+iteration or the GPU step they lead to (workers/perception/executor.py)."""
 
 from dataclasses import dataclass
 
 from models import StepKind
+from workers.perception.executor import store_rows
 from workers.steps import NextStep
 from workers.steps.perception_round import Round, write_iteration
 
@@ -14,17 +16,24 @@ class CpuRoundResult:
     evidence: list[dict] | None  # None: the GPU step completes the round
     pipeline: str
     calls: tuple  # the round's calls, for its GPU step
+    tool_calls: tuple = ()  # rows of the calls computed here, stored by the commit
 
 
 def execute(claim) -> CpuRoundResult:
     round_ = Round(claim)
     for index, call in round_.pending("cpu"):
-        round_.executor.compute(index, call)
+        round_.executor.compute_unsaved(index, call)
     evidence = None if round_.has_gpu_calls else round_.evidence()
-    return CpuRoundResult(evidence, round_.pipeline, tuple(round_.calls))
+    return CpuRoundResult(evidence, round_.pipeline, tuple(round_.calls), tuple(round_.executor.unsaved))
+
+
+def keep_partial(session, claim, result: CpuRoundResult) -> None:
+    """Its job ended while it worked: the results it paid for are kept (no successor)."""
+    store_rows(session, list(result.tool_calls))
 
 
 def commit(session, claim, result: CpuRoundResult) -> NextStep:
+    store_rows(session, list(result.tool_calls))
     if result.evidence is None:
         return NextStep(claim.iteration, StepKind.PERCEIVE_GPU, calls=result.calls)
     return write_iteration(session, claim, result.evidence, result.pipeline)

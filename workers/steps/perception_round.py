@@ -19,7 +19,7 @@ from workers.perception.tools import TOOLS, PlannedCall
 from workers.pipelines import after_first_document, first_round_calls
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
-from workers.steps.context import load_iteration, load_job, load_step_calls
+from workers.steps.context import load_round
 
 
 class ToolUnavailableError(RuntimeError):
@@ -29,11 +29,9 @@ class ToolUnavailableError(RuntimeError):
 class Round:
     def __init__(self, claim):
         self.iteration = claim.iteration
-        job = load_job(claim.job_id)
+        job, stored, before = load_round(claim.job_id, claim.step_id, claim.iteration)
         self.pipeline = job.pipeline
-        before = None if claim.iteration == 0 else load_iteration(claim.job_id, claim.iteration - 1)
         self.previous: list[dict] = [] if before is None else list(before.evidence)
-        stored = load_step_calls(claim.step_id)
         self.calls: list[PlannedCall] = stored if stored is not None else _planned_as_before(job, before)
         unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
         if unknown:

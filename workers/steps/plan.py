@@ -8,12 +8,12 @@ from workers.perception import catalogue
 from workers.reasoning import planner
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
-from workers.steps.context import load_iteration, load_job
+from workers.steps.context import load_job_and_iteration
 
 
 def execute(claim) -> dict:
-    job = load_job(claim.job_id)
-    document = load_iteration(claim.job_id, claim.iteration).document
+    job, current = load_job_and_iteration(claim.job_id, claim.iteration)
+    document = current.document
     tools = list(catalogue.of_job(job.catalogue_version).tools)
     reply = ask_agent(
         claim.job_id, claim.iteration, "planner",
