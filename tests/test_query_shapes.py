@@ -156,3 +156,18 @@ def test_an_empty_batch_and_another_tenants_batch(app_client, audio_id):
     assert app_client.get(f"/v1/batches/{empty}", headers=headers).json()["request_counts"]["total"] == 0
     for suffix in ("", "/output", "/errors", "/score"):
         assert app_client.get(f"/v1/batches/{theirs}{suffix}", headers=headers).status_code == 404
+
+
+def test_pages_of_batches_made_in_the_same_instant_skip_none(app_client, audio_id):
+    headers, batch_ids = _tenant(3, 1, audio_id)
+    with session_scope() as session:  # one created_at for all three, as batches made in one transaction have
+        session.execute(text("UPDATE batches SET created_at = now() WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                        {"ids": batch_ids})
+    seen, after = [], ""
+    while True:
+        page = app_client.get(f"/v1/batches?limit=1{after}", headers=headers).json()
+        seen += [b["id"] for b in page["data"]]
+        if not page["has_more"]:
+            break
+        after = f"&after={seen[-1]}"
+    assert seen == sorted(batch_ids, reverse=True)
