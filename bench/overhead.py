@@ -12,8 +12,13 @@ worker of AGR_REASONING_CONCURRENCY):
   instant LLM, so the LLM client's own cost can be told apart from our bookkeeping's.
 
 Prints a table and writes bench/results/overhead.json: jobs/s of each and their `ratio`
-(target >= 0.5), Postgres rows and bytes written per job, and each worker process's peak
-memory. Run: .venv/bin/python bench/overhead.py [--jobs N]
+(target >= 0.5), Postgres rows and bytes written per job, each worker process's peak
+memory, and where the CPU went while the measured batch ran (CPU ms per job of each
+worker, the sweeper, Postgres, Redis and this process, which submits, polls and serves
+the scripted LLM): on 2 cores, throughput is what the CPU allows. With --transactions,
+ours also reports the transactions (COMMITs and ROLLBACKs) and rows written per job and
+per step, as Postgres counted them for the whole database (pg_stat_database).
+Run: .venv/bin/python bench/overhead.py [--jobs N] [--transactions]
 """
 
 import argparse
@@ -74,6 +79,76 @@ class PeakMemory:
         peak["tree_mib"] = max(peak["tree_mib"], sum(rss.values()))
 
 
+class CpuUse:
+    """CPU seconds (user + system) that each process tree used between start and stop."""
+
+    def __init__(self, roots: dict[str, list[int]]):
+        self.roots = roots
+        self._start: dict[str, dict[int, float]] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        sample = {}
+        for role, pids in self.roots.items():
+            per_pid = {}
+            for pid in pids:
+                try:
+                    root = psutil.Process(pid)
+                    # This process's children are the workers and services, counted as theirs.
+                    children = [] if pid == os.getpid() else root.children(recursive=True)
+                    for proc in [root, *children]:
+                        times = proc.cpu_times()
+                        per_pid[proc.pid] = times.user + times.system
+                except psutil.NoSuchProcess:
+                    continue
+            sample[role] = per_pid
+        return sample
+
+    def __enter__(self):
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *_):
+        end = self._sample()
+        for role, per_pid in end.items():
+            before = self._start.get(role, {})
+            self.seconds[role] = sum(t - before.get(pid, 0.0) for pid, t in per_pid.items())
+
+
+def service_pids(folder: Path) -> dict[str, list[int]]:
+    """The bench's private Postgres (its postmaster) and Redis, found by their data folder."""
+    found: dict[str, list[int]] = {"postgres": [], "redis": []}
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "ppid"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(folder) not in cmdline:
+            continue
+        name = proc.info["name"] or ""
+        if name.startswith("postgres") and " -D " in f" {cmdline} ":
+            found["postgres"].append(proc.info["pid"])
+        elif "redis" in name:
+            found["redis"].append(proc.info["pid"])
+    return found
+
+
+def cpu_roots(workers: dict, folder: Path) -> dict[str, list[int]]:
+    return {**{role: [proc.pid] for role, proc in workers.items()}, **service_pids(folder),
+            "bench (submit, poll, scripted LLM)": [os.getpid()]}
+
+
+def transaction_counts() -> tuple[int, int]:
+    """This database's transactions (committed + rolled back) and rows written so far, as
+    the server counts them for every process (the workers' included)."""
+    from sqlalchemy import text
+
+    from models.db import session_scope
+
+    with session_scope() as session:
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return tuple(session.execute(text(
+            "SELECT xact_commit + xact_rollback, tup_inserted + tup_updated + tup_deleted "
+            "FROM pg_stat_database WHERE datname = current_database()")).one())
+
+
 def wait_until(done, what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not done():
@@ -85,7 +160,7 @@ def wait_until(done, what: str, timeout: float = 600) -> None:
 # --- ours ---------------------------------------------------------------------------------
 
 
-def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
+def run_ours(jobs: int, log_dir: Path, clip: Path, count_transactions: bool = False) -> dict:
     from api.batch_input import Item
     from api.submission import submit
     from api.batch_view import batch_progress
@@ -102,18 +177,37 @@ def run_ours(jobs: int, log_dir: Path, clip: Path) -> dict:
         warm = batch("bench-warmup", WARMUP_JOBS)
         wait_until(lambda: batch_progress(warm).batch_done, "warm-up batch")
         size_before = database_size()
-        with PeakMemory(workers) as memory:
+        counted_before = transaction_counts() if count_transactions else None
+        with PeakMemory(workers) as memory, CpuUse(cpu_roots(workers, log_dir.parent)) as cpu:
             started = time.perf_counter()
             measured = batch("bench-overhead", jobs)
             wait_until(lambda: batch_progress(measured).batch_done, "measured batch")
             elapsed = time.perf_counter() - started
+        counted = None
+        if count_transactions:
+            time.sleep(1.0)  # the statistics collector reports with a delay (PGSTAT_MIN_INTERVAL)
+            after = transaction_counts()
+            counted = {"transactions_per_job": (after[0] - counted_before[0]) / jobs,
+                       "transactions_per_step": (after[0] - counted_before[0]) / jobs / HOPS_PER_JOB,
+                       "rows_written_per_job": (after[1] - counted_before[1]) / jobs,
+                       "note": "every transaction of the database while the batch ran: the workers', the "
+                               "sweeper's and this process's (submit, polls every 0.1 s)"}
         progress = batch_progress(measured)
         if progress.counts.get("succeeded", 0) != jobs:
             raise RuntimeError(f"not every bench job succeeded: {progress.counts}; logs in {log_dir}")
-        return {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak,
-                "storage": storage_per_job(measured, jobs, database_size() - size_before)}
+        result = {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak,
+                  "cpu_ms_per_job": cpu_ms_per_job(cpu, jobs),
+                  "storage": storage_per_job(measured, jobs, database_size() - size_before)}
+        if counted is not None:
+            result["postgres_counted"] = counted
+        return result
     finally:
         stop_all(workers)
+
+
+def cpu_ms_per_job(cpu: CpuUse, jobs: int) -> dict[str, float]:
+    per_role = {role: seconds * 1000 / jobs for role, seconds in cpu.seconds.items()}
+    return {**per_role, "total": sum(per_role.values())}
 
 
 def database_size() -> int:
@@ -162,11 +256,12 @@ def run_raw(jobs: int, log_dir: Path, llm: bool) -> dict:
             return lambda: int(counter.get(raw_celery.done_key(run)) or 0) >= count
 
         wait_until(chains(WARMUP_JOBS), "raw warm-up")
-        with PeakMemory(workers) as memory:
+        with PeakMemory(workers) as memory, CpuUse(cpu_roots(workers, log_dir.parent)) as cpu:
             started = time.perf_counter()
             wait_until(chains(jobs), "raw chains")
             elapsed = time.perf_counter() - started
-        return {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak}
+        return {"seconds": elapsed, "jobs_per_s": jobs / elapsed, "peak_memory": memory.peak,
+                "cpu_ms_per_job": cpu_ms_per_job(cpu, jobs)}
     finally:
         stop_all(workers)
 
@@ -206,6 +301,13 @@ def report(result: dict) -> None:
     storage = result["ours"]["storage"]
     console.print(f"ratio ours/raw = {result['ratio']:.3f} (target >= 0.5); "
                   f"ours/raw_with_llm = {result['ratio_vs_raw_with_llm']:.3f}")
+    for system in ("ours", "raw", "raw_with_llm"):
+        cpu = result[system]["cpu_ms_per_job"]
+        console.print(f"CPU ms per job, {system}: " + ", ".join(f"{role} {ms:.1f}" for role, ms in cpu.items()))
+    if "postgres_counted" in result["ours"]:
+        counted = result["ours"]["postgres_counted"]
+        console.print(f"ours: {counted['transactions_per_job']:.1f} transactions per job "
+                      f"({counted['transactions_per_step']:.1f} per step), as Postgres counted them")
     console.print(f"per job: {storage['rows_per_job']:.1f} rows, {storage['row_bytes_per_job']:.0f} bytes of row data, "
                   f"{storage['database_growth_bytes_per_job']:.0f} bytes of database growth")
 
@@ -213,10 +315,12 @@ def report(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--transactions", action="store_true",
+                        help="also count the database's transactions per job while ours runs")
     args = parser.parse_args()
 
     with bench_services("agr-bench-") as tmp:
-        ours = run_ours(args.jobs, tmp / "logs", tone_clip(tmp / "tone-0.1s.wav"))
+        ours = run_ours(args.jobs, tmp / "logs", tone_clip(tmp / "tone-0.1s.wav"), args.transactions)
         raw = run_raw(args.jobs, tmp / "logs", llm=False)
         raw_llm = run_raw(args.jobs, tmp / "logs", llm=True)
     result = {

@@ -1,10 +1,19 @@
 """Ending a job, and its batch once the last job ends."""
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from models import Batch, BatchStatus, Job, JobStatus
 from models.status import TERMINAL_JOB_STATUSES
+
+
+BATCHES = Batch.__table__
+CLOSE_IF_DONE = (
+    update(BATCHES)
+    .where(BATCHES.c.id == bindparam("batch_id"),
+           ~exists().where(Job.batch_id == bindparam("batch_id"), Job.status.not_in(TERMINAL_JOB_STATUSES)))
+    .values(status=BatchStatus.COMPLETED, completed_at=func.now())
+)
 
 
 def finish_job_with_error(session: Session, job: Job, message: str) -> None:
@@ -17,20 +26,20 @@ def finish_job_with_error(session: Session, job: Job, message: str) -> None:
 
 
 def close_batch_if_done(session: Session, job: Job) -> None:
-    """Mark the batch completed when no job of it is left unfinished.
-
-    The batch row is locked first so two jobs finishing at once cannot both see the
-    other as unfinished and leave the batch open forever.
-    """
-    batch = session.get(Batch, job.batch_id, with_for_update=True)
-    if batch.status != BatchStatus.IN_PROGRESS:
-        return
+    """Mark the batch completed when no job of it is left unfinished."""
     session.flush()  # make this job's new status visible to the query below
-    unfinished = session.scalar(
-        select(
-            exists().where(Job.batch_id == batch.id, Job.status.not_in(TERMINAL_JOB_STATUSES))
-        )
-    )
-    if not unfinished:
-        batch.status = BatchStatus.COMPLETED
-        batch.completed_at = func.now()
+    close_batch_if_done_by_id(session, job.batch_id)
+
+
+def close_batch_if_done_by_id(session: Session, batch_id) -> None:
+    """The same, for a job whose end is written already (in this transaction).
+
+    The batch row is locked first, by a statement of its own, so two jobs finishing at
+    once cannot both see the other as unfinished and leave the batch open forever: the
+    look at its jobs is a later statement, whose snapshot (read committed) includes the
+    job that held the lock before.
+    """
+    status = session.scalar(select(BATCHES.c.status).where(BATCHES.c.id == batch_id).with_for_update())
+    if status != BatchStatus.IN_PROGRESS:
+        return
+    session.execute(CLOSE_IF_DONE, {"batch_id": batch_id})

@@ -11,12 +11,13 @@ top-up's own transaction is paid only when it will send (once per half a window)
 
 import logging
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from core.database_outage import through_outage
 from core.settings import get_settings
-from models import Batch, Job, Step, StepKind, StepStatus
+from models import Batch, Job, JobStatus, Step, StepKind, StepStatus
+from models.status import TERMINAL_JOB_STATUSES
 from models.db import session_scope
 from workers import attempt_log, outbox
 from workers.batch_lifecycle import settle_cancelling
@@ -28,6 +29,8 @@ from workers.step_claim import StepClaim, claim_in, fenced
 from workers.steps import NextStep, handler_for
 
 log = logging.getLogger(__name__)
+
+_ENDED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_JOB_STATUSES))
 
 
 def run_step(step_id: int, message_seq: int | None = None) -> None:
@@ -83,39 +86,51 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
         outbox.top_up([queue_of(successor)])  # if its window is full, a later top-up sends it
 
 
+# The fenced end of an execution, in one statement: the step marked done only while this
+# execution owns it, then its job locked (step, then job: the one order of locks), and the
+# attempt's audit row ended, saying whether the job had ended meanwhile. No row: the fence
+# did not match.
+FINISH = text(f"""
+WITH done AS (
+    UPDATE steps SET status = 'done', finished_at = now(), updated_at = now()
+    WHERE id = :step_id AND attempts = :attempt AND status = 'running'
+    RETURNING job_id
+), job AS (
+    SELECT j.status FROM jobs j JOIN done ON j.id = done.job_id FOR UPDATE OF j
+), ended AS (
+    UPDATE step_attempts
+    SET outcome = CASE WHEN (SELECT status FROM job) IN ({_ENDED}) THEN :ended_outcome ELSE 'done' END,
+        ended_at = now()
+    WHERE step_id = :step_id AND attempt = :attempt AND outcome IS NULL AND EXISTS (SELECT 1 FROM done)
+)
+SELECT status FROM job
+""")
+JOB_ENDED_OUTCOME = "done; its job had ended, so nothing follows"
+
+
 def _commit(claim: StepClaim, handler, result) -> StepKind | None:
     """Commit the result and persist the successor step; returns the successor's kind if
     its queue's window has room for a top-up now (otherwise a later top-up sends it)."""
     with session_scope() as session:
-        owned = session.execute(
-            update(Step)
-            .where(fenced(claim))
-            .values(status=StepStatus.DONE, finished_at=func.now(), updated_at=func.now())
-        ).rowcount
-        if not owned:
+        job_status = session.scalar(FINISH, {"step_id": claim.step_id, "attempt": claim.attempt,
+                                             "ended_outcome": JOB_ENDED_OUTCOME})
+        if job_status is None:
             # Our lease lapsed and another execution took the step over: its result wins.
             session.rollback()
             log.warning("step %s attempt %s lost its lease; result dropped", claim.step_id, claim.attempt)
             return None
-        if _job_ended(session, claim.job_id):
+        if JobStatus(job_status).is_terminal:
             # Cancelled or expired while this step worked: the step is settled, but the job
             # keeps its status and gets no successor.
-            attempt_log.ended(session, claim.step_id, claim.attempt, "done; its job had ended, so nothing follows")
             if hasattr(handler, "keep_partial"):
                 handler.keep_partial(session, claim, result)
             _settle_cancelled_batch(session, claim.job_id)
             return None
-        attempt_log.ended(session, claim.step_id, claim.attempt, "done")
         next_step = handler.commit(session, claim, result)
         if next_step is None:
             return None
         persist_step(session, claim.job_id, next_step)
         return next_step.kind if outbox.has_room(session, queue_of(next_step.kind)) else None
-
-
-def _job_ended(session, job_id) -> bool:
-    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
-    return status is not None and status.is_terminal
 
 
 def _settle_cancelled_batch(session, job_id) -> None:
@@ -130,10 +145,10 @@ def persist_step(session, job_id, next_step: NextStep) -> int:
     row (its calls as first stored) and returns its id."""
     calls = None if next_step.calls is None else calls_as_json(next_step.calls)
     step_id = session.scalar(
-        insert(Step)
+        insert(Step.__table__)  # a Core statement: no ORM bookkeeping for one row
         .values(job_id=job_id, iteration=next_step.iteration, kind=next_step.kind, calls=calls)
         .on_conflict_do_nothing(index_elements=["job_id", "iteration", "kind"])
-        .returning(Step.id)
+        .returning(Step.__table__.c.id)
     )
     if step_id is None:
         step_id = session.scalar(

@@ -2,15 +2,17 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 
 from models import Job, JobStatus
-from workers.job_state import close_batch_if_done
+from workers.job_state import close_batch_if_done_by_id
 from workers.reasoning import answerer
 from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
 from workers.reasoning.json_reply import as_confidence
 from workers.steps.context import load_job_and_iteration
+
+JOBS = Job.__table__
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,12 @@ def _direct_answer(job, current) -> FinalAnswer:
 
 
 def commit(session, claim, final: FinalAnswer) -> None:
-    job = session.get(Job, claim.job_id, with_for_update=True)
-    job.status = JobStatus.SUCCEEDED
-    job.answer = final.answer
-    job.raw_answer = final.raw_answer
-    job.normalisation = final.rule
-    job.confidence = final.confidence
-    job.reasoning = final.reasoning
-    job.finished_at = func.now()
-    close_batch_if_done(session, job)
+    # The job is locked already (the step runner's fenced finish): one Core UPDATE.
+    batch_id = session.scalar(
+        update(JOBS).where(JOBS.c.id == claim.job_id)
+        .values(status=JobStatus.SUCCEEDED, answer=final.answer, raw_answer=final.raw_answer,
+                normalisation=final.rule, confidence=final.confidence, reasoning=final.reasoning,
+                finished_at=func.now())
+        .returning(JOBS.c.batch_id))
+    close_batch_if_done_by_id(session, batch_id)
     return None

@@ -12,6 +12,8 @@ from workers.perception import catalogue
 from workers.reasoning import interaction
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
+
+ITERATIONS = Iteration.__table__
 from workers.steps.context import load_job_and_iteration
 
 
@@ -36,8 +38,8 @@ def execute(claim) -> ToolPlan:
 
 def commit(session, claim, result: ToolPlan) -> NextStep:
     session.execute(
-        update(Iteration)
-        .where(Iteration.job_id == claim.job_id, Iteration.index == claim.iteration)
+        update(ITERATIONS)  # a Core statement: no ORM bookkeeping for one row
+        .where(ITERATIONS.c.job_id == claim.job_id, ITERATIONS.c.index == claim.iteration)
         .values(tool_plan=result.plan)
     )
     if not result.calls:

@@ -19,7 +19,7 @@ from workers.perception.tools import TOOLS, PlannedCall
 from workers.pipelines import after_first_document, first_round_calls
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
-from workers.steps.context import load_round
+from workers.steps.context import IterationView, load_round
 
 
 class ToolUnavailableError(RuntimeError):
@@ -66,7 +66,7 @@ class Round:
         return self.previous + new
 
 
-def _planned_as_before(job, before: Iteration | None) -> list[PlannedCall]:
+def _planned_as_before(job, before: IterationView | None) -> list[PlannedCall]:
     """A step made before calls were stored: its round planned from this worker's tools."""
     tools = catalogue.of_job(job.catalogue_version)
     if before is None:
@@ -76,7 +76,7 @@ def _planned_as_before(job, before: Iteration | None) -> list[PlannedCall]:
 
 def write_iteration(session, claim, evidence: list[dict], pipeline: str) -> NextStep:
     session.execute(
-        insert(Iteration)
+        insert(Iteration.__table__)
         .values(
             job_id=claim.job_id,
             index=claim.iteration,

@@ -8,6 +8,8 @@ from workers.perception import catalogue
 from workers.reasoning import planner
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
+
+ITERATIONS = Iteration.__table__
 from workers.steps.context import load_job_and_iteration
 
 
@@ -29,8 +31,8 @@ def execute(claim) -> dict:
 
 def commit(session, claim, verdict: dict) -> NextStep:
     session.execute(
-        update(Iteration)
-        .where(Iteration.job_id == claim.job_id, Iteration.index == claim.iteration)
+        update(ITERATIONS)  # a Core statement: no ORM bookkeeping for one row
+        .where(ITERATIONS.c.job_id == claim.job_id, ITERATIONS.c.index == claim.iteration)
         .values(verdict=verdict, planned_at=func.now())
     )
     kind = StepKind.ANSWER if verdict["final"] else StepKind.INTERACT
