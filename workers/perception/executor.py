@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -58,6 +58,18 @@ def cache_key(audio_sha256: str, tool: str, model: str, args: dict, tenant: UUID
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# One row per key, each found by the cache_key index and the first match (a key shared by
+# thousands of jobs' rows costs what a key of one does).
+CACHE_HITS = text("""
+SELECT k.key, hit.output, hit.text FROM unnest(CAST(:keys AS text[])) AS k(key)
+CROSS JOIN LATERAL (
+    SELECT t.output, t.text FROM tool_calls t
+    WHERE t.cache_key = k.key AND t.error IS NULL AND (t.output ->> 'skipped') IS NULL
+    LIMIT 1
+) hit
+""")
+
+
 def store_rows(session: Session, rows: list[dict]) -> None:
     """Store rows computed by `RoundExecutor.keep_unsaved`, in the caller's transaction (a
     row stored already is kept)."""
@@ -91,16 +103,16 @@ class RoundExecutor:
             wanted = [(index, call) for index, call in enumerate(calls)
                       if (device is None or TOOLS[call.tool].device == device) and index not in self._rows]
             hits = self._cache_hits(session, [call for _, call in wanted])
-            todo = []
+            todo, copies = [], []
             for index, call in wanted:
                 hit = hits.get(self._key(call))
                 if hit is not None:
-                    self._insert(session, self._values(index, call, ToolResult(hit.output, hit.text), None, 0.0,
-                                                       cache_hit=True))
-                elif call.needs_speech and self._speech_found() is False:
-                    self._insert(session, self._values(index, call, NO_SPEECH, None, 0.0))
+                    copies.append(self._values(index, call, hit, None, 0.0, cache_hit=True))
+                elif call.needs_speech and self._speech_found(copies) is False:
+                    copies.append(self._values(index, call, NO_SPEECH, None, 0.0))
                 else:
                     todo.append((index, call))
+            self._insert_many(session, copies)
         return todo
 
     def outcomes(self, calls: list[PlannedCall], device: str | None = None) -> list[CallOutcome]:
@@ -144,6 +156,19 @@ class RoundExecutor:
         self._rows[values["call_index"]] = row if row is not None else session.scalar(
             select(ToolCall).filter_by(job_id=self.job_id, iteration=self.iteration, call_index=values["call_index"]))
 
+    def _insert_many(self, session: Session, rows: list[dict]) -> None:
+        """Insert these rows in one statement; a row stored already (a concurrent
+        execution's) is kept, and read back."""
+        if not rows:
+            return
+        inserted = set(session.scalars(insert(ToolCall).values(rows).on_conflict_do_nothing(
+            index_elements=["job_id", "iteration", "call_index"]).returning(ToolCall.call_index)))
+        for values in rows:
+            if values["call_index"] in inserted:
+                self._rows[values["call_index"]] = ToolCall(**values)
+        if len(inserted) < len(rows):
+            self._load_rows(session)
+
     def save(self, index: int, call: PlannedCall, result: ToolResult, error: str | None,
              latency_ms: float, batch_size: int = 1, cache_hit: bool = False) -> ToolCall:
         """Store one call's row now, in its own transaction."""
@@ -183,29 +208,34 @@ class RoundExecutor:
     def _key(self, call: PlannedCall) -> str:
         return cache_key(self.audio_sha256, call.tool, model_of(call), call.args, self.tenant_id)
 
-    def _cache_hits(self, session: Session, calls: list[PlannedCall]) -> dict[str, ToolCall]:
-        """A stored real result (no error, no skip) for each of these calls' keys that has one."""
+    def _cache_hits(self, session: Session, calls: list[PlannedCall]) -> dict[str, ToolResult]:
+        """A stored real result (no error, no skip) for each of these calls' keys that has
+        one: the first row found of each key, however many jobs share it."""
         keys = sorted({self._key(call) for call in calls})
         if not keys:
             return {}
-        rows = session.scalars(
-            select(ToolCall).where(
-                ToolCall.cache_key.in_(keys),
-                ToolCall.error.is_(None),
-                ToolCall.output["skipped"].as_string().is_(None),
-            ).distinct(ToolCall.cache_key).order_by(ToolCall.cache_key, ToolCall.id)
-        )
-        return {row.cache_key: row for row in rows}
+        rows = session.execute(CACHE_HITS, {"keys": keys})
+        return {key: ToolResult(output, rendered) for key, output, rendered in rows}
 
-    def _speech_found(self) -> bool | None:
-        """Whether this round's voice-activity call found speech; None when it has none."""
-        output = next((row.output for row in self._rows.values()
-                       if row.tool == "voice_activity" and row.error is None), None)
-        return None if output is None else bool(output.get("segments"))
+    def _speech_found(self, pending_rows: list[dict] = ()) -> bool | None:
+        """Whether this round's voice-activity call found speech; None when it has none.
+        `pending_rows`: rows about to be stored (a cache hit of voice activity counts)."""
+        outputs = [row.output for row in self._rows.values() if row.tool == "voice_activity" and row.error is None]
+        outputs += [row["output"] for row in pending_rows if row["tool"] == "voice_activity" and row["error"] is None]
+        outputs = [output for output in outputs if output is not None]
+        return None if not outputs else bool(outputs[0].get("segments"))
 
     def compute(self, index: int, call: PlannedCall) -> ToolCall:
         """Run the call's tool and store its row now."""
         return self.save(index, call, *self._run(call))
+
+    def skipped_without_speech(self, index: int, call: PlannedCall) -> bool:
+        """Skip a speech-only call (kept unsaved, as a skip) when this round's voice
+        activity, run earlier in this same step, found no speech."""
+        if not call.needs_speech or self._speech_found() is not False:
+            return False
+        self.keep_unsaved(index, call, NO_SPEECH, None, 0.0)
+        return True
 
     def compute_unsaved(self, index: int, call: PlannedCall) -> None:
         """Run the call's tool; its row is stored with the step's commit (`store_rows`)."""

@@ -22,7 +22,10 @@ class CpuRoundResult:
 def execute(claim) -> CpuRoundResult:
     round_ = Round(claim)
     for index, call in round_.pending("cpu"):
-        round_.executor.compute_unsaved(index, call)
+        # A speech tool on the CPU queue runs in the step that runs voice activity: it is
+        # skipped here when that found no speech, as the GPU step skips it.
+        if not round_.executor.skipped_without_speech(index, call):
+            round_.executor.compute_unsaved(index, call)
     evidence = None if round_.has_gpu_calls else round_.evidence()
     return CpuRoundResult(evidence, round_.pipeline, tuple(round_.calls), tuple(round_.executor.unsaved))
 
