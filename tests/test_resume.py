@@ -45,17 +45,18 @@ def test_kill_perception_worker_mid_step_then_resume(stack, scripted_llm, devset
     item = question_item("long", _long_speech(devset, tmp_path / "long.wav"))
     batch_id = stack.submit([item])
 
-    running = stack.wait_for_running_step("perceive_gpu", batch_id)  # transcribing: a GPU tool
-    stack.kill("perception")
+    # Transcribing: on this CPU-only machine a CPU tool, run by the CPU perception worker.
+    running = stack.wait_for_running_step("perceive_cpu", batch_id)
+    stack.kill("perception-cpu")
     with session_scope() as session:
         assert session.get(Step, running.id).status == "running"  # killed before it finished
         assert session.scalar(select(Iteration).where(Iteration.job_id == running.job_id)) is None
-    stack.start_role("perception")
+    stack.start_role("perception-cpu")
     stack.wait_for_batch(batch_id, timeout=180)
 
     (job,) = stack.jobs(batch_id)
     assert job.status == "succeeded", job.error
-    perceive = next(s for s in _steps(job.id) if s.kind == "perceive_gpu")
+    perceive = next(s for s in _steps(job.id) if s.kind == "perceive_cpu" and s.iteration == 0)
     assert perceive.attempts == 2 and "never finished" in perceive.last_error
     _assert_one_row_per_step(job.id)
     with session_scope() as session:

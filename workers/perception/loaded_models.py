@@ -8,9 +8,9 @@ from core.settings import get_settings
 @lru_cache(maxsize=1)
 def speech_recognizer():
     from workers.perception.asr import SpeechRecognizer
+    from workers.perception.tools.transcription import asr_device
 
-    settings = get_settings()
-    return SpeechRecognizer(settings.asr_model, device=settings.asr_device)
+    return SpeechRecognizer(get_settings().asr_model, device=asr_device())
 
 
 @lru_cache(maxsize=1)

@@ -2,8 +2,10 @@
 
 A GPU worker runs several jobs' GPU steps at once (workers/gpu_batch.py): the pending
 calls of tools that share a batch runner (the routes of one audio-language model) go
-through it together, in chunks of at most `batch_size`; a failure belongs to the jobs
-whose calls were in the failing chunk, not to the whole batch. The work comes in three
+through it together, in chunks of at most `batch_size` (so do transcription's calls on a
+CUDA worker, as one batched decode); a failure belongs to the jobs whose calls were in
+the failing chunk, not to the whole batch, and a runner that tells one call's failure
+from the others' (an exception in its place) fails only that call's job. The work comes in three
 phases, prepare (Postgres, decoding), compute (the model) and finish (Postgres), so the
 worker can keep the model busy with one batch while it prepares or finishes another.
 """
@@ -100,7 +102,17 @@ def compute(batch: GpuBatch) -> list[ComputedChunk]:
             for p, _ in chunk:
                 outcomes.setdefault(p.step_id, exc)
             continue
-        computed.append(ComputedChunk([p for p, _ in chunk], results, (time.perf_counter() - started) * 1000))
+        # A runner may put an exception in one call's place (transcription: that job's audio
+        # broke the decode): it fails that call's job only.
+        kept = []
+        for (p, _), result in zip(chunk, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes.setdefault(p.step_id, result)
+            else:
+                kept.append((p, result))
+        if kept:
+            computed.append(ComputedChunk([p for p, _ in kept], [r for _, r in kept],
+                                          (time.perf_counter() - started) * 1000))
     return computed
 
 

@@ -67,7 +67,9 @@ def args_schema(args: dict, required) -> dict:
 class Tool:
     name: str
     description: str
-    device: str  # "cpu" or "gpu": where it belongs in production
+    # "cpu" or "gpu": where it belongs in production (the queue its calls run on), or a
+    # function of this process's settings giving one (transcription: its AGR_ASR_DEVICE).
+    device_class: str | Callable[[], str]
     run: Callable[[AudioClip, dict], ToolResult]
     model_name: Callable[[], str]
     available: Callable[[], bool] = lambda: True
@@ -78,8 +80,13 @@ class Tool:
     speech_only: bool = False
     # Tools sharing one `run_batch` (the routes of one audio-language model) have pending
     # calls of many jobs run together, as one padded forward pass; it takes
-    # [(tool name, clip, args)] and returns one result per call, in order.
-    run_batch: Callable[[list[tuple[str, AudioClip, dict]]], list[ToolResult]] | None = None
+    # [(tool name, clip, args)] and returns one result per call, in order (an exception in
+    # place of a result fails only that call's job: workers/steps/perceive_gpu.py).
+    run_batch: Callable[[list[tuple[str, AudioClip, dict]]], list[ToolResult | Exception]] | None = None
+
+    @property
+    def device(self) -> str:
+        return self.device_class() if callable(self.device_class) else self.device_class
 
     def args_schema(self) -> dict:
         return args_schema(self.args, self.required)

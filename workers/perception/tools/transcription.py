@@ -1,22 +1,94 @@
-"""Speech recognition with timestamps (faster-whisper; bundled tiny.en by default)."""
+"""Speech recognition with timestamps (faster-whisper; bundled tiny.en by default).
+
+Where it runs follows AGR_ASR_DEVICE, resolved the same way in every process: on CUDA it
+is a GPU tool (float16; the GPU step runs the pending calls of several jobs as one batched
+call), on the CPU a CPU tool (int8, on the perception-cpu queue, one call at a time), so a
+CPU-only deployment's GPU queue never waits on it. The model name carries the device when
+it is CUDA ("faster-whisper/tiny.en@cuda-float16"): its output differs from int8's, so its
+results are cached apart, and a worker whose own setting disagrees with the job's plan
+refuses the call by name (workers/steps/perception_round.py) instead of running it on
+the other queue or leaving it for a step that never comes.
+"""
+
+import ctypes
+import os
+import sys
+from functools import lru_cache
 
 from core.settings import get_settings
 from workers.perception.tools.base import Tool, ToolResult
+
+
+def asr_device(setting: str | None = None) -> str:
+    """"cpu" or "cuda": AGR_ASR_DEVICE, with auto resolved for this process."""
+    setting = setting or get_settings().asr_device
+    if setting != "auto":
+        return setting
+    return "cuda" if cuda_visible() else "cpu"
+
+
+@lru_cache(maxsize=1)
+def cuda_visible() -> bool:
+    """Whether this process sees an NVIDIA GPU, asked of the driver's NVML: no torch or
+    CTranslate2 is loaded (the API and the CLI must stay slim) and no CUDA context is made
+    before a worker forks. A process that has imported torch asks torch."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return bool(torch.cuda.is_available())
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False  # no NVIDIA driver here
+    if nvml.nvmlInit_v2() != 0:
+        return False
+    try:
+        count = ctypes.c_uint(0)
+        return nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 and count.value > 0
+    finally:
+        nvml.nvmlShutdown()
+
+
+def device_class() -> str:
+    return "gpu" if asr_device() == "cuda" else "cpu"
+
+
+def model_name() -> str:
+    base = f"faster-whisper/{get_settings().asr_model}"
+    return base if asr_device() == "cpu" else f"{base}@cuda-float16"
+
+
+def render(result: dict) -> str:
+    """The evidence text: the detected language (for a multilingual model), then each segment."""
+    lines = [f"[{s['start']:.1f}-{s['end']:.1f}s] {s['text']}" for s in result["segments"]]
+    if result.get("multilingual") and lines:
+        lines.insert(0, f"language: {result['language']} (p={result['language_probability']:.2f})")
+    return "\n".join(lines) if lines else "no speech recognised"
 
 
 def run(clip, _args: dict) -> ToolResult:
     from workers.perception.loaded_models import speech_recognizer
 
     result = speech_recognizer().transcribe(clip.waveform, offset_s=clip.offset_s)
-    lines = [f"[{s['start']:.1f}-{s['end']:.1f}s] {s['text']}" for s in result["segments"]]
-    return ToolResult(result, "\n".join(lines) if lines else "no speech recognised")
+    return ToolResult(result, render(result))
+
+
+def run_batch(calls) -> list[ToolResult | Exception]:
+    """Several jobs' calls as one batched decode (the GPU step's runner): each call's
+    result, or the exception that failed only that call's job."""
+    from workers.perception.loaded_models import speech_recognizer
+
+    results = speech_recognizer().transcribe_many([(clip.waveform, clip.offset_s) for _, clip, _ in calls])
+    return [r if isinstance(r, Exception) else ToolResult(r, render(r)) for r in results]
 
 
 TOOL = Tool(
     "transcription",
-    "Speech recognition with timestamps: what is said, and when.",
-    "gpu",
+    "Speech recognition with timestamps: what is said, and when (and in which language).",
+    device_class,
     run,
-    lambda: f"faster-whisper/{get_settings().asr_model}",
+    model_name,
     speech_only=True,
+    run_batch=run_batch,
 )
