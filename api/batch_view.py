@@ -73,14 +73,12 @@ def batch_results(batch_id: UUID) -> list[JobResult]:
     refinement_rounds = (
         select(func.count()).where(Iteration.job_id == Job.id).correlate(Job).scalar_subquery()
     )
-    with session_scope() as session:
+    with session_scope() as session:  # the columns shown, not whole jobs
         rows = session.execute(
-            select(Job, refinement_rounds).where(Job.batch_id == batch_id).order_by(Job.custom_id)
+            select(Job.custom_id, Job.status, Job.answer, Job.reference_answer, Job.normalisation,
+                   refinement_rounds, Job.error).where(Job.batch_id == batch_id).order_by(Job.custom_id)
         ).all()
-    return [
-        JobResult(j.custom_id, j.status, j.answer, j.reference_answer, j.normalisation, n, j.error)
-        for j, n in rows
-    ]
+    return [JobResult(*row) for row in rows]
 
 
 def accuracy(results: list[JobResult]) -> float | None:

@@ -1,6 +1,6 @@
 """Database rows as the API shows them: batches with live counts, jobs, result lines."""
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from api.schemas import BatchOut, JobOut, RequestCounts
@@ -24,6 +24,19 @@ def counts_by_batch(session: Session, batch_ids) -> dict:
         ):
             rows[batch_id][status] = count
     return {batch_id: _counts(found) for batch_id, found in rows.items()}
+
+
+def batch_with_counts(session: Session, tenant_id, batch_id) -> tuple[Batch, RequestCounts] | None:
+    """The tenant's batch and its live counts in one statement (a status poll's only one
+    besides the key's): the counts by a LATERAL aggregate on jobs(batch_id, status)."""
+    counted = (select(*(func.count().filter(Job.status == status).label(status.value) for status in JobStatus))
+               .where(Job.batch_id == Batch.id).lateral("counts"))
+    row = session.execute(select(Batch, counted).join(counted, true())
+                          .where(Batch.id == batch_id, Batch.tenant_id == tenant_id)).one_or_none()
+    if row is None:
+        return None
+    batch, *per_status = row
+    return batch, _counts({status: n for status, n in zip(JobStatus, per_status) if n})
 
 
 def _counts(rows: dict) -> RequestCounts:

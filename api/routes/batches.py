@@ -16,8 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
-from api.presenters import (RESULT_COLUMNS, SCORE_COLUMNS, batch_out, benchmark_item, counts_by_batch, job_out,
-                            prediction_of, result_line)
+from api.presenters import (RESULT_COLUMNS, SCORE_COLUMNS, batch_out, batch_with_counts, benchmark_item,
+                            counts_by_batch, job_out, prediction_of, result_line)
 from api.schemas import BatchCreate, BatchList, BatchOut, JobList
 from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.tenant_audio import resolver_for
@@ -89,14 +89,18 @@ def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Q
 
 @router.get("/{batch_id}", response_model=BatchOut, responses=NOT_FOUND)
 def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
-    batch = _owned(session, caller, batch_id)
+    found = batch_with_counts(session, caller.tenant_id, batch_id)  # the poll's one statement
+    if found is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    batch, counts = found
     if batch.expires_at is not None and batch.expires_at <= datetime.now(timezone.utc):
         # Expiry is applied when it is seen, not only on the sweeper's next pass.
         lock_for_ending(session, batch)
         if expire_if_due(session, batch):
             session.flush()
             session.refresh(batch)
-    return batch_out(session, batch)
+        counts = None  # counted again, under the lock
+    return batch_out(session, batch, counts)
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, responses=NOT_FOUND)
