@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # (int8, on the perception-cpu queue, so the GPU queue never waits on it) or auto (cuda
     # when this process sees an NVIDIA GPU). The API and every worker must resolve it alike,
     # as the queue a call goes to follows it: where their machines differ, set cpu or cuda
-    # for all of them (docker-compose.yml does); a worker that disagrees with a job's plan
+    # for all of them (.env.example does); a worker that disagrees with a job's plan
     # refuses the call by its model name rather than run it elsewhere.
     asr_device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM

@@ -98,6 +98,8 @@ def compute(batch: GpuBatch) -> list[ComputedChunk]:
         started = time.perf_counter()
         try:
             results = TOOLS[chunk[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
+            if len(results) != len(chunk):
+                raise RuntimeError(f"{chunk[0][0].call.tool}: {len(results)} results for {len(chunk)} calls")
         except Exception as exc:
             for p, _ in chunk:
                 outcomes.setdefault(p.step_id, exc)
