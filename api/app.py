@@ -2,6 +2,7 @@
 
 import json
 import math
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from api.request_guard import RequestGuard, database_unavailable
-from api.routes import audio, batches, health, jobs
+from api.batch_intake import IntakeLoop
+from api.routes import audio, batches, files, health, jobs
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 # The console's pages run the user's key: only its own script, styles and API calls, the
@@ -33,8 +35,9 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Queue questions about audio in bulk, poll their status, download answers, "
                     "and audit the evidence chain behind each one.",
+        lifespan=_lifespan,
     )
-    for module in (health, audio, batches, jobs):
+    for module in (health, audio, files, batches, jobs):
         app.include_router(module.router)
     # The audit console: static pages calling the routes above with the user's key.
     app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
@@ -45,6 +48,14 @@ def create_app() -> FastAPI:
     # Body limits and the key, before a route reads any of the body (api/request_guard.py).
     app.add_middleware(RequestGuard)
     return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    # Batches submitted as files are checked off the request path, by this thread.
+    app.state.intake = IntakeLoop().start()
+    yield
+    app.state.intake.stop()
 
 
 class _ConsoleFiles(StaticFiles):

@@ -1,9 +1,9 @@
 """The CLI commands that talk to the HTTP API (AGR_API_URL, AGR_API_KEY):
 submit, status, results, audit, eval."""
 
+import hashlib
 import json
 import time
-import uuid
 from pathlib import Path
 
 import typer
@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.audit_view import render_audit
-from api.batch_input import SubmissionInvalid, UploadRef, parse_submission, resolve_in_root
+from api import cli_uploads
+from api.batch_input import SubmissionInvalid, UploadRef, parse_submission
 from api.cli_common import app, console, fail
 from api.client import ApiClient, ApiError
 from api.db_outage import Outage
@@ -36,7 +37,9 @@ def submit(
     completion_window: str | None = typer.Option(None, help="e.g. 24h; unfinished jobs expire after it"),
     wait: bool = typer.Option(False, help="show live progress until the batch ends, then the score"),
 ) -> None:
-    """Validate a file (every line, every audio file), upload its audio, queue it as one batch."""
+    """Validate a file (every line, every audio file), upload the audio the service does not
+    hold yet, queue it as one batch. Running the same command again (after any failure)
+    uploads only what is missing and finds the batch the first run made."""
     text = _read_text(file)
     client = _client()
     body = {"input_format": input_format, "pipeline": pipeline, "max_iters": max_iters,
@@ -44,15 +47,35 @@ def submit(
     if server_audio_dir is not None:
         body |= {"input": text, "audio_dir": server_audio_dir or None}
     else:
-        body |= {"input": _with_uploads(client, text, input_format, (audio_dir or file.parent).resolve()),
-                 "input_format": "jsonl"}
-    batch = _api(lambda: client.create_batch(body, idempotency_key=str(uuid.uuid4())))
+        jsonl = _with_uploads(client, text, input_format, (audio_dir or file.parent).resolve())
+        input_file = _api(lambda: client.input_file(jsonl, file.name + ".jsonl"))
+        body |= {"input_file_id": input_file["id"], "input_format": "jsonl"}
+    # Derived from the request itself: the same files and options make the same key, so a
+    # re-run after a timeout or a crash gets the first run's batch back instead of a second.
+    key = "agr-submit-" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    batch = _api(lambda: client.create_batch(body, idempotency_key=key))
+    if batch["status"] == "validating":
+        batch = _validated(client, batch)
     console.print(f"batch [bold]{batch['id']}[/] queued: {batch['request_counts']['total']} item(s), "
                   f"pipeline {batch['pipeline']}")
     if wait:
         outage = _outage()
         _watch(client, batch["id"], outage)
         _print_score(_through(outage, lambda: client.score(batch["id"])))
+
+
+def _validated(client: ApiClient, batch: dict) -> dict:
+    """The batch once the service has checked every line and file; the command fails with
+    every bad line if it was refused."""
+    outage = _outage()
+    with console.status(f"batch {batch['id']}: the service is checking every line and file"):
+        while batch["status"] == "validating":
+            time.sleep(POLL_S)
+            batch = _through(outage, lambda: client.batch(batch["id"]))
+    if batch["status"] == "failed":
+        errors = [e["message"] for e in (batch.get("errors") or {}).get("data", [])]
+        fail(str(SubmissionInvalid(errors or ["refused, with no reason given"])))
+    return batch
 
 
 @app.command()
@@ -141,7 +164,7 @@ def evaluate(
 
 def _client() -> ApiClient:
     try:
-        return ApiClient()
+        return ApiClient(on_wait=lambda s: console.print(f"rate limited by the API: waiting {s} s"))
     except ApiError as exc:
         fail(str(exc))
 
@@ -184,26 +207,17 @@ def _with_uploads(client: ApiClient, text: str, input_format: str, audio_dir: Pa
         fail(str(exc))
     errors, paths = [], {}
     for item in items:
-        if isinstance(item.audio, UploadRef):
+        if isinstance(item.audio, UploadRef) or item.audio in paths:
             continue
         try:
-            paths[item.audio] = resolve_in_root(item.audio, audio_dir)
+            paths[item.audio] = cli_uploads.resolve_local(item.audio, audio_dir)
         except ValueError as exc:
             errors.append(f"{item.where}: {exc}")
     if errors:
         fail(str(SubmissionInvalid(errors)))
-    upload_ids = {}
-    for path in sorted(set(paths.values())):
-        upload_ids[path] = _api(lambda p=path: client.upload(p))["id"]
-    lines = []
-    for item in items:
-        audio = ({"upload_id": str(item.audio.upload_id)} if isinstance(item.audio, UploadRef)
-                 else {"upload_id": upload_ids[paths[item.audio]]})
-        lines.append(json.dumps({"custom_id": item.custom_id, "audio": audio, "question": item.question,
-                                 "choices": item.choices, "answer": item.answer, "metadata": item.metadata,
-                                 "options": item.options}, ensure_ascii=False))
-    console.print(f"uploaded {len(upload_ids)} audio file(s)")
-    return "\n".join(lines)
+    files = cli_uploads.hash_files(sorted(set(paths.values())), console)
+    uploads = _api(lambda: cli_uploads.upload_missing(client, files, console))
+    return cli_uploads.as_jsonl(items, paths, {f.path: f.sha256 for f in files}, uploads)
 
 
 def _watch(client: ApiClient, batch_id: str, outage: Outage) -> dict:

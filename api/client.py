@@ -1,11 +1,21 @@
 """The CLI's client of the HTTP API: one place that knows URLs, the key and error bodies."""
 
+import hashlib
 import json
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from core.settings import get_settings
+
+
+RATE_LIMIT_RETRIES = 30
+
+
+def _parts(opened: ExitStack, paths: list[Path]) -> list:
+    return [("file", (p.name, opened.enter_context(p.open("rb")))) for p in paths]
 
 
 class ApiError(RuntimeError):
@@ -20,7 +30,9 @@ class ApiError(RuntimeError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str | None = None, key: str | None = None, timeout_s: float = 300.0):
+    def __init__(self, base_url: str | None = None, key: str | None = None, timeout_s: float = 300.0,
+                 on_wait=lambda seconds: None):
+        self.on_wait = on_wait  # told how long a rate-limited request waits before it is sent again
         settings = get_settings()
         key = key or (settings.api_key.get_secret_value() if settings.api_key else None)
         if not key:
@@ -29,8 +41,19 @@ class ApiClient:
                                  headers={"Authorization": f"Bearer {key}"},
                                  transport=httpx.HTTPTransport(retries=3))  # connection failures only
 
-    def _call(self, method: str, path: str, **kwargs) -> httpx.Response:
-        response = self.http.request(method, path, **kwargs)
+    def _call(self, method: str, path: str, files_of=None, **kwargs) -> httpx.Response:
+        """The request, sent again after each 429 that says when (Retry-After: the key's
+        rate limit), up to RATE_LIMIT_RETRIES times. `files_of`: a function opening the
+        files of a multipart body, so a retry sends them from the start."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            with ExitStack() as opened:
+                files = files_of(opened) if files_of else None
+                response = self.http.request(method, path, files=files, **kwargs)
+            wait = response.headers.get("retry-after", "")
+            if response.status_code != 429 or not wait.isdigit():
+                break
+            self.on_wait(int(wait))
+            time.sleep(int(wait))
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -40,8 +63,25 @@ class ApiClient:
         return response
 
     def upload(self, path: Path) -> dict:
-        with path.open("rb") as handle:
-            return self._call("POST", "/v1/audio", files={"file": (path.name, handle)}).json()
+        return self._call("POST", "/v1/audio", files_of=lambda opened: _parts(opened, [path])).json()
+
+    def upload_many(self, paths: list[Path]) -> list[dict]:
+        """One request, one upload per file (in order)."""
+        return self._call("POST", "/v1/audio/bulk", files_of=lambda opened: _parts(opened, paths)).json()["data"]
+
+    def known_audio(self, digests: list[str]) -> list[dict]:
+        """The tenant's uploads of these sha256 digests, where it has one."""
+        return self._call("POST", "/v1/audio/known", json={"sha256": digests}).json()["data"]
+
+    def input_file(self, text: str, filename: str) -> dict:
+        """The tenant's submission file with this text: found by its sha256, else uploaded."""
+        content = text.encode("utf-8")
+        digest = hashlib.sha256(content).hexdigest()
+        found = self._call("GET", "/v1/files", params={"purpose": "batch", "sha256": digest}).json()["data"]
+        if found:
+            return found[0]
+        return self._call("POST", "/v1/files", data={"purpose": "batch"},
+                          files_of=lambda _: {"file": (filename, content)}).json()
 
     def create_batch(self, body: dict, idempotency_key: str | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}

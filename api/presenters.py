@@ -3,7 +3,7 @@
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from api.schemas import BatchOut, JobOut, RequestCounts
+from api.schemas import BatchError, BatchErrors, BatchOut, JobOut, RequestCounts
 from core.scoring import score_item
 from models import Batch, Job, JobStatus
 
@@ -58,7 +58,21 @@ def batch_out(session: Session, batch: Batch, counts: RequestCounts | None = Non
         expires_at=batch.expires_at, completed_at=batch.completed_at, cancelled_at=batch.cancelled_at,
         ended_at=batch.ended_at, request_counts=request_counts(session, batch.id) if counts is None else counts,
         output_file=f"/v1/batches/{batch.id}/output", error_file=f"/v1/batches/{batch.id}/errors",
+        input_file_id=batch.input_file_id, errors=batch_errors(batch.errors),
     )
+
+
+def batch_errors(errors: list[str] | None) -> BatchErrors | None:
+    """A refused batch's problems, each with its line number when it names one ("line 7: ...")."""
+    if errors is None:
+        return None
+    return BatchErrors(data=[BatchError(message=e, line=_line_of(e)) for e in errors])
+
+
+def _line_of(error: str) -> int | None:
+    where, _, _ = error.partition(":")
+    kind, _, number = where.partition(" ")
+    return int(number) if kind in ("line", "item") and number.isdigit() else None
 
 
 def job_out(job: Job) -> JobOut:

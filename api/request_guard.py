@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import CALLER_SCOPE_KEY, authenticate, client_address, key_from_headers
-from api.upload_stream import MULTIPART_OVERHEAD
+from api.upload_stream import PART_OVERHEAD
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def body_limit(scope: Scope) -> tuple[int, str]:
     """The route's limit in bytes, and how a refusal names it."""
     settings = get_settings()
     if (scope["method"], scope["path"].rstrip("/")) == UPLOAD_ROUTE:
-        return settings.max_audio_bytes + MULTIPART_OVERHEAD, f"{settings.max_audio_bytes}-byte limit for audio uploads"
+        return settings.max_audio_bytes + PART_OVERHEAD, f"{settings.max_audio_bytes}-byte limit for audio uploads"
     return settings.max_request_bytes, f"{settings.max_request_bytes}-byte limit for request bodies"
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from models.status import BatchStatus, JobStatus
 
@@ -42,9 +42,38 @@ class UploadOut(BaseModel):
     created_at: datetime
 
 
+class UploadList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[UploadOut]
+
+
+class KnownAudio(BaseModel):
+    sha256: list[Annotated[str, Field(pattern="^[0-9a-f]{64}$")]] = Field(
+        max_length=10_000, description="the digests of files about to be uploaded")
+
+
+class FileOut(BaseModel):
+    """As the OpenAI Files API's file object."""
+
+    id: UUID
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: datetime
+    filename: str
+    purpose: str
+    sha256: str
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileOut]
+
+
 class BatchCreate(BaseModel):
-    input: str = Field(description="the file's text: our JSONL items, an MMAR JSONL file or an MMAU JSON file",
-                       max_length=200_000_000)
+    input: str | None = Field(None, description="the file's text: our JSONL items, an MMAR JSONL file or an "
+                                                "MMAU JSON file (or give input_file_id)", max_length=200_000_000)
+    input_file_id: UUID | None = Field(None, description="a file uploaded with POST /v1/files (purpose batch): "
+                                                         "the batch is `validating` until every line is checked")
     input_format: InputFormat = "auto"
     audio_dir: AudioDir | None = Field(None, description="folder inside the tenant's audio root that paths "
                                                          "are relative to")
@@ -54,6 +83,12 @@ class BatchCreate(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
                                           description="e.g. 24h; unfinished jobs expire after it")
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if (self.input is None) == (self.input_file_id is None):
+            raise ValueError("give exactly one of `input` (the text) and `input_file_id`")
+        return self
 
 
 class RequestCounts(BaseModel):
@@ -83,6 +118,19 @@ class BatchOut(BaseModel):
     request_counts: RequestCounts
     output_file: str
     error_file: str
+    input_file_id: UUID | None = None
+    errors: "BatchErrors | None" = Field(None, description="a `failed` batch: why, line by line")
+
+
+class BatchError(BaseModel):
+    code: Literal["invalid_item"] = "invalid_item"
+    message: str
+    line: int | None = None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchError]
 
 
 class BatchList(BaseModel):
@@ -125,3 +173,6 @@ class JobList(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+BatchOut.model_rebuild()  # its `errors` names BatchErrors, defined after it

@@ -32,15 +32,16 @@ class BatchRequest:
     request_sha256: str | None = None
 
 
-def create_batch(request: BatchRequest, session=None) -> tuple[UUID, list[int]]:
+def create_batch(request: BatchRequest, session=None, batch: Batch | None = None) -> tuple[UUID, list[int]]:
     """Persist the batch with every job and its first step; returns (batch id, step ids).
-    Items' audio goes into the store now: a path is read here, once, and never again."""
+    Items' audio goes into the store now: a path is read here, once, and never again.
+    `batch`: a `validating` batch to fill (api/batch_intake.py), instead of a new one."""
     if session is None:
         with session_scope() as session:
-            return create_batch(request, session)
+            return create_batch(request, session, batch)
     staged = stage_items(request.items)
     try:
-        return _create(session, request, staged)
+        return _create(session, request, staged, batch)
     finally:
         for audio in staged.values():
             audio.discard()  # put into the store, or left behind by a failure
@@ -67,15 +68,17 @@ def stage_items(items: list[Item]) -> dict:
     return staged
 
 
-def _create(session, request: BatchRequest, staged: dict) -> tuple[UUID, list[int]]:
+def _create(session, request: BatchRequest, staged: dict, batch: Batch | None) -> tuple[UUID, list[int]]:
     expires_at = None
     if request.completion_window is not None:
+        # From when it is queued: time spent validating does not count against the window.
         expires_at = datetime.now(timezone.utc) + request.completion_window
-    batch = Batch(name=request.name, options=request.options, source=request.source,
-                  status=BatchStatus.IN_PROGRESS, tenant_id=request.tenant_id,
-                  batch_metadata=request.metadata, expires_at=expires_at,
-                  idempotency_key=request.idempotency_key, request_sha256=request.request_sha256)
-    session.add(batch)
+    if batch is None:
+        batch = Batch(name=request.name, options=request.options, source=request.source,
+                      tenant_id=request.tenant_id, batch_metadata=request.metadata,
+                      idempotency_key=request.idempotency_key, request_sha256=request.request_sha256)
+        session.add(batch)
+    batch.status, batch.expires_at = BatchStatus.IN_PROGRESS, expires_at
     session.flush()
     audio_ids = store_staged(session, request.tenant_id, list(staged.values()))
     # What every job will do is fixed now, from this process's tools and settings: the

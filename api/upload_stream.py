@@ -1,17 +1,21 @@
-"""Receiving an uploaded audio file: streamed to a staging file while it is hashed, never held in
-memory, and refused (413) as soon as it is known to be too big: at once from the
-Content-Length header, otherwise at the first byte past the limit."""
+"""Receiving uploaded files: each `file` part streamed to its own staging file while it is
+hashed, never held in memory, and refused (413) as soon as it is known to be too big: at
+once from the Content-Length header, otherwise at the first byte past the limit. One
+request may carry many files (`max_files`), so a tenant's rate limit, which counts
+requests, does not cap how many files it can send a minute; small text fields (an OpenAI
+File's `purpose`) are read alongside."""
 
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file itself
+PART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
+MAX_FIELD_BYTES = 1000
 
 
 class UploadTooLarge(Exception):
@@ -29,46 +33,72 @@ class ReceivedFile:
     sha256: str
     bytes: int
 
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+@dataclass
+class ReceivedParts:
+    files: list[ReceivedFile] = field(default_factory=list)  # in the order they came
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        for received in self.files:
+            received.discard()
+
 
 async def receive_file(request: Request, dest_dir: Path, max_bytes: int) -> ReceivedFile:
     """The multipart part named `file`, stored under `dest_dir`."""
+    return (await receive_parts(request, dest_dir, max_bytes, max_files=1)).files[0]
+
+
+async def receive_parts(request: Request, dest_dir: Path, max_bytes: int, max_files: int) -> ReceivedParts:
+    """Every part named `file` (at most `max_files`, each at most `max_bytes`), stored under
+    `dest_dir`, and the other parts as short text fields. On any failure nothing is left
+    in `dest_dir`."""
     boundary = _boundary(request.headers.get("content-type", ""))
+    most = max_files * (max_bytes + PART_OVERHEAD)
     length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > max_bytes + MULTIPART_OVERHEAD:
-        raise UploadTooLarge(f"upload of {int(length)} bytes is over the {max_bytes}-byte limit")
+    if length and length.isdigit() and int(length) > most:
+        raise UploadTooLarge(f"upload of {int(length)} bytes is over the limit of {max_files} file(s) "
+                             f"of {max_bytes} bytes")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    sink = _FileSink(dest_dir, max_bytes)
+    sink = _PartSink(dest_dir, max_bytes, max_files)
     parser = MultipartParser(boundary, callbacks=sink.callbacks())
     received = 0
     try:
         async for chunk in request.stream():
             received += len(chunk)
-            if received > max_bytes + MULTIPART_OVERHEAD:
-                raise UploadTooLarge(f"upload is over the {max_bytes}-byte limit")
+            if received > most:
+                raise UploadTooLarge(f"upload is over the limit of {max_files} file(s) of {max_bytes} bytes")
             parser.write(chunk)
         parser.finalize()
         return sink.finish()
-    finally:
+    except BaseException:
         sink.discard()
+        raise
 
 
 def _boundary(content_type: str) -> bytes:
     kind, params = parse_options_header(content_type)
     if kind != b"multipart/form-data" or not params.get(b"boundary"):
-        raise UploadMalformed("send the audio as multipart/form-data with a part named 'file'")
+        raise UploadMalformed("send the file(s) as multipart/form-data, each in a part named 'file'")
     return params[b"boundary"]
 
 
-class _FileSink:
-    """Collects part headers; writes the `file` part's bytes to a temporary file."""
+class _PartSink:
+    """Collects part headers; writes each `file` part's bytes to its own temporary file."""
 
-    def __init__(self, dest_dir: Path, max_bytes: int):
-        self.dest_dir, self.max_bytes = dest_dir, max_bytes
+    def __init__(self, dest_dir: Path, max_bytes: int, max_files: int):
+        self.dest_dir, self.max_bytes, self.max_files = dest_dir, max_bytes, max_files
         self.header_field, self.header_value, self.headers = b"", b"", {}
-        self.writing = None  # the open temporary file while inside the `file` part
+        self.parts = ReceivedParts()
+        self.writing = None  # the open temporary file while inside a `file` part
+        self.field_name: str | None = None  # while inside a text field
+        self.field_value = b""
         self.tmp_path: Path | None = None
-        self.filename: str | None = None
-        self.hash, self.size, self.done = hashlib.sha256(), 0, False
+        self.filename = ""
+        self.hash, self.size = hashlib.sha256(), 0
 
     def callbacks(self) -> dict:
         return {
@@ -93,36 +123,52 @@ class _FileSink:
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
-        if params.get(b"name") == b"file" and not self.done and self.writing is None:
-            self.filename = (params.get(b"filename") or b"upload").decode("utf-8", "replace")
-            handle, name = tempfile.mkstemp(dir=self.dest_dir, prefix=".partial-")
-            self.writing, self.tmp_path = os.fdopen(handle, "wb"), Path(name)
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        if name != "file":
+            self.field_name, self.field_value = name, b""
+            return
+        if len(self.parts.files) >= self.max_files:
+            raise UploadTooLarge(f"at most {self.max_files} file(s) per request")
+        self.filename = (params.get(b"filename") or b"upload").decode("utf-8", "replace")
+        handle, tmp = tempfile.mkstemp(dir=self.dest_dir, prefix=".partial-")
+        self.writing, self.tmp_path = os.fdopen(handle, "wb"), Path(tmp)
+        self.hash, self.size = hashlib.sha256(), 0
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         if self.writing is None:
+            if self.field_name is not None:
+                self.field_value += data[start:end]
+                if len(self.field_value) > MAX_FIELD_BYTES:
+                    raise UploadMalformed(f"field {self.field_name!r} is over {MAX_FIELD_BYTES} bytes")
             return
         self.size += end - start
         if self.size > self.max_bytes:
-            raise UploadTooLarge(f"upload is over the {self.max_bytes}-byte limit")
+            raise UploadTooLarge(f"{self.filename}: over the {self.max_bytes}-byte limit")
         self.hash.update(data[start:end])
         self.writing.write(data[start:end])
 
     def _part_end(self) -> None:
-        if self.writing is not None:
-            self.writing.close()
-            self.writing, self.done = None, True
-
-    def finish(self) -> ReceivedFile:
-        if not self.done:
-            raise UploadMalformed("no complete part named 'file' in the upload")
-        if self.size == 0:
-            raise UploadMalformed(f"{self.filename}: the file is empty")
+        if self.writing is None:
+            if self.field_name is not None:
+                self.parts.fields[self.field_name] = self.field_value.decode("utf-8", "replace")
+                self.field_name = None
+            return
+        self.writing.close()
+        self.writing = None
         received = ReceivedFile(self.tmp_path, self.filename, self.hash.hexdigest(), self.size)
-        self.tmp_path = None  # the caller's now: it puts the file into the store
-        return received
+        self.tmp_path = None
+        self.parts.files.append(received)
+        if received.bytes == 0:
+            raise UploadMalformed(f"{received.filename}: the file is empty")
+
+    def finish(self) -> ReceivedParts:
+        if self.writing is not None or not self.parts.files:
+            raise UploadMalformed("no complete part named 'file' in the upload")
+        return self.parts
 
     def discard(self) -> None:
         if self.writing is not None:
             self.writing.close()
         if self.tmp_path is not None:
             self.tmp_path.unlink(missing_ok=True)
+        self.parts.discard()

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     audio_cache_bytes: int = Field(10 * 1024**3, ge=0)  # the copies kept, least recently used dropped first
     upload_retention_s: float = Field(7 * 86400, gt=0)  # an upload no job uses is deleted this long after it came
     batch_max_items: int = Field(50_000, ge=1)
+    # POST /v1/audio/bulk: files per request (each up to AGR_MAX_AUDIO_BYTES, the body up to
+    # AGR_MAX_REQUEST_BYTES), so 50,000 files take tens of requests, not 50,000.
+    max_files_per_upload: int = Field(1000, ge=1)
+    # POST /v1/files: a submission file (as the OpenAI Files API's batch input, 200 MB).
+    max_input_file_bytes: int = Field(200 * 1024**2, ge=1024)
+    # How often each API process looks for `validating` batches to check (api/batch_intake.py);
+    # the process that made one starts on it at once.
+    intake_poll_s: float = Field(1.0, gt=0)
     default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
 
     # --- tenant isolation: request limits, operator-only endpoints (issue 15; api/request_guard.py) ---
@@ -127,6 +135,7 @@ class Settings(BaseSettings):
     # minute; past it they get 429 and Retry-After. Requests with a valid key are limited
     # per tenant (tenants.rate_limit_per_minute, all the tenant's keys together) instead.
     unauthenticated_rate_limit_per_minute: int = Field(60, ge=1)
+    rate_limit_window_s: float = Field(60.0, ge=1.0, le=3600.0)  # the limits above are scaled to it
     # /metrics on the API port answers only `Authorization: Bearer <this>`; unset: 404.
     metrics_token: SecretStr | None = None
 

@@ -3,6 +3,7 @@
 from models.audio import AudioAsset, AudioGrant
 from models.base import Base
 from models.batch import Batch
+from models.input_file import InputFile
 from models.iteration import Iteration
 from models.job import Job
 from models.llm_call import LLMCall
@@ -15,6 +16,6 @@ from models.tool_catalogue import ToolCatalogue
 from models.upload import Upload
 
 __all__ = [
-    "ApiKey", "AudioAsset", "AudioGrant", "Base", "Batch", "BatchStatus", "Iteration", "Job", "JobStatus",
+    "ApiKey", "AudioAsset", "AudioGrant", "Base", "Batch", "BatchStatus", "InputFile", "Iteration", "Job", "JobStatus",
     "LLMCall", "Step", "StepAttempt", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
 ]

@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedAt, status_enum
@@ -18,6 +18,8 @@ class Batch(CreatedAt, Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         # A tenant's batches newest first, a page at a time (GET /v1/batches; migration 0008).
         Index("ix_batches_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
+        # The intake's pick of the next batch to validate reads only those waiting.
+        Index("ix_batches_validating", "created_at", postgresql_where=text("status = 'validating'")),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -35,5 +37,10 @@ class Batch(CreatedAt, Base):
     completed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]  # cancel asked (status cancelling, then cancelled)
     ended_at: Mapped[datetime | None]  # cancelled or expired: the moment it stopped for good
+    # A batch made from an uploaded file is `validating` until api/batch_intake.py has
+    # checked every line and file: `intake` holds what the request asked for until then.
+    input_file_id: Mapped[UUID | None] = mapped_column(ForeignKey("input_files.id"))
+    intake: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # input_format, audio_dir, window
+    errors: Mapped[list[str] | None] = mapped_column(JSON)  # why a `failed` batch was refused, by line
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="batch")  # noqa: F821

@@ -4,27 +4,25 @@ cancel, and score against the reference answers."""
 
 import hashlib
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
+from api.batch_input import SubmissionInvalid
+from api.batch_intake import Submission, commit, prepare, record_for_intake
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
 from api.presenters import (RESULT_COLUMNS, SCORE_COLUMNS, batch_out, batch_with_counts, benchmark_item,
                             counts_by_batch, job_out, prediction_of, result_line)
 from api.schemas import BatchCreate, BatchList, BatchOut, JobList
-from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
-from api.tenant_audio import resolver_for
-from api.tenant_limits import check_queue_room, check_storage_room
+from api.submission import enqueue_first_steps
 from models.tenant import lock_tenant
 from core.scoring import score
-from core.settings import get_settings
 from models import Batch, BatchStatus, Job, JobStatus, Step, StepStatus
 from models.db import session_scope
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
@@ -44,31 +42,47 @@ RESULT_CHUNK = 1000  # jobs per chunk of an output or error file, and per fetch 
                         409: {"description": "Idempotency-Key reused for a different request"},
                         422: {"description": "the submission is refused whole; errors name each bad line"},
                         429: {"description": "rate limit, or too many unfinished items for this tenant"}})
-def create(body: BatchCreate, caller: CallerDep,
+def create(body: BatchCreate, request: Request, caller: CallerDep,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
-    """Validate every line and every audio reference, then queue the whole batch (or nothing)."""
+    """Inline `input`: validate every line and every audio reference, then queue the whole
+    batch (or nothing). `input_file_id`: the batch is recorded `validating` and checked
+    off the request path (api/batch_intake.py); poll it for `in_progress` or `failed`."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    submission = Submission(body.input_format, body.audio_dir, body.name, body.pipeline, body.max_iters,
+                            body.metadata, body.completion_window)
+    if idempotency_key and (replay := _replay_now(caller, idempotency_key, request_hash)):
+        return replay
+    step_ids = []
     try:
-        with session_scope() as session:
-            if idempotency_key and (replay := _replay(session, caller, idempotency_key, request_hash)):
-                return replay
-            request = _batch_request(session, caller, body, idempotency_key, request_hash)
-            try:
-                tenant = lock_tenant(session, caller.tenant_id)
-                check_queue_room(session, tenant, len(request.items))
-                check_storage_room(session, tenant, [i.audio for i in request.items])
-            except BaseException:
-                discard_staged(request.items)
-                raise
-            batch_id, step_ids = create_batch(request, session)
+        if body.input_file_id is not None:
+            with session_scope() as session:
+                batch_id = record_for_intake(session, caller, body.input_file_id, submission,
+                                             idempotency_key, request_hash).id
+        else:
+            prepared = _prepared(caller, body.input, submission, idempotency_key, request_hash)
+            with session_scope() as session:  # the only write transaction: short, under the tenant's lock
+                batch_id, step_ids = commit(session, prepared)
     except IntegrityError:
         if not idempotency_key:
             raise
-        with session_scope() as session:  # a concurrent request with the same key committed first
-            return _replay(session, caller, idempotency_key, request_hash)
+        return _replay_now(caller, idempotency_key, request_hash)  # a concurrent request with the key won
     enqueue_first_steps(step_ids)  # only after the commit: no message without its state
+    if body.input_file_id is not None and (intake := getattr(request.app.state, "intake", None)):
+        intake.wake()  # else another process's intake finds it on its next poll
     with session_scope() as session:
         return batch_out(session, session.get(Batch, batch_id))
+
+
+def _prepared(caller: Caller, text: str, submission: Submission, key: str | None, request_hash: str):
+    try:
+        return prepare(caller, text, submission, key, request_hash)
+    except SubmissionInvalid as exc:
+        raise HTTPException(422, {"message": str(exc).splitlines()[0], "errors": exc.errors}) from None
+
+
+def _replay_now(caller: Caller, key: str, request_hash: str) -> JSONResponse | None:
+    with session_scope() as session:
+        return _replay(session, caller, key, request_hash)
 
 
 @router.get("", response_model=BatchList)
@@ -121,6 +135,10 @@ def remove(batch_id: UUID, caller: CallerDep) -> dict:
     """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
     upload of this tenant uses (uploads are kept until they expire)."""
     with session_scope() as session:  # committed before the answer says it is done
+        if session.scalar(select(Batch.status).where(Batch.id == batch_id)) == BatchStatus.VALIDATING:
+            # Its intake holds the row, and takes the tenant's lock last: refused before we take that one.
+            raise HTTPException(409, f"batch {batch_id} is validating: wait for it, or cancel it first",
+                                headers={"Retry-After": "10"})
         lock_tenant(session, caller.tenant_id)  # retention and the tenant's submits take turns
         batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
                                .with_for_update())
@@ -236,32 +254,3 @@ def _replay(session, caller: Caller, key: str, request_hash: str) -> JSONRespons
     if earlier.request_sha256 != request_hash:
         raise HTTPException(409, "this Idempotency-Key was used for a different request")
     return JSONResponse(batch_out(session, earlier).model_dump(mode="json"), status_code=200)
-
-
-def _batch_request(session, caller: Caller, body: BatchCreate, idempotency_key, request_hash) -> BatchRequest:
-    settings = get_settings()
-    if body.pipeline == "direct" and not settings.alm_model:
-        raise HTTPException(422, "the direct pipeline needs an audio-language model (AGR_ALM_MODEL)")
-    try:
-        parsed, errors = parse_lines(body.input, body.input_format, settings.batch_max_items)
-        resolver = resolver_for(session, caller, parsed, body.audio_dir)
-        try:
-            items = resolve_audio(parsed, resolver, tuple(errors))
-        except BaseException:
-            resolver.discard()
-            raise
-    except SubmissionInvalid as exc:
-        raise HTTPException(422, {"message": str(exc).splitlines()[0], "errors": exc.errors}) from None
-    options = {"pipeline": body.pipeline,
-               "max_iters": settings.max_iters if body.max_iters is None else body.max_iters}
-    window = body.completion_window or settings.default_completion_window
-    return BatchRequest(
-        name=body.name or f"batch of {len(items)}", items=items, options=options, tenant_id=caller.tenant_id,
-        metadata=body.metadata, completion_window=_duration(window),
-        idempotency_key=idempotency_key, request_sha256=request_hash,
-    )
-
-
-def _duration(text: str) -> timedelta:
-    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[text[-1]]
-    return timedelta(**{unit: int(text[:-1])})

@@ -1,0 +1,117 @@
+"""/v1/files: submission files, shaped like the OpenAI Files API (purpose `batch`).
+
+A large batch arrives here first, streamed, then `POST /v1/batches` names it by
+`input_file_id` and is validated off the request path (api/batch_intake.py). The same
+bytes uploaded again by the same tenant answer the file made the first time, so a
+re-run of a submission finds the batch it made (its Idempotency-Key's request is the
+same).
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import defer
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CallerDep, SessionDep
+from api.schemas import FileList, FileOut
+from api.upload_stream import UploadMalformed, UploadTooLarge, receive_parts
+from core.settings import get_settings
+from models import InputFile
+from models.db import session_scope
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+PURPOSES = ("batch",)
+NOT_FOUND = {404: {"description": "no such file for this key's tenant"}}
+
+_MULTIPART_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file", "purpose"],
+            "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"enum": list(PURPOSES)}},
+        }}},
+    }
+}
+
+
+@router.post("", response_model=FileOut, openapi_extra=_MULTIPART_BODY,
+             responses={413: {"description": "the file is over AGR_MAX_INPUT_FILE_BYTES"},
+                        422: {"description": "no 'file' part, an unknown purpose, or not UTF-8 text"}})
+async def upload(request: Request, caller: CallerDep) -> FileOut:
+    """Stream a submission file in (the part `file`, with `purpose` = batch)."""
+    limit = get_settings().max_input_file_bytes
+    with tempfile.TemporaryDirectory(prefix="agr-input-") as folder:
+        try:
+            parts = await receive_parts(request, Path(folder), limit, max_files=1)
+        except UploadTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
+        except UploadMalformed as exc:
+            raise HTTPException(422, str(exc)) from None
+        purpose = parts.fields.get("purpose", "")
+        if purpose not in PURPOSES:
+            raise HTTPException(422, f"purpose {purpose!r}: use one of {', '.join(PURPOSES)}")
+        return await run_in_threadpool(_store, caller.tenant_id, purpose, parts.files[0])
+
+
+def _store(tenant_id: UUID, purpose: str, received) -> FileOut:
+    try:
+        content = received.path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HTTPException(422, f"{received.filename}: not UTF-8 text") from None
+    if "\x00" in content:
+        raise HTTPException(422, f"{received.filename}: contains a NUL character")
+    row = {"tenant_id": tenant_id, "purpose": purpose, "filename": received.filename[:500],
+           "sha256": received.sha256, "bytes": received.bytes, "content": content}
+    with session_scope() as session:
+        session.execute(insert(InputFile).values(row).on_conflict_do_nothing())
+        return _file_out(_by_digest(session, tenant_id, purpose, received.sha256))
+
+
+@router.get("", response_model=FileList)
+def list_files(session: SessionDep, caller: CallerDep,
+               purpose: Annotated[str, Query(pattern="^batch$")] = "batch",
+               sha256: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None) -> FileList:
+    """The tenant's file with these bytes (`sha256`), so a client uploads it only once;
+    without `sha256`, its newest 100 files."""
+    if sha256 is not None:
+        found = _by_digest(session, caller.tenant_id, purpose, sha256)
+        return FileList(data=[_file_out(found)] if found else [])
+    rows = session.scalars(select(InputFile).options(defer(InputFile.content)).where(InputFile.tenant_id == caller.tenant_id,
+                                                   InputFile.purpose == purpose)
+                           .order_by(InputFile.created_at.desc()).limit(100))
+    return FileList(data=[_file_out(r) for r in rows])
+
+
+@router.get("/{file_id}", response_model=FileOut, responses=NOT_FOUND)
+def read(file_id: UUID, session: SessionDep, caller: CallerDep) -> FileOut:
+    return _file_out(owned_file(session, caller.tenant_id, file_id))
+
+
+@router.get("/{file_id}/content", response_class=PlainTextResponse, responses=NOT_FOUND)
+def content(file_id: UUID, session: SessionDep, caller: CallerDep) -> PlainTextResponse:
+    return PlainTextResponse(owned_file(session, caller.tenant_id, file_id).content)
+
+
+def owned_file(session, tenant_id: UUID, file_id: UUID) -> InputFile:
+    row = session.scalar(select(InputFile).where(InputFile.id == file_id, InputFile.tenant_id == tenant_id))
+    if row is None:
+        raise HTTPException(404, f"no file {file_id}")
+    return row
+
+
+def _by_digest(session, tenant_id: UUID, purpose: str, sha256: str) -> InputFile | None:
+    return session.scalar(select(InputFile).options(defer(InputFile.content))
+                          .where(InputFile.tenant_id == tenant_id, InputFile.purpose == purpose,
+                                                  InputFile.sha256 == sha256))
+
+
+def _file_out(row: InputFile) -> FileOut:
+    return FileOut(id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
+                   purpose=row.purpose, sha256=row.sha256)
