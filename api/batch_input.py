@@ -9,7 +9,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -315,19 +315,26 @@ def check_relative(reference: str, what: str = "audio", folder: str = "the audio
 
 
 def resolve_in_root(reference: str, root: Path) -> Path:
-    """A file inside `root` on this machine (the local CLI's batch files). URLs, absolute
-    paths, '..' and symlinks leading out are refused."""
+    """A file inside `root` on this machine (the CLI's batch files). URLs, absolute paths,
+    '..' and symlinks leading out are refused. MMAR names its files `./audio/<id>.wav` from
+    the dataset's folder: they are found whether `root` is that folder or its `audio/`
+    folder; the path as written, under `root`, wins when both exist."""
     check_relative(reference)
     root = root.resolve()
-    try:
-        resolved = (root / reference).resolve()  # follows symlinks, so one pointing out is caught here
-        if not resolved.is_relative_to(root):
-            raise ValueError(f"audio {reference!r} leaves the audio folder")
-        if not resolved.is_file():
-            raise ValueError(f"audio file not found: {reference}")
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        raise ValueError(f"audio {reference!r}: {exc.strerror}") from None
-    return resolved
+    candidates = [reference]
+    parts = PurePosixPath(reference).parts
+    if len(parts) > 1 and parts[0] == root.name:
+        candidates.append(str(PurePosixPath(*parts[1:])))  # `audio/x.wav` under a folder named `audio`
+    for candidate in candidates:
+        try:
+            resolved = (root / candidate).resolve()  # follows symlinks, so one pointing out is caught here
+            if not resolved.is_relative_to(root):
+                raise ValueError(f"audio {reference!r} leaves the audio folder")
+            if resolved.is_file():
+                return resolved
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise ValueError(f"audio {reference!r}: {exc.strerror}") from None
+    raise ValueError(f"audio file not found: {reference}")
 
 
 def read_batch_file(path: Path, audio_dir: Path | None = None, fmt: str = "auto") -> list[Item]:

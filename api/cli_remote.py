@@ -12,7 +12,7 @@ from rich.table import Table
 
 from api.audit_view import render_audit
 from api import cli_uploads
-from api.batch_input import SubmissionInvalid, UploadRef, parse_submission
+from api.batch_input import SubmissionInvalid, UploadRef, parse_submission, resolve_in_root
 from api.cli_common import app, console, fail
 from api.client import ApiClient, ApiError
 from api.db_outage import Outage
@@ -210,7 +210,7 @@ def _with_uploads(client: ApiClient, text: str, input_format: str, audio_dir: Pa
         if isinstance(item.audio, UploadRef) or item.audio in paths:
             continue
         try:
-            paths[item.audio] = cli_uploads.resolve_local(item.audio, audio_dir)
+            paths[item.audio] = resolve_in_root(item.audio, audio_dir)
         except ValueError as exc:
             errors.append(f"{item.where}: {exc}")
     if errors:

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeElapsedColumn, TransferSpeedColumn)
 
-from api.batch_input import ParsedItem, UploadRef, check_relative
+from api.batch_input import ParsedItem, UploadRef
 from api.client import ApiClient
 
 HASH_THREADS = 4
@@ -29,28 +29,6 @@ FILES_PER_REQUEST = 200
 BYTES_PER_REQUEST = 64 * 1024**2
 KNOWN_PER_REQUEST = 10_000
 BLOCK = 1 << 20
-
-
-def resolve_local(reference: str, audio_dir: Path) -> Path:
-    """A benchmark's audio path on this machine. MMAR names its files `./audio/<id>.wav`
-    from the dataset's folder: they are found whether `audio_dir` is that folder or its
-    `audio/` folder. The path as written, under `audio_dir`, wins when both exist."""
-    check_relative(reference)
-    root = audio_dir.resolve()
-    candidates = [reference]
-    parts = Path(reference).parts
-    if len(parts) > 1 and parts[0] == root.name:
-        candidates.append(str(Path(*parts[1:])))  # `audio/x.wav` under a folder named `audio`
-    for candidate in candidates:
-        try:
-            resolved = (root / candidate).resolve()  # follows links: one leading out is caught here
-        except OSError as exc:  # e.g. a name longer than the file system allows
-            raise ValueError(f"audio {reference!r}: {exc.strerror}") from None
-        if not resolved.is_relative_to(root):
-            raise ValueError(f"audio {reference!r} leaves the audio folder")
-        if resolved.is_file():
-            return resolved
-    raise ValueError(f"audio file not found: {reference} (looked in {root})")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ from core.open_beneath import NotBeneath, check_dir_beneath
 from models import AudioAsset, Tenant, Upload
 
 
+IDS_PER_STATEMENT = 10_000
+
+
 class Resolver:
     """From an item's audio reference to its staged audio, raising ValueError with the
     reason; each distinct reference is read once. `discard()` drops what was staged when
@@ -59,13 +62,14 @@ def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audi
 
 
 def _uploads(session: Session, caller: Caller, ids: set) -> dict:
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(Upload.id, Upload.filename, AudioAsset).join(AudioAsset, AudioAsset.id == Upload.audio_id)
-        .where(Upload.tenant_id == caller.tenant_id, Upload.id.in_(ids))
-    ).all()
-    return {upload_id: stored_upload(asset, filename) for upload_id, filename, asset in rows}
+    found, ids = {}, list(ids)
+    for start in range(0, len(ids), IDS_PER_STATEMENT):  # a statement takes at most 65,535 parameters
+        rows = session.execute(
+            select(Upload.id, Upload.filename, AudioAsset).join(AudioAsset, AudioAsset.id == Upload.audio_id)
+            .where(Upload.tenant_id == caller.tenant_id, Upload.id.in_(ids[start : start + IDS_PER_STATEMENT]))
+        ).all()
+        found |= {upload_id: stored_upload(asset, filename) for upload_id, filename, asset in rows}
+    return found
 
 
 def _folder(caller: Caller, audio_dir: str | None) -> PurePosixPath | ValueError:

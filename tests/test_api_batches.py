@@ -78,7 +78,8 @@ def test_devset_through_the_cli_over_http(served, devset, tmp_path):
     submitted = _agr("submit", str(devset / "meta.jsonl"), "--audio-dir", str(devset), "--wait", env_extra=env)
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     batch_id = re.search(r"batch (\S+) queued: 24 item\(s\)", submitted.stdout).group(1)
-    assert "uploaded 24 audio file(s)" in submitted.stdout
+    assert "24 distinct audio file(s): 0 held by the service already, 24 to upload" in submitted.stdout
+    assert "uploaded 24 file(s)" in submitted.stdout
     assert re.search(r"rule token: official \d+\.\d%", submitted.stdout)  # the score, printed at the end
 
     batch = http.get(f"/v1/batches/{batch_id}").json()
