@@ -10,10 +10,13 @@ A small batch comes inline (`input`) and is checked inside its request. A large 
 comes as an uploaded file (`input_file_id`): its request only records the batch,
 `validating`, and an intake thread in every API process (`IntakeLoop`) checks it
 afterwards, as the OpenAI Batch API does: `in_progress` once every line and file
-passed, or `failed` with every bad line in `errors`. The batch row is the durable
-record: an intake takes it FOR UPDATE SKIP LOCKED, so two processes never check one
-batch, and one that dies mid-check (its transaction rolled back) leaves it `validating`
-for the next pass of any of them.
+passed, or `failed` with every bad line in `errors`. An intake claims a batch under a
+lease (`intake_claim`, `intake_claimed_until`, renewed while it checks), in a short
+transaction taken FOR UPDATE SKIP LOCKED: two processes never check one batch, no
+transaction stays open while files are read, a cancel meanwhile is never blocked (the
+check's result is then dropped), and a process that dies mid-check leaves the batch to
+any intake once its lease lapses. A batch whose checks keep dying fails after
+AGR_INTAKE_MAX_ATTEMPTS of them, instead of holding up every batch behind it.
 """
 
 import logging
@@ -21,15 +24,16 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from fastapi import HTTPException
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
 from api.keys import Caller
 from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
-from api.tenant_audio import resolver_for
+from api.audio_ingest import StagedAudio
+from api.tenant_audio import gone_since_resolved, resolver_for
 from api.tenant_limits import check_queue_room, check_storage_room
 from core.settings import get_settings
 from models import Batch, BatchStatus, InputFile, Tenant
@@ -89,6 +93,7 @@ def commit(session, request: BatchRequest, batch: Batch | None = None) -> tuple[
     413) when a limit refuses it."""
     try:
         tenant = lock_tenant(session, request.tenant_id)
+        _check_uploads_still_held(session, request)
         check_queue_room(session, tenant, len(request.items))
         check_storage_room(session, tenant, [i.audio for i in request.items])
     except BaseException:
@@ -97,12 +102,28 @@ def commit(session, request: BatchRequest, batch: Batch | None = None) -> tuple[
     return create_batch(request, session, batch)
 
 
+def _check_uploads_still_held(session, request: BatchRequest) -> None:
+    """Uploads were looked up before the lock: refuse those retention deleted since (their
+    jobs would find no audio)."""
+    stored = [i.audio for i in request.items if isinstance(i.audio, StagedAudio) and i.audio.staged is None]
+    if gone := gone_since_resolved(session, request.tenant_id, stored):
+        names = sorted({g.name for g in gone})
+        raise SubmissionInvalid([f"{len(names)} upload(s) expired while the submission was checked, e.g. "
+                                 f"{', '.join(names[:5])}: upload them again"])
+
+
 def record_for_intake(session, caller: Caller, file_id: UUID, submission: Submission,
                       idempotency_key: str | None, request_sha256: str) -> Batch:
     """A `validating` batch for an uploaded file; the intake checks it after the commit."""
     found = session.scalar(select(InputFile.id).where(InputFile.id == file_id, InputFile.tenant_id == caller.tenant_id))
     if found is None:
         raise HTTPException(422, {"message": "the submission is refused", "errors": [f"no file {file_id}"]})
+    waiting = session.scalar(select(func.count()).where(Batch.tenant_id == caller.tenant_id,
+                                                        Batch.status == BatchStatus.VALIDATING))
+    most = get_settings().max_validating_batches
+    if waiting >= most:  # one tenant's pile of files must not keep every intake from the others'
+        raise HTTPException(429, f"{waiting} batches of this tenant are waiting to be checked (at most {most}, "
+                                 "AGR_MAX_VALIDATING_BATCHES): try again once one is", headers={"Retry-After": "10"})
     batch = Batch(name=submission.name or "batch", options=submission.options(), tenant_id=caller.tenant_id,
                   status=BatchStatus.VALIDATING, batch_metadata=submission.metadata, input_file_id=file_id,
                   intake=submission.intake(), idempotency_key=idempotency_key, request_sha256=request_sha256)
@@ -112,34 +133,145 @@ def record_for_intake(session, caller: Caller, file_id: UUID, submission: Submis
 
 
 def validate_next() -> UUID | None:
-    """Check the oldest `validating` batch no other intake holds; returns its id (None:
-    nothing waiting). The batch row stays locked while it is checked; nothing else is
-    written until the end."""
-    step_ids: list[int] = []
+    """Check the oldest `validating` batch no live intake holds; returns its id (None:
+    nothing waiting). The check runs under a lease with no transaction open (it may read
+    50,000 files); its result is written in one short transaction at the end, unless the
+    batch was cancelled meanwhile."""
+    claim = _claim_next()
+    if not isinstance(claim, _Claim):
+        return claim  # None, or the id of a batch failed for too many attempts
+    try:
+        with _LeaseKept(claim):
+            request = prepare(claim.caller, claim.text, claim.submission, claim.idempotency_key,
+                              claim.request_sha256)
+        step_ids = _write_batch(claim, request)
+    except SubmissionInvalid as exc:
+        _write_refusal(claim, exc.errors)
+        return claim.batch_id
+    except Exception as exc:
+        _release(claim, exc)  # the next pass tries again, up to AGR_INTAKE_MAX_ATTEMPTS checks
+        raise
+    log.info("intake: batch %s checked: %s", claim.batch_id, "queued" if step_ids else "refused or cancelled")
+    enqueue_first_steps(step_ids)  # after the commit, as for an inline submission
+    return claim.batch_id
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A `validating` batch this intake holds the lease on, with what its check needs."""
+
+    batch_id: UUID
+    token: UUID
+    caller: Caller
+    text: str
+    submission: Submission
+    idempotency_key: str | None
+    request_sha256: str | None
+
+
+def _claim_next() -> "_Claim | UUID | None":
+    settings = get_settings()
     with session_scope() as session:
-        batch = session.scalar(select(Batch).where(Batch.status == BatchStatus.VALIDATING)
+        batch = session.scalar(select(Batch).where(Batch.status == BatchStatus.VALIDATING,
+                                                   or_(Batch.intake_claimed_until.is_(None),
+                                                       Batch.intake_claimed_until < func.now()))
                                .order_by(Batch.created_at).limit(1).with_for_update(skip_locked=True))
         if batch is None:
             return None
-        batch_id = batch.id
-        try:
-            request = prepare(_caller_of(session, batch), _input_text(session, batch), _submission_of(batch),
-                              batch.idempotency_key, batch.request_sha256)
-            with session.begin_nested():  # a refusal undoes what the commit wrote, not the row's lock
-                _, step_ids = commit(session, request, batch)
-        except SubmissionInvalid as exc:
-            _refuse(batch, exc.errors)
-        except HTTPException as exc:  # a tenant's limit
-            _refuse(batch, [exc.detail if isinstance(exc.detail, str) else str(exc.detail)])
-        else:
-            batch.intake = None
-    log.info("intake: batch %s checked: %s", batch_id, "queued" if step_ids else "refused")
-    enqueue_first_steps(step_ids)  # after the commit, as for an inline submission
-    return batch_id
+        if batch.intake_attempts >= settings.intake_max_attempts:
+            # Each check died (a process killed by it, or an error nobody foresaw): refused,
+            # so it stops blocking every batch behind it.
+            last = (batch.intake or {}).get("last_error") or "the checking process stopped"
+            _refuse(batch, [f"the submission could not be checked ({batch.intake_attempts} attempts; last: {last})"])
+            return batch.id
+        batch.intake_claim, batch.intake_attempts = uuid4(), batch.intake_attempts + 1
+        batch.intake_claimed_until = func.now() + timedelta(seconds=settings.intake_lease_s)
+        return _Claim(batch.id, batch.intake_claim, _caller_of(session, batch), _input_text(session, batch),
+                      _submission_of(batch), batch.idempotency_key, batch.request_sha256)
+
+
+class _LeaseKept:
+    """Renews the claim's lease every third of AGR_INTAKE_LEASE_S while the check runs."""
+
+    def __init__(self, claim: _Claim):
+        self.claim, self._done = claim, threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="batch-intake-lease", daemon=True)
+
+    def __enter__(self) -> "_LeaseKept":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew(self) -> None:
+        lease_s = get_settings().intake_lease_s
+        while not self._done.wait(lease_s / 3):
+            try:
+                with session_scope() as session:
+                    session.execute(update(Batch).where(Batch.id == self.claim.batch_id,
+                                                        Batch.intake_claim == self.claim.token)
+                                    .values(intake_claimed_until=func.now() + timedelta(seconds=lease_s)))
+            except Exception:  # a database blip: the next renewal, or the final write, tells
+                log.warning("intake: renewing the lease on batch %s failed", self.claim.batch_id, exc_info=True)
+
+
+def _held(session, claim: _Claim) -> Batch | None:
+    """The batch, locked after its tenant (the order DELETE takes them), if it is still
+    `validating` under this claim: cancelled, or taken over after a lapsed lease, it is not."""
+    lock_tenant(session, claim.caller.tenant_id)
+    batch = session.scalar(select(Batch).where(Batch.id == claim.batch_id).with_for_update())
+    if batch is None or batch.status != BatchStatus.VALIDATING or batch.intake_claim != claim.token:
+        return None
+    return batch
+
+
+def _write_batch(claim: _Claim, request: BatchRequest) -> list[int]:
+    try:
+        with session_scope() as session:
+            batch = _held(session, claim)
+            if batch is None:
+                return []
+            try:
+                with session.begin_nested():  # a refusal undoes what the commit wrote, not the row's lock
+                    _, step_ids = commit(session, request, batch)
+            except SubmissionInvalid as exc:  # an upload expired while the batch was checked
+                _refuse(batch, exc.errors)
+                return []
+            except HTTPException as exc:  # a tenant's limit
+                _refuse(batch, [exc.detail if isinstance(exc.detail, str) else str(exc.detail)])
+                return []
+            batch.intake = batch.intake_claim = batch.intake_claimed_until = None
+            return step_ids
+    finally:
+        discard_staged(request.items)  # stored by now, or not to be: either way the copies go
+
+
+def _write_refusal(claim: _Claim, errors: list[str]) -> None:
+    with session_scope() as session:
+        if (batch := _held(session, claim)) is not None:
+            _refuse(batch, errors)
+
+
+def _release(claim: _Claim, exc: Exception) -> None:
+    """Give the batch back at once after an unforeseen error, noting it for the refusal
+    that follows the last attempt."""
+    try:
+        with session_scope() as session:
+            if (batch := _held(session, claim)) is not None:
+                batch.intake = (batch.intake or {}) | {"last_error": f"{type(exc).__name__}: {exc}"[:500]}
+                batch.intake_claimed_until = None
+    except Exception:  # the database is down too: the lease lapses and another pass retries
+        log.warning("intake: could not give batch %s back", claim.batch_id, exc_info=True)
 
 
 def _refuse(batch: Batch, errors: list[str]) -> None:
     batch.status, batch.errors, batch.ended_at, batch.intake = BatchStatus.FAILED, errors, func.now(), None
+    batch.intake_claim = batch.intake_claimed_until = None
+    # Its key is freed: the same request again (once the tenant has room, or an expired
+    # upload is sent again) makes a new batch instead of answering this failed one.
+    batch.idempotency_key = None
 
 
 def _caller_of(session, batch: Batch) -> Caller:

@@ -11,7 +11,7 @@ from api.audio_ingest import StagedAudio, stage_beneath, stored_upload
 from api.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
 from api.keys import Caller
 from core.open_beneath import NotBeneath, check_dir_beneath
-from models import AudioAsset, Tenant, Upload
+from models import AudioAsset, AudioGrant, Tenant, Upload
 
 
 IDS_PER_STATEMENT = 10_000
@@ -70,6 +70,18 @@ def _uploads(session: Session, caller: Caller, ids: set) -> dict:
         ).all()
         found |= {upload_id: stored_upload(asset, filename) for upload_id, filename, asset in rows}
     return found
+
+
+def gone_since_resolved(session: Session, tenant_id, stored: list[StagedAudio]) -> list[StagedAudio]:
+    """Of these stored uploads (resolved earlier, outside the tenant's lock), those whose
+    object retention has deleted since; call under the tenant's lock, which retention takes."""
+    digests = sorted({s.sha256 for s in stored})
+    held = set()
+    for start in range(0, len(digests), IDS_PER_STATEMENT):
+        held |= set(session.scalars(
+            select(AudioAsset.sha256).join(AudioGrant, AudioGrant.audio_id == AudioAsset.id)
+            .where(AudioGrant.tenant_id == tenant_id, AudioAsset.sha256.in_(digests[start : start + IDS_PER_STATEMENT]))))
+    return [s for s in stored if s.sha256 not in held]
 
 
 def _folder(caller: Caller, audio_dir: str | None) -> PurePosixPath | ValueError:

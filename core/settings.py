@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # How often each API process looks for `validating` batches to check (api/batch_intake.py);
     # the process that made one starts on it at once.
     intake_poll_s: float = Field(1.0, gt=0)
+    # An intake's lease on the batch it checks, renewed every third of it: a process that
+    # dies mid-check leaves the batch to another after this long.
+    intake_lease_s: float = Field(120.0, gt=0)
+    intake_max_attempts: int = Field(3, ge=1)  # checks begun before a batch fails as unprocessable
+    max_validating_batches: int = Field(20, ge=1)  # per tenant, waiting for the intake at once
     default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
 
     # --- tenant isolation: request limits, operator-only endpoints (issue 15; api/request_guard.py) ---

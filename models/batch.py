@@ -42,5 +42,11 @@ class Batch(CreatedAt, Base):
     input_file_id: Mapped[UUID | None] = mapped_column(ForeignKey("input_files.id"))
     intake: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # input_format, audio_dir, window
     errors: Mapped[list[str] | None] = mapped_column(JSON)  # why a `failed` batch was refused, by line
+    # The intake checking it holds a lease, not a transaction (checking may take minutes):
+    # its claim, renewed until it writes, and how many checks began (a batch that keeps
+    # killing its check fails after a few instead of blocking the intake for ever).
+    intake_claim: Mapped[UUID | None]
+    intake_claimed_until: Mapped[datetime | None]
+    intake_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="batch")  # noqa: F821

@@ -61,7 +61,7 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
         else:
             prepared = _prepared(caller, body.input, submission, idempotency_key, request_hash)
             with session_scope() as session:  # the only write transaction: short, under the tenant's lock
-                batch_id, step_ids = commit(session, prepared)
+                batch_id, step_ids = _refused_as_422(lambda: commit(session, prepared))
     except IntegrityError:
         if not idempotency_key:
             raise
@@ -74,8 +74,12 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
 
 
 def _prepared(caller: Caller, text: str, submission: Submission, key: str | None, request_hash: str):
+    return _refused_as_422(lambda: prepare(caller, text, submission, key, request_hash))
+
+
+def _refused_as_422(step):
     try:
-        return prepare(caller, text, submission, key, request_hash)
+        return step()
     except SubmissionInvalid as exc:
         raise HTTPException(422, {"message": str(exc).splitlines()[0], "errors": exc.errors}) from None
 
@@ -135,10 +139,6 @@ def remove(batch_id: UUID, caller: CallerDep) -> dict:
     """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
     upload of this tenant uses (uploads are kept until they expire)."""
     with session_scope() as session:  # committed before the answer says it is done
-        if session.scalar(select(Batch.status).where(Batch.id == batch_id)) == BatchStatus.VALIDATING:
-            # Its intake holds the row, and takes the tenant's lock last: refused before we take that one.
-            raise HTTPException(409, f"batch {batch_id} is validating: wait for it, or cancel it first",
-                                headers={"Retry-After": "10"})
         lock_tenant(session, caller.tenant_id)  # retention and the tenant's submits take turns
         batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
                                .with_for_update())

@@ -2,7 +2,8 @@
 
 `input_files` holds submission files (`POST /v1/files`); a batch made from one is
 `validating` until the intake (api/batch_intake.py) has checked it, with the request's
-parameters in `intake` meanwhile and, if refused, every bad line in `errors`.
+parameters in `intake` meanwhile and, if refused, every bad line in `errors`. The intake
+checks a batch under a lease (`intake_claim`, `intake_claimed_until`), not a transaction.
 
 Revision ID: 0010
 Revises: 0009
@@ -35,6 +36,10 @@ def upgrade() -> None:
     op.add_column('batches', sa.Column('input_file_id', sa.Uuid(), nullable=True))
     op.add_column('batches', sa.Column('intake', sa.JSON(), nullable=True))
     op.add_column('batches', sa.Column('errors', sa.JSON(), nullable=True))
+    op.add_column('batches', sa.Column('intake_claim', sa.Uuid(), nullable=True))
+    op.add_column('batches', sa.Column('intake_claimed_until', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('batches', sa.Column('intake_attempts', sa.Integer(), server_default=sa.text('0'),
+                                       nullable=False))
     op.create_foreign_key(op.f('fk_batches_input_file_id_input_files'), 'batches', 'input_files',
                           ['input_file_id'], ['id'])
     op.create_index('ix_batches_validating', 'batches', ['created_at'], unique=False,
@@ -44,6 +49,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_batches_validating', table_name='batches', postgresql_where=sa.text("status = 'validating'"))
     op.drop_constraint(op.f('fk_batches_input_file_id_input_files'), 'batches', type_='foreignkey')
+    op.drop_column('batches', 'intake_attempts')
+    op.drop_column('batches', 'intake_claimed_until')
+    op.drop_column('batches', 'intake_claim')
     op.drop_column('batches', 'errors')
     op.drop_column('batches', 'intake')
     op.drop_column('batches', 'input_file_id')
