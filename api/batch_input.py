@@ -23,6 +23,10 @@ MAX_CHOICES = 26
 MAX_ID_CHARS = 200  # jobs.custom_id
 MAX_AUDIO_REF_CHARS = 1000
 MAX_AUDIO_PATH_CHARS = 2000
+# Problems listed by line; past this many they are counted only: a file of a million bad
+# lines must not become a million strings, nor a JSON value that every status poll reads.
+MAX_LISTED_PROBLEMS = 1000
+_UNLISTED = "... and {} more problem(s), not listed"
 
 
 class SubmissionInvalid(ValueError):
@@ -83,28 +87,32 @@ def parse_submission(text: str, fmt: str = "auto", max_items: int | None = None)
 
 
 def parse_lines(text: str, fmt: str = "auto", max_items: int | None = None) -> tuple[list[ParsedItem], list[str]]:
-    """The items that parse, and the problems of those that do not, in file order."""
+    """The items that parse, and the problems of those that do not, in file order (the first
+    MAX_LISTED_PROBLEMS of them, then a count). SubmissionInvalid at once when there are
+    more than `max_items` items: nothing past them is read."""
     if fmt not in FORMATS:
         raise SubmissionInvalid([f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}"])
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     fmt = detect_format(text) if fmt == "auto" else fmt
     records = _mmau_records(text) if fmt == "mmau" else _jsonl_records(text)
     parse = _ours if fmt == "jsonl" else _benchmark
-    items, errors, seen = [], [], set()
+    items, problems, seen = [], _Problems(), set()
     for where, raw in records:
         try:
             item = parse(where, raw)
         except ValueError as exc:
-            errors.append(f"{where}: {exc}")
+            problems.add(f"{where}: {exc}")
             continue
         if item.custom_id in seen:
-            errors.append(f"{where}: duplicate id {item.custom_id!r}")
+            problems.add(f"{where}: duplicate id {item.custom_id!r}")
         seen.add(item.custom_id)
         items.append(item)
-    if not items and not errors:
-        errors.append("the submission has no items")
-    if max_items is not None and len(items) > max_items:
-        errors.append(f"{len(items)} items: at most {max_items} per batch")
-    return items, errors
+        if max_items is not None and len(items) > max_items:
+            problems.add(f"{where}: more than {max_items} items; at most {max_items} per batch (AGR_BATCH_MAX_ITEMS)")
+            raise SubmissionInvalid(problems.listed())
+    if not items and not problems:
+        problems.add("the submission has no items")
+    return items, problems.listed()
 
 
 def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], "Path | StagedAudio"],
@@ -121,8 +129,33 @@ def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], "Path |
         resolved.append(Item(item.custom_id, audio, item.question, item.choices, item.answer,
                              item.metadata, item.options))
     if errors:
-        raise SubmissionInvalid(sorted(errors, key=_position))
+        problems = _Problems()
+        for error in sorted(errors, key=_position):
+            problems.add(error)
+        raise SubmissionInvalid(problems.listed())
     return resolved
+
+
+class _Problems:
+    """A submission's problems: the first MAX_LISTED_PROBLEMS kept, the rest counted."""
+
+    def __init__(self):
+        self._listed: list[str] = []
+        self._unlisted = 0
+
+    def add(self, problem: str) -> None:
+        if problem.startswith(_UNLISTED.split("{}")[0]):  # a count from an earlier pass
+            self._unlisted += int(problem.split()[2])
+        elif len(self._listed) < MAX_LISTED_PROBLEMS:
+            self._listed.append(problem)
+        else:
+            self._unlisted += 1
+
+    def __bool__(self) -> bool:
+        return bool(self._listed or self._unlisted)
+
+    def listed(self) -> list[str]:
+        return self._listed + ([_UNLISTED.format(self._unlisted)] if self._unlisted else [])
 
 
 def _position(error: str) -> int:
@@ -152,8 +185,7 @@ def _loads(text: str):
 
 
 def _jsonl_records(text: str):
-    # Lines end at "\n" only (JSON strings may hold U+2028, form feeds, ...), as editors count them.
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         where = f"line {number}"
@@ -161,6 +193,22 @@ def _jsonl_records(text: str):
             yield where, _loads(line)
         except json.JSONDecodeError as exc:
             yield where, ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            yield where, ValueError(TOO_DEEP)
+
+
+def _lines(text: str):
+    """Lines ending at "\n" only (JSON strings may hold U+2028, form feeds, ...), as editors
+    count them, one at a time: a 200 MiB file is not split into a list of copies."""
+    start = 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield text[start:end]
+        start = end + 1
+
+
+TOO_DEEP = "not valid JSON (nested too deeply)"
 
 
 def _mmau_records(text: str):
@@ -168,6 +216,9 @@ def _mmau_records(text: str):
         data = _loads(text)
     except json.JSONDecodeError as exc:
         yield f"line {exc.lineno}", ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})")
+        return
+    except RecursionError:
+        yield "line 1", ValueError(TOO_DEEP)
         return
     if not isinstance(data, list):
         yield "line 1", ValueError("an MMAU file is a JSON list of items")

@@ -53,9 +53,7 @@ def submit(
     # Derived from the request itself: the same files and options make the same key, so a
     # re-run after a timeout or a crash gets the first run's batch back instead of a second.
     key = "agr-submit-" + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    batch = _api(lambda: client.create_batch(body, idempotency_key=key))
-    if batch["status"] == "validating":
-        batch = _validated(client, batch)
+    batch = _validated(client, _api(lambda: client.create_batch(body, idempotency_key=key)))
     console.print(f"batch [bold]{batch['id']}[/] queued: {batch['request_counts']['total']} item(s), "
                   f"pipeline {batch['pipeline']}")
     if wait:
@@ -75,6 +73,9 @@ def _validated(client: ApiClient, batch: dict) -> dict:
     if batch["status"] == "failed":
         errors = [e["message"] for e in (batch.get("errors") or {}).get("data", [])]
         fail(str(SubmissionInvalid(errors or ["refused, with no reason given"])))
+    if batch["status"] in ("cancelling", "cancelled", "expired"):
+        fail(f"batch {batch['id']} is {batch['status']}: nothing more of it will run (to submit the "
+             "same file again, give it another --name)")
     return batch
 
 

@@ -21,7 +21,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeElapsedColumn, TransferSpeedColumn)
 
 from api.batch_input import ParsedItem, UploadRef
-from api.client import ApiClient
+from api.client import ApiClient, ApiError
 
 HASH_THREADS = 4
 UPLOADS_IN_FLIGHT = 4
@@ -84,7 +84,7 @@ def _upload(client: ApiClient, files: list[LocalFile], console: Console) -> dict
         task = bar.add_task("uploading", total=total)
 
         def send(group: list[LocalFile]) -> list[dict]:
-            rows = client.upload_many([f.path for f in group])
+            rows = _send(client, group)
             bar.advance(task, sum(f.bytes for f in group))
             return rows
 
@@ -92,6 +92,21 @@ def _upload(client: ApiClient, files: list[LocalFile], console: Console) -> dict
             uploads |= {row["sha256"]: row["id"] for row in rows}
     _throughput(console, "uploaded", len(files), total, time.monotonic() - started)
     return uploads
+
+
+def _send(client: ApiClient, group: list[LocalFile]) -> list[dict]:
+    """One request for the group; halved and sent again while the service answers 413 (its
+    AGR_MAX_FILES_PER_UPLOAD or request size may be below ours). A file alone goes to
+    POST /v1/audio, whose limit is a single file's."""
+    if len(group) == 1:
+        return [client.upload(group[0].path)]
+    try:
+        return client.upload_many([f.path for f in group])
+    except ApiError as exc:
+        if exc.status != 413:
+            raise
+    half = len(group) // 2
+    return _send(client, group[:half]) + _send(client, group[half:])
 
 
 def _groups(files: list[LocalFile]):

@@ -11,6 +11,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
@@ -74,6 +75,9 @@ async def receive_parts(request: Request, dest_dir: Path, max_bytes: int, max_fi
             parser.write(chunk)
         parser.finalize()
         return sink.finish()
+    except FormParserError as exc:  # a broken boundary, a header line that never ends, ...
+        sink.discard()
+        raise UploadMalformed(f"not valid multipart/form-data: {exc}") from None
     except BaseException:
         sink.discard()
         raise
@@ -129,7 +133,7 @@ class _PartSink:
             return
         if len(self.parts.files) >= self.max_files:
             raise UploadTooLarge(f"at most {self.max_files} file(s) per request")
-        self.filename = (params.get(b"filename") or b"upload").decode("utf-8", "replace")
+        self.filename = _printable((params.get(b"filename") or b"upload").decode("utf-8", "replace")) or "upload"
         handle, tmp = tempfile.mkstemp(dir=self.dest_dir, prefix=".partial-")
         self.writing, self.tmp_path = os.fdopen(handle, "wb"), Path(tmp)
         self.hash, self.size = hashlib.sha256(), 0
@@ -172,3 +176,8 @@ class _PartSink:
         if self.tmp_path is not None:
             self.tmp_path.unlink(missing_ok=True)
         self.parts.discard()
+
+
+def _printable(name: str) -> str:
+    """The name without control characters (a NUL cannot be stored in Postgres text)."""
+    return "".join(c for c in name if c.isprintable())

@@ -29,8 +29,8 @@ def keyed(api: str, limit: int = 100_000) -> tuple:
     return api_client(api, key), key
 
 
-def wait_while_validating(client, batch_id: str) -> dict:
-    deadline = time.monotonic() + 300
+def wait_while_validating(client, batch_id: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         batch = client.get(f"/v1/batches/{batch_id}").json()
         if batch["status"] != "validating":
@@ -126,3 +126,38 @@ def _tenant_of(client):
     from api.keys import caller_for
 
     return caller_for(client.headers["Authorization"].removeprefix("Bearer ")).tenant_id
+
+
+def test_a_refused_file_lists_its_first_thousand_problems_frees_its_key_and_bad_parts_answer_4xx(api, tmp_path):
+    client, _ = keyed(api)
+    # 3,000 broken lines after one nested past Python's recursion limit: the intake must
+    # refuse the file (not die on it, leaving it `validating` for ever), list 1,000
+    # problems and count the rest.
+    text = "[" * 100_000 + "\n" + "not json\n" * 3000
+    sent = client.post("/v1/files", data={"purpose": "batch"}, files={"file": ("bad.jsonl", text.encode())})
+    body = {"input_file_id": sent.json()["id"], "input_format": "jsonl"}
+    first = client.post("/v1/batches", json=body, headers={"Idempotency-Key": "bad-1"}).json()
+    refused = wait_while_validating(client, first["id"], timeout_s=120)
+    assert refused["status"] == "failed", refused["status"]
+    problems = refused["errors"]["data"]
+    assert len(problems) == 1001 and problems[0]["line"] == 1 and "nested too deeply" in problems[0]["message"]
+    assert problems[-1]["message"] == "... and 2001 more problem(s), not listed", problems[-1]
+    # The same request again (the cause fixed elsewhere, say a tenant's queue now with room)
+    # makes a new batch: a failed one is not answered again for ever.
+    again = client.post("/v1/batches", json=body, headers={"Idempotency-Key": "bad-1"})
+    assert again.status_code == 201 and again.json()["id"] != first["id"], again.text
+
+    # A file's bytes are kept as sent (a CR is JSON whitespace, not a line end).
+    crlf = b'{"custom_id": "a",\r "audio": "x.wav", "question": "q"}\r\n'
+    kept = client.post("/v1/files", data={"purpose": "batch"}, files={"file": ("crlf.jsonl", crlf)}).json()
+    assert client.get(f"/v1/files/{kept['id']}/content").content == crlf
+
+    broken = client.post("/v1/audio/bulk", content=b"--XXgarbage\r\n",
+                         headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert broken.status_code == 422 and "multipart" in broken.text, broken.text
+    clip = tone_wav(tmp_path / "c.wav", seconds=0.2).read_bytes()
+    # httpx would escape a NUL in a file name: sent raw, as a hostile client can.
+    raw = (b'--XX\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.wav"\r\n\r\n' + clip
+           + b"\r\n--XX--\r\n")
+    named = client.post("/v1/audio/bulk", content=raw, headers={"Content-Type": "multipart/form-data; boundary=XX"})
+    assert named.status_code == 201 and named.json()["data"][0]["filename"] == "ab.wav", named.text

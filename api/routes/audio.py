@@ -55,14 +55,16 @@ async def upload_many(request: Request, caller: CallerDep) -> UploadList:
 @router.post("/known", response_model=UploadList)
 def known(body: KnownAudio, session: SessionDep, caller: CallerDep) -> UploadList:
     """Of these sha256 digests, the ones this tenant has uploaded already (and not yet
-    expired): their newest upload each, to reference instead of uploading the file again.
-    Only the tenant's own uploads answer: another tenant's files are never confirmed."""
+    expired): their oldest such upload each, to reference instead of uploading the file
+    again (the oldest, so one more upload of the same bytes does not change the answer, nor
+    a re-run's submission). Only the tenant's own uploads answer: another tenant's files
+    are never confirmed."""
     fresh_after = datetime.now(timezone.utc) - timedelta(seconds=get_settings().upload_retention_s)
     rows = session.execute(
         select(Upload, AudioAsset).join(AudioAsset, AudioAsset.id == Upload.audio_id)
         .where(Upload.tenant_id == caller.tenant_id, AudioAsset.sha256.in_(set(body.sha256)),
                Upload.created_at > fresh_after)
-        .order_by(AudioAsset.sha256, Upload.created_at.desc(), Upload.id)
+        .order_by(AudioAsset.sha256, Upload.created_at, Upload.id)
         .distinct(AudioAsset.sha256)
     ).all()
     return UploadList(data=[_upload_out(row, asset) for row, asset in rows])

@@ -61,10 +61,15 @@ async def upload(request: Request, caller: CallerDep) -> FileOut:
 
 
 def _store(tenant_id: UUID, purpose: str, received) -> FileOut:
+    with session_scope() as session:
+        if (held := _by_digest(session, tenant_id, purpose, received.sha256)) is not None:
+            return _file_out(held)  # the same bytes again: not read, not sent to Postgres again
     try:
-        content = received.path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise HTTPException(422, f"{received.filename}: not UTF-8 text") from None
+        # Bytes decoded as they are (no newline translation), so the stored text is what
+        # its sha256 and size describe, and GET .../content gives those bytes back.
+        content = received.path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HTTPException(422, f"{received.filename}: not UTF-8 text (byte {exc.start})") from None
     if "\x00" in content:
         raise HTTPException(422, f"{received.filename}: contains a NUL character")
     row = {"tenant_id": tenant_id, "purpose": purpose, "filename": received.filename[:500],
