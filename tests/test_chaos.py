@@ -173,7 +173,7 @@ def _batch_done(batch_id) -> bool:
 
 @pytest.mark.timeout(2400)  # --soak: 1,000 items at >= 0.4 GPU-seconds each, and 100 kills
 def test_random_kill_9_of_workers_loses_nothing_and_pays_no_llm_call_twice(stack, refining_llm, tmp_path, soak):
-    items, min_kills = (1000, 100) if soak else (120, 12)
+    items, min_kills = (1000, 100) if soak else (80, 8)
     stack.configure(llm_base_url=refining_llm.base_url, **CHAOS_SETTINGS)
     stack.start()
     # The same flow without kills, in this run: what an item costs when nothing goes wrong.
