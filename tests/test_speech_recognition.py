@@ -107,13 +107,13 @@ def test_the_cpu_step_runs_transcription_and_hands_nothing_to_the_gpu_queue(data
     from workers.steps.perception_round import Round
 
     asr_device("auto")
-    claim = _transcription_job(speech_paths[0], tmp_path)
+    claim = _transcription_job(speech_paths[1], tmp_path)
     assert not Round(claim).has_gpu_calls
     result = perceive_cpu.execute(claim)
     assert result.evidence is not None  # the round is closed here: no PERCEIVE_GPU step
     (row,) = result.tool_calls
     assert (row["tool"], row["device"], row["model"]) == ("transcription", "cpu", "faster-whisper/tiny.en")
-    assert "repeat" in row["text"].lower()  # the clip's words (its digits come as "898" or "eight, nine")
+    assert "repeat" in row["text"].lower()  # "... code is 792, I repeat 792": a clear sentence of the clip
     assert row["output"]["language"] == "en"  # detected: tiny.en is English-only
 
 
