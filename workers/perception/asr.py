@@ -51,8 +51,9 @@ class SpeechRecognizer:
         """Segments and words with absolute timestamps (offset_s: where the clip starts)."""
         import ctranslate2
 
-        # The temperature fallback samples: seeded per call, a clip reads the same every time
-        # (whatever this process decoded before), so a re-run's evidence and a test's match.
+        # The temperature fallback samples: seeded per call, the same calls in a fresh process
+        # read the same from run to run. Not within one process: a clip decoded again after
+        # others can still read differently (seen with dev-spoken_number-00).
         ctranslate2.set_random_seed(0)
         segments, info = self._model.transcribe(
             waveform, language=None, vad_filter=True, word_timestamps=True, beam_size=1
