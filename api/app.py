@@ -11,10 +11,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_guard import RequestGuard, database_unavailable
 from api.batch_intake import IntakeLoop
-from api.routes import audio, batches, files, health, jobs
+from api.openai_errors import error_body
+from api.routes import audio, batches, chat, files, health, jobs, models
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 # The console's pages run the user's key: only its own script, styles and API calls, the
@@ -37,7 +39,7 @@ def create_app() -> FastAPI:
                     "and audit the evidence chain behind each one.",
         lifespan=_lifespan,
     )
-    for module in (health, audio, files, batches, jobs):
+    for module in (health, audio, files, batches, jobs, models, chat):
         app.include_router(module.router)
     # The audit console: static pages calling the routes above with the user's key.
     app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
@@ -45,6 +47,7 @@ def create_app() -> FastAPI:
     for error in (OperationalError, InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _refused)
     # Body limits and the key, before a route reads any of the body (api/request_guard.py).
     app.add_middleware(RequestGuard)
     return app
@@ -68,7 +71,14 @@ class _ConsoleFiles(StaticFiles):
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     # FastAPI's own 422, but written so that any input it echoes can be: JSON may spell a
     # lone surrogate ("\ud800", no UTF-8) or NaN, and echoed as they came they made a 500.
-    return _EscapedJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    detail = jsonable_encoder(exc.errors())
+    return _EscapedJSONResponse(error_body(422, detail), status_code=422)
+
+
+async def _refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    # Our `detail` and, beside it, the OpenAI error object its SDK and harnesses read.
+    return _EscapedJSONResponse(error_body(exc.status_code, exc.detail, getattr(exc, "error", None)),
+                                status_code=exc.status_code, headers=exc.headers)
 
 
 class _EscapedJSONResponse(JSONResponse):

@@ -58,6 +58,11 @@ def stage_path(path: Path) -> StagedAudio:
         raise ValueError(f"{path}: {exc.strerror}") from None
 
 
+def stage_stream(source, name: str) -> StagedAudio:
+    """Audio read from a file-like object (bytes sent inline, a fetched URL)."""
+    return _stage(source, name)
+
+
 def staged_file(path: Path, name: str, sha256: str, size: int) -> StagedAudio:
     """A file already hashed while it was received (an upload streamed to staging)."""
     return StagedAudio(name, sha256, size, header_facts(path), path)

@@ -1,4 +1,5 @@
-"""Reading a submission: our JSONL items, an MMAR JSONL file or an MMAU JSON file.
+"""Reading a submission: our JSONL items, an MMAR JSONL file, an MMAU JSON file, or an
+OpenAI Batch API file (each line a chat completion request: api/chat_request.py).
 
 Reading is two passes, so every problem is reported at once, by line, before anything is
 queued: `parse_submission` checks each line's JSON and fields; `resolve_audio` then turns
@@ -13,10 +14,16 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from api.audio_refs import AudioRef, UploadRef
+from api.chat_request import read_chat_request
+from api.openai_errors import OpenAIError
+from core.settings import get_settings
+
 if TYPE_CHECKING:
     from api.audio_ingest import StagedAudio
 
-FORMATS = ("auto", "jsonl", "mmar", "mmau")
+FORMATS = ("auto", "jsonl", "mmar", "mmau", "openai")
+BATCH_API_ENDPOINT = "/v1/chat/completions"  # what an OpenAI Batch API line may ask
 METADATA_FIELDS = ("modality", "task", "category", "sub-category", "language", "difficulty")
 MAX_QUESTION_CHARS = 20_000
 MAX_CHOICES = 26
@@ -39,12 +46,6 @@ class SubmissionInvalid(ValueError):
         self.errors = errors
 
 
-@dataclass(frozen=True)
-class UploadRef:
-    upload_id: UUID
-
-
-AudioRef = str | UploadRef  # a relative path, or an uploaded file
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def detect_format(text: str) -> str:
     if stripped.startswith("["):
         return "mmau"
     first = stripped.split("\n", 1)[0]
+    if '"custom_id"' in first and '"body"' in first and '"url"' in first:
+        return "openai"
     return "jsonl" if '"custom_id"' in first else "mmar"
 
 
@@ -95,7 +98,7 @@ def parse_lines(text: str, fmt: str = "auto", max_items: int | None = None) -> t
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     fmt = detect_format(text) if fmt == "auto" else fmt
     records = _mmau_records(text) if fmt == "mmau" else _jsonl_records(text)
-    parse = _ours if fmt == "jsonl" else _benchmark
+    parse = {"jsonl": _ours, "openai": _batch_api_line}.get(fmt, _benchmark)
     items, problems, seen = [], _Problems(), set()
     for where, raw in records:
         try:
@@ -250,6 +253,26 @@ def _ours(where: str, raw) -> ParsedItem:
         where, _custom_id(raw["custom_id"], "custom_id"), _audio_ref(raw["audio"]), _question(raw["question"]),
         _choices(raw.get("choices")), _answer(raw.get("answer")), metadata, _item_options(raw.get("options")),
     )
+
+
+def _batch_api_line(where: str, raw) -> ParsedItem:
+    """An OpenAI Batch API line: custom_id, method POST, url, and a chat completion `body`."""
+    raw = _object(raw)
+    _require(raw, "custom_id", "method", "url", "body")
+    if raw["method"] != "POST":
+        raise ValueError(f"method must be POST, not {str(raw['method'])[:20]!r}")
+    if raw["url"] != BATCH_API_ENDPOINT:
+        raise ValueError(f"url must be {BATCH_API_ENDPOINT}, the batch's endpoint, not {str(raw['url'])[:100]!r}")
+    try:
+        asked = read_chat_request(raw["body"])
+    except OpenAIError as exc:
+        raise ValueError(f"body{'.' + exc.error['param'] if exc.error['param'] else ''}: {exc.detail}") from None
+    if asked.pipeline == "direct" and not get_settings().alm_model:
+        raise ValueError("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service")
+    options = {"pipeline": asked.pipeline} | ({"max_iters": asked.max_iters} if asked.max_iters is not None else {})
+    metadata = {"model": asked.model} | ({"context": asked.context[:4000]} if asked.context else {})
+    return ParsedItem(where, _custom_id(raw["custom_id"], "custom_id"), asked.audio, _question(asked.question),
+                      _choices(asked.choices), None, metadata, options)
 
 
 def _object(raw) -> dict:

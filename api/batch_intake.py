@@ -54,6 +54,7 @@ class Submission:
     max_iters: int | None
     metadata: dict
     completion_window: str | None
+    interface: str = "native"  # models.batch.BatchInterface
 
     def options(self) -> dict:
         max_iters = get_settings().max_iters if self.max_iters is None else self.max_iters
@@ -82,8 +83,8 @@ def prepare(caller: Caller, text: str, submission: Submission, idempotency_key: 
     window = submission.completion_window or settings.default_completion_window
     return BatchRequest(
         name=submission.name or f"batch of {len(items)}", items=items, options=submission.options(),
-        tenant_id=caller.tenant_id, metadata=submission.metadata, completion_window=_duration(window),
-        idempotency_key=idempotency_key, request_sha256=request_sha256,
+        tenant_id=caller.tenant_id, metadata=submission.metadata, completion_window=parse_window(window),
+        idempotency_key=idempotency_key, request_sha256=request_sha256, interface=submission.interface,
     )
 
 
@@ -126,7 +127,8 @@ def record_for_intake(session, caller: Caller, file_id: UUID, submission: Submis
                                  "AGR_MAX_VALIDATING_BATCHES): try again once one is", headers={"Retry-After": "10"})
     batch = Batch(name=submission.name or "batch", options=submission.options(), tenant_id=caller.tenant_id,
                   status=BatchStatus.VALIDATING, batch_metadata=submission.metadata, input_file_id=file_id,
-                  intake=submission.intake(), idempotency_key=idempotency_key, request_sha256=request_sha256)
+                  intake=submission.intake(), idempotency_key=idempotency_key, request_sha256=request_sha256,
+                  interface=submission.interface)
     session.add(batch)
     session.flush()
     return batch
@@ -288,10 +290,12 @@ def _submission_of(batch: Batch) -> Submission:
     intake = batch.intake or {}
     return Submission(intake.get("input_format", "auto"), intake.get("audio_dir"),
                       batch.name if intake.get("name_given") else None, batch.options.get("pipeline", "agr"),
-                      batch.options.get("max_iters"), batch.batch_metadata or {}, intake.get("completion_window"))
+                      batch.options.get("max_iters"), batch.batch_metadata or {}, intake.get("completion_window"),
+                      batch.interface)
 
 
-def _duration(text: str) -> timedelta:
+def parse_window(text: str) -> timedelta:
+    """A completion window ("24h", "90m") as a duration."""
     unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[text[-1]]
     return timedelta(**{unit: int(text[:-1])})
 

@@ -4,6 +4,7 @@ what they need themselves:
     agr run                          # ../shared/devset on embedded services
     agr run bench.jsonl --audio-dir audio/ --max-iters 2
     agr resume <batch-id>            # after Ctrl-C or a crash: picks up where it stopped
+    agr up                           # the service in the foreground, for the openai SDK and harnesses
 
 The HTTP API's commands (submit, status, results, audit, eval) are in api/cli_remote.py,
 the operator's (keys, serve) in api/cli_admin.py.
@@ -79,6 +80,54 @@ def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")
         resent = outage.read(lambda: resend_unfinished(batch_id), stack.revive_dead_workers)
         console.print(f"batch [bold]{batch_id}[/]: re-sent {resent} unfinished step(s)")
         _watch_and_report(batch_id, stack)
+
+
+@app.command()
+def up(
+    host: str = typer.Option("127.0.0.1", help="address the API listens on"),
+    port: int = typer.Option(8000, min=1, max=65535),
+    tenant: str = typer.Option("local", help="the tenant whose key is printed"),
+    audio_root: Path | None = typer.Option(None, help="server folder the tenant may name audio paths in"),
+) -> None:
+    """Run the service in the foreground: the HTTP API, its workers and the sweeper, on the
+    embedded defaults (or the configured services). Prints the URL and a key; Ctrl-C stops all."""
+    _configure_logging()
+    if audio_root is not None and not audio_root.is_dir():
+        raise typer.BadParameter(f"{audio_root} is not a folder", param_hint="--audio-root")
+    try:
+        with LocalStack(get_settings()) as stack:
+            url = stack.serve_api(host, port)
+            key = _local_key(tenant, audio_root)
+            console.print(f"serving on {url} (console: {url}/console/, logs: {stack.log_dir})", soft_wrap=True)
+            console.print(f"export OPENAI_BASE_URL={url}/v1 OPENAI_API_KEY={key}", soft_wrap=True,
+                          markup=False, highlight=False)
+            console.print("Ctrl-C stops everything", soft_wrap=True)
+            while True:
+                stack.revive_dead_workers()
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        console.print("stopped; unfinished jobs continue on the next `agr up` or `agr resume`")
+    except RuntimeError as exc:
+        console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _local_key(tenant: str, audio_root: Path | None) -> str:
+    """The key `agr up` printed last time for this tenant, while it is valid (so a harness's
+    environment stays right across restarts), else a new one. Kept in the data folder,
+    readable by its owner only: only its hash is in the database."""
+    from api.keys import caller_for, create_key
+
+    saved = Path(get_settings().data_dir) / f"local-key-{tenant}"
+    if saved.is_file() and (caller := caller_for(key := saved.read_text().strip())) is not None:
+        if audio_root is None or caller.audio_root == audio_root.resolve():
+            return key
+    key = create_key(tenant, "agr up", audio_root.resolve() if audio_root else None, check_audio_root=audio_root
+                     is not None)
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.touch(mode=0o600)
+    saved.write_text(key + "\n")
+    return key
 
 
 @app.command()

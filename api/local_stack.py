@@ -1,14 +1,18 @@
-"""The whole stack on one machine, as `agr run` uses it.
+"""The whole stack on one machine, as `agr run` and `agr up` use it.
 
 Services come from the environment when configured and are started embedded otherwise
 (core.embedded); the schema is brought to head; then one Celery worker per queue and the
-sweeper run as real processes, exactly as docker-compose runs them in production. A worker that
-dies is restarted: its unfinished step is re-queued by the sweeper once its lease lapses.
+sweeper run as real processes, exactly as docker-compose runs them in production (and,
+for `agr up`, the HTTP API). A worker that dies is restarted: its unfinished step is
+re-queued by the sweeper once its lease lapses.
 """
 
 import logging
 import os
 import subprocess
+import time
+
+import httpx
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -32,6 +36,7 @@ class LocalStack:
         self.workers: dict[str, subprocess.Popen] = {}
         self.restarts: dict[str, int] = {role: 0 for role in ROLES}
         self._exit = ExitStack()
+        self.api_address: tuple[str, int] | None = None
 
     def __enter__(self) -> "LocalStack":
         try:
@@ -64,10 +69,31 @@ class LocalStack:
 
         reset_after_fork()  # forget an engine built before the URL was known
 
+    def serve_api(self, host: str, port: int, ready_within_s: float = 120) -> str:
+        """Start the HTTP API (restarted like a worker if it dies); its URL once it answers."""
+        self.api_address = (host, port)
+        self.restarts["api"] = 0
+        self._start("api")
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        deadline = time.monotonic() + ready_within_s
+        while time.monotonic() < deadline:
+            if self.workers["api"].poll() is not None:
+                raise RuntimeError(f"the API exited with {self.workers['api'].returncode} "
+                                   f"(is port {port} taken?); log: {self.log_dir / 'api.log'}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise RuntimeError(f"the API did not answer within {ready_within_s:g} s; log: {self.log_dir / 'api.log'}")
+
     def _start(self, role: str) -> None:
         env = dict(os.environ)
         log_path = self.log_dir / f"{role}.log"
-        if role == "sweeper":
+        if role == "api":
+            host, port = self.api_address
+            self.workers[role] = processes.start_api(env, log_path, port, host)
+        elif role == "sweeper":
             self.workers[role] = processes.start_sweeper(env, log_path)
         else:
             self.workers[role] = processes.start_worker(role, env, log_path)

@@ -3,9 +3,13 @@
 from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from api.schemas import BatchError, BatchErrors, BatchOut, JobOut, RequestCounts
+from api.schemas import BatchError, BatchErrors, BatchOut, JobOut, OpenAIBatch, RequestCounts
 from core.scoring import score_item
-from models import Batch, Job, JobStatus
+from models import Batch, BatchStatus, Job, JobStatus
+from models.batch import BatchInterface
+
+ENDED = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)
+OUTPUT_FILE_PREFIX, ERROR_FILE_PREFIX = "file-batch-output-", "file-batch-errors-"
 
 
 def request_counts(session: Session, batch_id) -> RequestCounts:
@@ -62,6 +66,46 @@ def batch_out(session: Session, batch: Batch, counts: RequestCounts | None = Non
     )
 
 
+def present(session: Session, batch: Batch, counts: RequestCounts | None = None, view: str | None = None):
+    """The batch in the shape its API shows (`view` overrides): ours, or the OpenAI Batch
+    API's for a batch made through it."""
+    view = view or ("openai" if batch.interface == BatchInterface.BATCH_API else "native")
+    return openai_batch_out(session, batch, counts) if view == "openai" else batch_out(session, batch, counts)
+
+
+def openai_batch_out(session: Session, batch: Batch, counts: RequestCounts | None = None) -> OpenAIBatch:
+    """As the OpenAI Batch API's batch object: the same rows, its names and Unix times. The
+    output and error files are named once the batch has ended (and has such lines)."""
+    counts = request_counts(session, batch.id) if counts is None else counts
+    ended, status = batch.status in ENDED, batch.status
+    unanswered = counts.failed + counts.cancelled + counts.expired
+    at = lambda when: int(when.timestamp()) if when is not None else None  # noqa: E731
+    return OpenAIBatch(
+        id=batch.id, endpoint="/v1/chat/completions", errors=batch_errors(batch.errors),
+        input_file_id=str(batch.input_file_id) if batch.input_file_id else None,
+        completion_window=_window(batch), status=status,
+        output_file_id=f"{OUTPUT_FILE_PREFIX}{batch.id}" if ended and counts.completed else None,
+        error_file_id=f"{ERROR_FILE_PREFIX}{batch.id}" if ended and unanswered else None,
+        created_at=at(batch.created_at), in_progress_at=at(batch.in_progress_at), expires_at=at(batch.expires_at),
+        finalizing_at=at(batch.completed_at), completed_at=at(batch.completed_at),
+        failed_at=at(batch.ended_at) if status == BatchStatus.FAILED else None,
+        expired_at=at(batch.ended_at) if status == BatchStatus.EXPIRED else None,
+        cancelling_at=at(batch.cancelled_at),
+        cancelled_at=at(batch.ended_at) if status == BatchStatus.CANCELLED else None,
+        request_counts=counts, metadata=batch.batch_metadata or {}, name=batch.name,
+        pipeline=batch.options.get("pipeline", "agr"),
+        output_file=f"/v1/batches/{batch.id}/output", error_file=f"/v1/batches/{batch.id}/errors",
+    )
+
+
+def _window(batch: Batch) -> str:
+    """The window asked for: the expiry's distance from when the batch began running."""
+    if batch.expires_at is None or batch.in_progress_at is None:
+        return (batch.intake or {}).get("completion_window") or "24h"
+    seconds = round((batch.expires_at - batch.in_progress_at).total_seconds())
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
+
+
 def batch_errors(errors: list[str] | None) -> BatchErrors | None:
     """A refused batch's problems, each with its line number when it names one ("line 7: ...")."""
     if errors is None:
@@ -112,7 +156,7 @@ def result_line(job: Job) -> dict:
 # (same names, same values), the files and the score need no ORM objects.
 RESULT_COLUMNS = (Job.custom_id, Job.id, Job.status, Job.answer, Job.raw_answer, Job.normalisation,
                   Job.confidence, Job.reasoning, Job.error, Job.question, Job.choices, Job.reference_answer,
-                  Job.item_metadata)
+                  Job.item_metadata, Job.options, Job.created_at)  # the last two: the Batch API's lines
 SCORE_COLUMNS = (Job.custom_id, Job.question, Job.choices, Job.reference_answer, Job.item_metadata,
                  Job.status, Job.answer, Job.raw_answer)
 

@@ -23,6 +23,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.openai_errors import error_body
 from api.deps import CALLER_SCOPE_KEY, authenticate, client_address, key_from_headers
 from api.upload_stream import PART_OVERHEAD
 from core.settings import get_settings
@@ -109,12 +110,13 @@ async def _answer(refusal: HTTPException, scope: Scope, receive: Receive, send: 
     headers = dict(refusal.headers or {})
     if close:
         headers["Connection"] = "close"
-    await JSONResponse({"detail": refusal.detail}, status_code=refusal.status_code, headers=headers)(
+    await JSONResponse(error_body(refusal.status_code, refusal.detail), status_code=refusal.status_code,
+                       headers=headers)(
         scope, receive, send)
 
 
 def database_unavailable(scope: Scope, exc: Exception) -> JSONResponse:
     # A lost connection is the database being away, not a bug: say so, and let clients retry.
     log.error("database error on %s %s: %s", scope.get("method"), scope.get("path"), exc)
-    return JSONResponse({"detail": "the database is unavailable; retry shortly"}, status_code=503,
+    return JSONResponse(error_body(503, "the database is unavailable; retry shortly"), status_code=503,
                         headers={"Retry-After": "5"})

@@ -9,7 +9,8 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from models.status import BatchStatus, JobStatus
 
 Pipeline = Literal["agr", "cascade", "direct"]
-InputFormat = Literal["auto", "jsonl", "mmar", "mmau"]
+InputFormat = Literal["auto", "jsonl", "mmar", "mmau", "openai"]
+BatchView = Literal["native", "openai"]
 
 
 def _no_nul(value: str) -> str:
@@ -55,13 +56,14 @@ class KnownAudio(BaseModel):
 class FileOut(BaseModel):
     """As the OpenAI Files API's file object."""
 
-    id: UUID
+    id: str
     object: Literal["file"] = "file"
     bytes: int
-    created_at: datetime
+    created_at: int  # Unix seconds, as OpenAI's
     filename: str
-    purpose: str
-    sha256: str
+    purpose: str  # batch; batch_output for a batch's output and error files
+    status: Literal["processed"] = "processed"
+    sha256: str | None = None
 
 
 class FileList(BaseModel):
@@ -83,6 +85,9 @@ class BatchCreate(BaseModel):
     metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
                                           description="e.g. 24h; unfinished jobs expire after it")
+    endpoint: Literal["/v1/chat/completions"] | None = Field(
+        None, description="the OpenAI Batch API's: each line a chat completion request; the batch is then "
+                          "shown as that API shows it")
 
     @model_validator(mode="after")
     def _one_input(self):
@@ -122,6 +127,35 @@ class BatchOut(BaseModel):
     errors: "BatchErrors | None" = Field(None, description="a `failed` batch: why, line by line")
 
 
+class OpenAIBatch(BaseModel):
+    """A batch as the OpenAI Batch API shows it (times in Unix seconds), with ours beside."""
+
+    id: UUID
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    errors: "BatchErrors | None"
+    input_file_id: str | None
+    completion_window: str
+    status: BatchStatus
+    output_file_id: str | None
+    error_file_id: str | None
+    created_at: int
+    in_progress_at: int | None
+    expires_at: int | None
+    finalizing_at: int | None
+    completed_at: int | None
+    failed_at: int | None
+    expired_at: int | None
+    cancelling_at: int | None
+    cancelled_at: int | None
+    request_counts: RequestCounts
+    metadata: dict[str, Any]
+    name: str
+    pipeline: str
+    output_file: str = Field(description="our JSONL of every succeeded item so far, while it runs too")
+    error_file: str
+
+
 class BatchError(BaseModel):
     code: Literal["invalid_item"] = "invalid_item"
     message: str
@@ -135,8 +169,10 @@ class BatchErrors(BaseModel):
 
 class BatchList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[BatchOut]
+    data: list[BatchOut | OpenAIBatch]
     has_more: bool
+    first_id: UUID | None = None
+    last_id: UUID | None = Field(None, description="pass as `after` for the next page")
 
 
 class JobOut(BaseModel):
@@ -176,3 +212,4 @@ class ErrorOut(BaseModel):
 
 
 BatchOut.model_rebuild()  # its `errors` names BatchErrors, defined after it
+OpenAIBatch.model_rebuild()

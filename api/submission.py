@@ -30,6 +30,7 @@ class BatchRequest:
     completion_window: timedelta | None = None  # None: never expires
     idempotency_key: str | None = None
     request_sha256: str | None = None
+    interface: str = "native"  # models.batch.BatchInterface: which API made it, and shows it
 
 
 def create_batch(request: BatchRequest, session=None, batch: Batch | None = None) -> tuple[UUID, list[int]]:
@@ -69,16 +70,17 @@ def stage_items(items: list[Item]) -> dict:
 
 
 def _create(session, request: BatchRequest, staged: dict, batch: Batch | None) -> tuple[UUID, list[int]]:
-    expires_at = None
+    started, expires_at = datetime.now(timezone.utc), None
     if request.completion_window is not None:
         # From when it is queued: time spent validating does not count against the window.
-        expires_at = datetime.now(timezone.utc) + request.completion_window
+        expires_at = started + request.completion_window
     if batch is None:
         batch = Batch(name=request.name, options=request.options, source=request.source,
                       tenant_id=request.tenant_id, batch_metadata=request.metadata,
-                      idempotency_key=request.idempotency_key, request_sha256=request.request_sha256)
+                      idempotency_key=request.idempotency_key, request_sha256=request.request_sha256,
+                      interface=request.interface)
         session.add(batch)
-    batch.status, batch.expires_at = BatchStatus.IN_PROGRESS, expires_at
+    batch.status, batch.expires_at, batch.in_progress_at = BatchStatus.IN_PROGRESS, expires_at, started
     session.flush()
     audio_ids = store_staged(session, request.tenant_id, list(staged.values()))
     # What every job will do is fixed now, from this process's tools and settings: the

@@ -8,6 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.audio_ingest import StagedAudio, stage_beneath, stored_upload
+from api.audio_refs import InlineAudio, RemoteAudio
+from api.chat_audio import stage_chat_audio
+from api.openai_errors import OpenAIError
 from api.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
 from api.keys import Caller
 from core.open_beneath import NotBeneath, check_dir_beneath
@@ -35,16 +38,22 @@ class Resolver:
             if ref.upload_id not in self.uploads:
                 raise ValueError(f"upload {ref.upload_id} not found")
             return self.uploads[ref.upload_id]
+        if isinstance(ref, (InlineAudio, RemoteAudio)):
+            return self._count(ref, lambda: sent_audio(ref))
         if self.folder is None or isinstance(self.folder, ValueError):
             raise self.folder or ValueError("no audio folder")
         check_relative(ref, "audio")
+        return self._count(ref, lambda: stage_beneath(self.root, str(self.folder / ref)))
+
+    def _count(self, ref, stage) -> StagedAudio:
+        """`ref` staged once (by `stage`), and counted against the tenant's quota."""
         if ref not in self.staged:
-            staged = stage_beneath(self.root, str(self.folder / ref))
+            staged = stage()
             self.staged_bytes += staged.bytes
             if self.quota_bytes is not None and self.staged_bytes > self.quota_bytes:
                 staged.discard()
                 self.staged_bytes -= staged.bytes
-                raise ValueError(f"audio {ref!r}: the submission's files pass this tenant's storage quota "
+                raise ValueError(f"audio {_named(ref)}: the submission's files pass this tenant's storage quota "
                                  f"of {self.quota_bytes} bytes")
             self.staged[ref] = staged
         return self.staged[ref]
@@ -52,6 +61,18 @@ class Resolver:
     def discard(self) -> None:
         for audio in self.staged.values():
             audio.discard()
+
+
+def _named(ref) -> str:
+    return repr(ref) if isinstance(ref, str) else ref.url if isinstance(ref, RemoteAudio) else "sent inline"
+
+
+def sent_audio(ref: "InlineAudio | RemoteAudio") -> StagedAudio:
+    """A Batch API line's clip, staged as a chat request's is; ValueError with the reason."""
+    try:
+        return stage_chat_audio(ref, None)
+    except OpenAIError as exc:
+        raise ValueError(str(exc.detail)) from None
 
 
 def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audio_dir: str | None) -> Resolver:

@@ -5,6 +5,7 @@ llama.cpp server under ``data_dir`` and exports their URLs to the worker process
 launches, so every process reads the same settings from its environment.
 """
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -130,6 +131,19 @@ class Settings(BaseSettings):
     max_validating_batches: int = Field(20, ge=1)  # per tenant, waiting for the intake at once
     default_completion_window: str = Field("24h", pattern=r"^\d+[smhd]$")
 
+    # --- the OpenAI-compatible front door (api/routes/chat.py, api/routes/models.py) ---
+    # A chat completion is held open until its job ends, at most this long; then 504 with
+    # the job id to poll (GET /v1/jobs/{id}). The job goes on either way.
+    chat_timeout_s: float = Field(600.0, gt=0)
+    chat_poll_s: float = Field(0.5, gt=0)  # how often a held call looks at its job
+    # Model names a harness sends that are not ours, each mapped to a pipeline, e.g.
+    # {"gpt-4o-audio-preview": "agr"} for VoiceBench, which fixes its model name.
+    model_aliases: dict[str, str] = Field(default_factory=dict)
+    # Audio given as an http(s) URL is fetched only under one of these prefixes (e.g.
+    # "https://data.example.org/audio/"); empty: every remote URL is refused (400).
+    audio_url_allowlist: list[str] = Field(default_factory=list)
+    audio_url_timeout_s: float = Field(30.0, gt=0)
+
     # --- tenant isolation: request limits, operator-only endpoints (issue 15; api/request_guard.py) ---
     # Bodies are refused (413) past this many bytes before they are read or parsed: at once
     # from Content-Length, else at the first byte over. 50,000 items of MMAR's size (2.8 KB
@@ -152,6 +166,12 @@ class Settings(BaseSettings):
         hosted = any(h in url for h in ("api.openai.com", "api.deepseek.com"))
         if hosted and self.llm_api_key.get_secret_value() in ("", "not-needed"):
             raise ValueError("AGR_LLM_API_KEY must be set for a hosted reasoner endpoint")
+        if bad := {name: p for name, p in self.model_aliases.items() if p not in ("agr", "cascade", "direct")}:
+            raise ValueError(f"AGR_MODEL_ALIASES must map names to agr, cascade or direct, not {bad}")
+        # A bare scheme or host would allow every path (or every host): a prefix names a folder.
+        if bad := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/]+/", u)]:
+            raise ValueError(f"AGR_AUDIO_URL_ALLOWLIST entries are http(s) URL prefixes ending in a path, "
+                             f"e.g. https://host/audio/, not {bad}")
         return self
 
     @property

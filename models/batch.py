@@ -1,3 +1,4 @@
+import enum
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -9,6 +10,12 @@ from models.base import Base, CreatedAt, status_enum
 from models.status import BatchStatus
 
 
+class BatchInterface(enum.StrEnum):
+    NATIVE = "native"  # POST /v1/batches with our body: shown in our shape
+    BATCH_API = "batch_api"  # the OpenAI Batch API (`endpoint` given): shown in its shape
+    CHAT = "chat"  # one POST /v1/chat/completions: a batch of one, left out of listings
+
+
 class Batch(CreatedAt, Base):
     """One submission: a benchmark file or a list of questions, run with one set of options."""
 
@@ -16,8 +23,9 @@ class Batch(CreatedAt, Base):
     # A retried submission with the same Idempotency-Key finds this batch instead of making two.
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key"),
-        # A tenant's batches newest first, a page at a time (GET /v1/batches; migration 0008).
-        Index("ix_batches_tenant_id_created_at_id", "tenant_id", "created_at", "id"),
+        # A tenant's batches newest first, a page at a time (GET /v1/batches): chat calls'
+        # batches of one are not listed, and not in this index (migration 0011).
+        Index("ix_batches_listed", "tenant_id", "created_at", "id", postgresql_where=text("interface <> 'chat'")),
         # The intake's pick of the next batch to validate reads only those waiting.
         Index("ix_batches_validating", "created_at", postgresql_where=text("status = 'validating'")),
     )
@@ -39,7 +47,8 @@ class Batch(CreatedAt, Base):
     ended_at: Mapped[datetime | None]  # cancelled or expired: the moment it stopped for good
     # A batch made from an uploaded file is `validating` until api/batch_intake.py has
     # checked every line and file: `intake` holds what the request asked for until then.
-    input_file_id: Mapped[UUID | None] = mapped_column(ForeignKey("input_files.id"))
+    # Deleting the file (DELETE /v1/files/{id}) leaves the batch, without its link.
+    input_file_id: Mapped[UUID | None] = mapped_column(ForeignKey("input_files.id", ondelete="SET NULL"))
     intake: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # input_format, audio_dir, window
     errors: Mapped[list[str] | None] = mapped_column(JSON)  # why a `failed` batch was refused, by line
     # The intake checking it holds a lease, not a transaction (checking may take minutes):
@@ -48,5 +57,9 @@ class Batch(CreatedAt, Base):
     intake_claim: Mapped[UUID | None]
     intake_claimed_until: Mapped[datetime | None]
     intake_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+    # Which API made it, and so how it is shown (BatchInterface); when it began running.
+    interface: Mapped[str] = mapped_column(String(20), default="native", server_default="native")
+    in_progress_at: Mapped[datetime | None]
 
     jobs: Mapped[list["Job"]] = relationship(back_populates="batch")  # noqa: F821

@@ -2,8 +2,9 @@
 
 Each agent (recognised by its system prompt) has a queue of scripted replies; when the
 queue is empty, the agent's default reply is used (a test may set its own). A reply is a dict (sent as JSON
-content), a str (sent verbatim as content), an int (an HTTP error status) or a tuple
-(status, error payload): an HTTP error with that exact body, as a real server words it.
+content), a str (sent verbatim as content), an int (an HTTP error status), a tuple
+(status, error payload): an HTTP error with that exact body, as a real server words it, or a
+callable, called with the request body (it may block, holding the request open) for one of those.
 A test may also make the server refuse a `response_format` type outright, the way a
 server without that form does (see `refuse_response_format`).
 Every request is recorded, so a test can count what the workers really asked, and the
@@ -120,6 +121,8 @@ class ScriptedLLM:
             fault = self._draw_fault()
         record["fault"] = fault
         time.sleep(self.delays.get(agent, 0.0) + (self._faults[2] if fault == "hang" else 0.0))
+        if callable(reply):
+            reply = reply(body)
         if fault in (500, 429):
             return record, fault
         if fault == "garbage":

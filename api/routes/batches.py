@@ -3,13 +3,12 @@ jobs, download output and error files (partial while running and after cancel or
 cancel, and score against the reference answers."""
 
 import hashlib
-import json
 from datetime import datetime, timezone
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
@@ -17,27 +16,29 @@ from api.batch_input import SubmissionInvalid
 from api.batch_intake import Submission, commit, prepare, record_for_intake
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
-from api.presenters import (RESULT_COLUMNS, SCORE_COLUMNS, batch_out, batch_with_counts, benchmark_item,
-                            counts_by_batch, job_out, prediction_of, result_line)
-from api.schemas import BatchCreate, BatchList, BatchOut, JobList
+from api.presenters import (SCORE_COLUMNS, batch_with_counts, benchmark_item, counts_by_batch, job_out,
+                            prediction_of, present)
+from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
+from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
 from api.submission import enqueue_first_steps
 from models.tenant import lock_tenant
 from core.scoring import score
 from models import Batch, BatchStatus, Job, JobStatus, Step, StepStatus
+from models.batch import BatchInterface
 from models.db import session_scope
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
 from workers.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
-OUTPUT_STATUSES = (JobStatus.SUCCEEDED,)
-ERROR_STATUSES = (JobStatus.ERRORED, JobStatus.CANCELLED, JobStatus.EXPIRED)
 DELETABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)  # ended
-RESULT_CHUNK = 1000  # jobs per chunk of an output or error file, and per fetch of /score's cursor
+BatchShown = BatchOut | OpenAIBatch  # ours, or the OpenAI Batch API's for a batch made through it
+VIEW = Query(description="native or openai: the shape to show; default, the shape of the API "
+                               "that made the batch")
 
 
-@router.post("", status_code=201, response_model=BatchOut,
-             responses={200: {"model": BatchOut, "description": "the batch an earlier request with this "
+@router.post("", status_code=201, response_model=BatchShown,
+             responses={200: {"model": BatchShown, "description": "the batch an earlier request with this "
                                                               "Idempotency-Key created"},
                         409: {"description": "Idempotency-Key reused for a different request"},
                         422: {"description": "the submission is refused whole; errors name each bad line"},
@@ -48,8 +49,7 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
     batch (or nothing). `input_file_id`: the batch is recorded `validating` and checked
     off the request path (api/batch_intake.py); poll it for `in_progress` or `failed`."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    submission = Submission(body.input_format, body.audio_dir, body.name, body.pipeline, body.max_iters,
-                            body.metadata, body.completion_window)
+    submission = _submission(body)
     if idempotency_key and (replay := _replay_now(caller, idempotency_key, request_hash)):
         return replay
     step_ids = []
@@ -70,7 +70,17 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
     if body.input_file_id is not None and (intake := getattr(request.app.state, "intake", None)):
         intake.wake()  # else another process's intake finds it on its next poll
     with session_scope() as session:
-        return batch_out(session, session.get(Batch, batch_id))
+        return present(session, session.get(Batch, batch_id))
+
+
+def _submission(body: BatchCreate) -> Submission:
+    """What the request asks for. With `endpoint` (the OpenAI Batch API's body) each line is
+    a chat completion request, and the batch is shown as that API shows it."""
+    fmt, interface = body.input_format, BatchInterface.NATIVE
+    if body.endpoint is not None:
+        fmt, interface = ("openai" if fmt == "auto" else fmt), BatchInterface.BATCH_API
+    return Submission(fmt, body.audio_dir, body.name, body.pipeline, body.max_iters, body.metadata,
+                      body.completion_window, interface)
 
 
 def _prepared(caller: Caller, text: str, submission: Submission, key: str | None, request_hash: str):
@@ -91,9 +101,10 @@ def _replay_now(caller: Caller, key: str, request_hash: str) -> JSONResponse | N
 
 @router.get("", response_model=BatchList)
 def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                 after: UUID | None = None) -> BatchList:
-    """Newest first; pass the last id you saw as `after` for the next page."""
-    query = select(Batch).where(Batch.tenant_id == caller.tenant_id)
+                 after: UUID | None = None, view: Annotated[BatchView | None, VIEW] = None) -> BatchList:
+    """Newest first; pass the last id you saw as `after` for the next page. Chat
+    completions' batches of one are not listed (their jobs are: GET /v1/jobs/{id})."""
+    query = select(Batch).where(Batch.tenant_id == caller.tenant_id, Batch.interface != BatchInterface.CHAT)
     if after is not None:
         pivot = _owned(session, caller, after)
         # A row comparison in SQL (a Python tuple's `<` would drop the id tie-break), on
@@ -102,11 +113,12 @@ def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Q
     batches = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)).all()
     page = batches[:limit]
     counts = counts_by_batch(session, [b.id for b in page])  # the whole page's counts in one statement
-    return BatchList(data=[batch_out(session, b, counts[b.id]) for b in page], has_more=len(batches) > limit)
+    return BatchList(data=[present(session, b, counts[b.id], view) for b in page], has_more=len(batches) > limit,
+                     first_id=page[0].id if page else None, last_id=page[-1].id if page else None)
 
 
-@router.get("/{batch_id}", response_model=BatchOut, responses=NOT_FOUND)
-def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
+@router.get("/{batch_id}", response_model=BatchShown, responses=NOT_FOUND)
+def read(batch_id: UUID, session: SessionDep, caller: CallerDep, view: Annotated[BatchView | None, VIEW] = None):
     found = batch_with_counts(session, caller.tenant_id, batch_id)  # the poll's one statement
     if found is None:
         raise HTTPException(404, f"no batch {batch_id}")
@@ -118,11 +130,11 @@ def read(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
             session.flush()
             session.refresh(batch)
         counts = None  # counted again, under the lock
-    return batch_out(session, batch, counts)
+    return present(session, batch, counts, view)
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchOut, responses=NOT_FOUND)
-def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
+@router.post("/{batch_id}/cancel", response_model=BatchShown, responses=NOT_FOUND)
+def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep, view: Annotated[BatchView | None, VIEW] = None):
     """Stop the batch: unfinished jobs are cancelled, finished results are kept."""
     batch = _owned(session, caller, batch_id)
     lock_for_ending(session, batch)
@@ -130,7 +142,7 @@ def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep) -> BatchOut:
         cancel_batch(session, batch)
     session.flush()
     session.refresh(batch)
-    return batch_out(session, batch)
+    return present(session, batch, view=view)
 
 
 @router.delete("/{batch_id}", responses={**NOT_FOUND, 409: {"description": "the batch has not ended: cancel it "
@@ -209,31 +221,8 @@ def score_batch(batch_id: UUID, session: SessionDep, caller: CallerDep,
 
 
 def _result_file(session, caller: Caller, batch_id: UUID, statuses) -> Response:
-    """The file streamed in chunks of RESULT_CHUNK jobs in custom_id order, each chunk read
-    after the one before was sent, by keyset (custom_id > the last one sent) in a short
-    transaction of its own: memory stays one chunk whatever the batch's size, and a slow
-    download holds no connection of the pool between chunks. The first chunk is read here,
-    so a missing batch is a 404 and an unreachable database a 503, not a broken stream."""
     _owned(session, caller, batch_id)
-    first = _result_chunk(session, batch_id, statuses, after=None)
-    return StreamingResponse(_result_chunks(batch_id, statuses, first), media_type="application/x-ndjson")
-
-
-def _result_chunk(session, batch_id: UUID, statuses, after: str | None) -> list:
-    query = select(*RESULT_COLUMNS).where(Job.batch_id == batch_id, Job.status.in_(statuses))
-    if after is not None:
-        query = query.where(Job.custom_id > after)
-    return session.execute(query.order_by(Job.custom_id).limit(RESULT_CHUNK)).all()
-
-
-def _result_chunks(batch_id: UUID, statuses, rows: list):
-    while True:
-        if rows:
-            yield "".join(json.dumps(result_line(row), ensure_ascii=False) + "\n" for row in rows)
-        if len(rows) < RESULT_CHUNK:
-            return
-        with session_scope() as session:
-            rows = _result_chunk(session, batch_id, statuses, after=rows[-1].custom_id)
+    return result_file(session, batch_id, statuses)
 
 
 def _owned(session, caller: Caller, batch_id: UUID) -> Batch:
@@ -253,4 +242,4 @@ def _replay(session, caller: Caller, key: str, request_hash: str) -> JSONRespons
         return None
     if earlier.request_sha256 != request_hash:
         raise HTTPException(409, "this Idempotency-Key was used for a different request")
-    return JSONResponse(batch_out(session, earlier).model_dump(mode="json"), status_code=200)
+    return JSONResponse(present(session, earlier).model_dump(mode="json"), status_code=200)

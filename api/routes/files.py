@@ -1,4 +1,6 @@
-"""/v1/files: submission files, shaped like the OpenAI Files API (purpose `batch`).
+"""/v1/files: submission files, shaped like the OpenAI Files API (purpose `batch`), and the
+output and error files of batches made through the OpenAI Batch API (purpose
+`batch_output`: rendered from the batch's jobs when read, deleted with the batch).
 
 A large batch arrives here first, streamed, then `POST /v1/batches` names it by
 `input_file_id` and is validated off the request path (api/batch_intake.py). The same
@@ -13,17 +15,19 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import defer
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, SessionDep
+from api.presenters import ERROR_FILE_PREFIX, OUTPUT_FILE_PREFIX
+from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, batch_api_lines, file_size, result_file
 from api.schemas import FileList, FileOut
 from api.upload_stream import UploadMalformed, UploadTooLarge, receive_parts
 from core.settings import get_settings
-from models import InputFile
+from models import Batch, BatchStatus, InputFile
 from models.db import session_scope
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -95,20 +99,64 @@ def list_files(session: SessionDep, caller: CallerDep,
 
 
 @router.get("/{file_id}", response_model=FileOut, responses=NOT_FOUND)
-def read(file_id: UUID, session: SessionDep, caller: CallerDep) -> FileOut:
+def read(file_id: str, session: SessionDep, caller: CallerDep) -> FileOut:
+    if (made := _batch_file(session, caller.tenant_id, file_id)) is not None:
+        batch, statuses = made
+        return FileOut(id=file_id, bytes=file_size(session, batch.id, statuses, batch_api_lines),
+                       created_at=int(batch.created_at.timestamp()), filename=f"{file_id}.jsonl",
+                       purpose="batch_output")
     return _file_out(owned_file(session, caller.tenant_id, file_id))
 
 
-@router.get("/{file_id}/content", response_class=PlainTextResponse, responses=NOT_FOUND)
-def content(file_id: UUID, session: SessionDep, caller: CallerDep) -> PlainTextResponse:
+@router.get("/{file_id}/content", responses={**NOT_FOUND, 200: {"content": {"application/x-ndjson": {}}}})
+def content(file_id: str, session: SessionDep, caller: CallerDep) -> Response:
+    if (made := _batch_file(session, caller.tenant_id, file_id)) is not None:
+        batch, statuses = made
+        return result_file(session, batch.id, statuses, batch_api_lines)
     return PlainTextResponse(owned_file(session, caller.tenant_id, file_id).content)
 
 
-def owned_file(session, tenant_id: UUID, file_id: UUID) -> InputFile:
-    row = session.scalar(select(InputFile).where(InputFile.id == file_id, InputFile.tenant_id == tenant_id))
+@router.delete("/{file_id}", responses={**NOT_FOUND, 400: {"description": "a batch's output file: delete the "
+                                                                          "batch instead"},
+                                        409: {"description": "a batch made from it is still being checked"}})
+def remove(file_id: str, session: SessionDep, caller: CallerDep) -> dict:
+    """Delete a submission file; batches made from it keep their jobs (and lose the link)."""
+    if _batch_file(session, caller.tenant_id, file_id) is not None:
+        raise HTTPException(400, "a batch's output and error files go with the batch: DELETE /v1/batches/{id}")
+    row = owned_file(session, caller.tenant_id, file_id, for_update=True)
+    if session.scalar(select(Batch.id).where(Batch.input_file_id == row.id, Batch.status == BatchStatus.VALIDATING)
+                      .limit(1)) is not None:
+        raise HTTPException(409, f"a batch made from file {file_id} is still being checked: wait for it, or "
+                                 "cancel it first", headers={"Retry-After": "10"})
+    session.delete(row)
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+def owned_file(session, tenant_id: UUID, file_id: str, for_update: bool = False) -> InputFile:
+    query = select(InputFile).where(InputFile.id == _uuid(file_id), InputFile.tenant_id == tenant_id)
+    row = session.scalar(query.with_for_update() if for_update else query)
     if row is None:
         raise HTTPException(404, f"no file {file_id}")
     return row
+
+
+def _uuid(file_id: str) -> UUID | None:
+    try:
+        return UUID(file_id)
+    except ValueError:
+        return None  # matches no row: a 404 like any other unknown id
+
+
+def _batch_file(session, tenant_id: UUID, file_id: str) -> tuple[Batch, tuple] | None:
+    """The tenant's Batch API batch and the statuses of the lines this file holds, when
+    `file_id` names its output or error file (api/presenters.py names them)."""
+    for prefix, statuses in ((OUTPUT_FILE_PREFIX, OUTPUT_STATUSES), (ERROR_FILE_PREFIX, ERROR_STATUSES)):
+        if file_id.startswith(prefix) and (batch_id := _uuid(file_id.removeprefix(prefix))) is not None:
+            batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == tenant_id))
+            if batch is None:
+                raise HTTPException(404, f"no file {file_id}")
+            return batch, statuses
+    return None
 
 
 def _by_digest(session, tenant_id: UUID, purpose: str, sha256: str) -> InputFile | None:
@@ -118,5 +166,5 @@ def _by_digest(session, tenant_id: UUID, purpose: str, sha256: str) -> InputFile
 
 
 def _file_out(row: InputFile) -> FileOut:
-    return FileOut(id=row.id, bytes=row.bytes, created_at=row.created_at, filename=row.filename,
-                   purpose=row.purpose, sha256=row.sha256)
+    return FileOut(id=str(row.id), bytes=row.bytes, created_at=int(row.created_at.timestamp()),
+                   filename=row.filename, purpose=row.purpose, sha256=row.sha256)

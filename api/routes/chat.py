@@ -1,0 +1,147 @@
+"""POST /v1/chat/completions: one question about one clip, in the OpenAI request shape,
+answered by the pipeline the `model` names (api/chat_request.py reads the request,
+api/chat_jobs.py makes or finds its job, api/chat_completion.py shows the reply).
+
+The call is held open until the job ends, at most AGR_CHAT_TIMEOUT_S; past it, 504 with
+the job id (it goes on: poll GET /v1/jobs/{id}, or send the same request again to wait
+on it once more). `stream: true` sends server-sent events: the progress as
+`reasoning_content` deltas, one per finished step, then the answer as the content delta.
+"""
+
+import asyncio
+import hashlib
+import json
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
+from api.chat_jobs import job_for
+from api.chat_progress import JobWatch
+from api.chat_request import invalid, read_chat_request
+from api.deps import CallerDep
+from api.openai_errors import OpenAIError, error_object
+from core.settings import get_settings
+from models.db import session_scope
+
+router = APIRouter(tags=["openai"])
+KEEP_ALIVE_S = 15.0  # an SSE comment this often, so proxies keep a quiet stream open
+
+
+@router.post("/v1/chat/completions",
+             responses={400: {"description": "the request is refused; `error` says why, nothing was queued"},
+                        404: {"description": "unknown model, or an uploaded clip that is not the tenant's"},
+                        409: {"description": "Idempotency-Key reused for a different request"},
+                        413: {"description": "the audio is over AGR_MAX_AUDIO_BYTES"},
+                        422: {"description": "the job ended without an answer (errored, cancelled, expired)"},
+                        504: {"description": "not answered within AGR_CHAT_TIMEOUT_S; the job goes on"}})
+async def create(request: Request, caller: CallerDep,
+                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
+    """A chat completion, as the OpenAI API takes it, with the clip as a content part."""
+    raw = await request.body()
+    question = read_chat_request(_json(raw))
+    chat = await run_in_threadpool(job_for, caller, question, hashlib.sha256(raw).hexdigest(), idempotency_key)
+    headers = {JOB_ID_HEADER: str(chat.job_id)}
+    watch = JobWatch(chat.job_id)
+    if question.stream:
+        return StreamingResponse(_events(request, watch, question.model, question.include_usage),
+                                 media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
+    job = await _wait(request, watch)
+    if job is None:
+        raise _timed_out(chat.job_id, headers)
+    if not job.status.is_terminal:  # the client went away: nobody reads this
+        return JSONResponse({}, status_code=499)
+    status, code, message = job_failure(job) if job.status != "succeeded" else (200, None, None)
+    if status != 200:
+        raise OpenAIError(status, message, code=code, error_type="server_error", headers=headers)
+    usage = await run_in_threadpool(_usage, job.id)
+    return JSONResponse(completion_body(job, question.model, usage), headers=headers)
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise invalid("the request body is not valid JSON") from None
+
+
+async def _wait(request: Request, watch: JobWatch, on_progress=None):
+    """The job once it ended; None past the ceiling; the job unfinished if the client left."""
+    settings = get_settings()
+    deadline = time.monotonic() + settings.chat_timeout_s
+    while True:
+        job, lines = await run_in_threadpool(watch.read)
+        if on_progress is not None and lines:
+            await on_progress(lines)
+        if job.status.is_terminal:
+            return job
+        if time.monotonic() >= deadline:
+            return None
+        if await request.is_disconnected():
+            return job
+        await asyncio.sleep(min(settings.chat_poll_s, max(0.0, deadline - time.monotonic())))
+
+
+def _timed_out(job_id, headers: dict) -> OpenAIError:
+    return OpenAIError(504, f"job {job_id} has not answered within {get_settings().chat_timeout_s:g} s "
+                            f"(AGR_CHAT_TIMEOUT_S); it goes on: poll GET /v1/jobs/{job_id}, or send the same "
+                            "request again to wait for it", code="timeout", headers=headers)
+
+
+def _usage(job_id) -> dict | None:
+    with session_scope() as session:
+        return usage_by_job(session, [job_id]).get(job_id)
+
+
+async def _events(request: Request, watch: JobWatch, model: str, include_usage: bool):
+    created = int(time.time())
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def progress(lines):
+        for line in lines:
+            await queue.put(chunk(watch.job_id, created, model, {"reasoning_content": line + "\n"}))
+
+    yield _event(chunk(watch.job_id, created, model, {"role": "assistant", "content": ""}))
+    waiting = asyncio.ensure_future(_wait(request, watch, progress))
+    try:
+        while not waiting.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, waiting}, timeout=KEEP_ALIVE_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield _event(getter.result())
+                continue
+            getter.cancel()
+            if not done:
+                yield ": keep-alive\n\n"
+        while not queue.empty():  # the last lines, queued before the job's end was seen
+            yield _event(queue.get_nowait())
+    finally:
+        waiting.cancel()  # the client left mid-stream: stop watching (the job goes on)
+    job = waiting.result()
+    for event in await run_in_threadpool(_final_events, job, watch.job_id, created, model, include_usage):
+        yield event
+    yield "data: [DONE]\n\n"
+
+
+def _final_events(job, job_id, created: int, model: str, include_usage: bool) -> list[str]:
+    if job is None:
+        return [_event({"error": _timed_out(job_id, {}).error})]
+    if job.status != "succeeded":
+        status, code, message = job_failure(job)
+        return [_event({"error": error_object(status, message, code=code, error_type="server_error")})]
+    body = completion_body(job, model, _usage(job.id))
+    message = body["choices"][0]["message"]
+    events = [_event(chunk(job.id, created, model, {"reasoning_content": message["reasoning_content"]}))]
+    events.append(_event(chunk(job.id, created, model, {"content": message["content"]}, finish_reason="stop")
+                         | {"agr": body["agr"]}))
+    if include_usage:
+        events.append(_event(chunk(job.id, created, model, {}, usage=body["usage"])))
+    return events
+
+
+def _event(data: dict) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
