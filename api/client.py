@@ -88,13 +88,14 @@ class ApiClient:
         return self._call("POST", "/v1/batches", json=body, headers=headers).json()
 
     def batch(self, batch_id: str) -> dict:
-        return self._call("GET", f"/v1/batches/{batch_id}").json()
+        # Our shape, whichever API made the batch (one made through the OpenAI Batch API shows its own).
+        return self._call("GET", f"/v1/batches/{batch_id}", params={"view": "native"}).json()
 
     def delete(self, batch_id: str) -> dict:
         return self._call("DELETE", f"/v1/batches/{batch_id}").json()
 
     def cancel(self, batch_id: str) -> dict:
-        return self._call("POST", f"/v1/batches/{batch_id}/cancel").json()
+        return self._call("POST", f"/v1/batches/{batch_id}/cancel", params={"view": "native"}).json()
 
     def result_lines(self, batch_id: str, which: str) -> list[dict]:
         """`output` or `errors` file, parsed."""

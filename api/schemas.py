@@ -82,7 +82,8 @@ class BatchCreate(BaseModel):
     name: BatchName | None = None
     pipeline: Pipeline = "agr"
     max_iters: int | None = Field(None, ge=0, le=10)
-    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=16)
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(default_factory=dict, max_length=16,
+                                                              description="null is taken as {} (as OpenAI does)")
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
                                           description="e.g. 24h; unfinished jobs expire after it")
     endpoint: Literal["/v1/chat/completions"] | None = Field(
@@ -91,6 +92,7 @@ class BatchCreate(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self):
+        self.metadata = self.metadata or {}
         if (self.input is None) == (self.input_file_id is None):
             raise ValueError("give exactly one of `input` (the text) and `input_file_id`")
         return self

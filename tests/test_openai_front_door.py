@@ -8,7 +8,6 @@ One `agr up` serves the whole module (started once: the suite's time is a budget
 the module ends by stopping it with Ctrl-C, as a user would."""
 
 import base64
-import hashlib
 import io
 import json
 import os
@@ -230,3 +229,254 @@ def test_audio_url_a_system_message_an_upload_and_an_allowed_url(served, client)
         {"type": "audio_url", "audio_url": {"url": f"{served.remote_url}/allowed/clip.wav"}},
         {"type": "text", "text": _mc()}]}])
     assert by_url.choices[0].message.content == "about one second"
+
+
+def test_the_same_request_sent_again_while_it_runs_attaches_to_its_job(served, client):
+    served.gate.word, served.gate.open = "retried", threading.Event()
+    messages = [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 4.0, "retried")), "format": "wav"}},
+        {"type": "text", "text": _mc("How long is the retried clip?")}]}]
+    first: dict = {}
+    sent = threading.Thread(target=lambda: first.update(
+        reply=client.chat.completions.create(model="agr", messages=messages)))
+    sent.start()
+    _until(lambda: any("retried" in r["body"]["messages"][-1]["content"] for r in served.llm.requests_of("answerer")))
+    with session_scope() as session:  # the first is running: its answer is being written
+        job = session.scalars(select(Job).where(Job.question == "How long is the retried clip?")).one()
+        assert not job.status.is_terminal
+    # A harness that timed out sends the same request again: the gate opens meanwhile.
+    threading.Timer(1.0, served.gate.open.set).start()
+    again = client.chat.completions.create(model="agr", messages=messages)
+    sent.join(timeout=300)
+    assert again.agr["job_id"] == first["reply"].agr["job_id"] == str(job.id)
+    assert again.choices[0].message.content == first["reply"].choices[0].message.content == "about four seconds"
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job)
+                              .where(Job.question == "How long is the retried clip?")) == 1
+    answered = [r for r in served.llm.requests_of("answerer") if "retried" in r["body"]["messages"][-1]["content"]]
+    assert len(answered) == 1  # one job, one answer paid for
+
+
+def test_stream_sends_progress_then_the_answer(served, client):
+    stream = client.chat.completions.create(model="agr", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 1.0, "streamed")), "format": "wav"}},
+        {"type": "text", "text": _mc("How long is the streamed clip?")}]}])
+    chunks = list(stream)
+    progress = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks
+                       if c.choices)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "coarse document: perception ran signal_facts, voice_activity" in progress
+    assert "the planning agent judged the evidence sufficient" in progress
+    assert content == "about one second"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.total_tokens > 0
+
+
+def _batch_line(custom_id: str, audio: bytes, text: str | None, model: str = "cascade", **extra) -> dict:
+    content = [{"type": "input_audio", "input_audio": {"data": _b64(audio), "format": "wav"}}]
+    if text is not None:
+        content.append({"type": "text", "text": text})
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": [{"role": "user", "content": content}], **extra}}
+
+
+def _file(client: openai.OpenAI, lines: list[dict]):
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    return client.files.create(file=("requests.jsonl", text.encode()), purpose="batch")
+
+
+def _until(condition, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never reached"
+        time.sleep(0.2)
+
+
+def _ended(client: openai.OpenAI, batch_id: str):
+    _until(lambda: client.batches.retrieve(batch_id).status in ("completed", "failed", "cancelled", "expired"))
+    return client.batches.retrieve(batch_id)
+
+
+def test_a_batch_round_trip_through_the_files_and_batch_apis(served, client):
+    tmp = served.tmp
+    lines = [_batch_line("q-short", _clip(tmp, 1.0, "b1"), _mc(), temperature=0, max_tokens=128),
+             _batch_line("q-long", _clip(tmp, 4.0, "b2"), _mc(), model="agr"),
+             _batch_line("q-open", _clip(tmp, 2.5, "b3"), None)]  # audio only: an open question
+    uploaded = _file(client, lines)
+    assert client.files.retrieve(uploaded.id).bytes == uploaded.bytes > 0
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                  completion_window="24h", metadata={"run": "round-trip"})
+    assert batch.status in ("validating", "in_progress") and batch.endpoint == "/v1/chat/completions"
+    done = _ended(client, batch.id)
+    assert done.status == "completed", done
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (3, 3, 0)
+    assert done.created_at <= done.in_progress_at <= done.completed_at and done.completion_window == "24h"
+    assert done.metadata == {"run": "round-trip"} and done.error_file_id is None
+    assert batch.id in [b.id for b in client.batches.list()]
+    output = [json.loads(line) for line in client.files.content(done.output_file_id).text.splitlines()]
+    by_id = {line["custom_id"]: line for line in output}
+    assert set(by_id) == {"q-short", "q-long", "q-open"}
+    for line in output:
+        assert line["response"]["status_code"] == 200 and line["error"] is None
+        assert line["response"]["body"]["object"] == "chat.completion"
+    answer = lambda cid: by_id[cid]["response"]["body"]["choices"][0]["message"]["content"]  # noqa: E731
+    assert (answer("q-short"), answer("q-long"), answer("q-open")) == \
+        ("about one second", "about four seconds", "2.5 seconds")
+    assert by_id["q-long"]["response"]["body"]["model"] == "agr"
+    # The same rows back our own views of it: its jobs, and the evidence of each.
+    with served.http() as http:
+        jobs = http.get(f"/batches/{batch.id}/jobs").json()["data"]
+        native = http.get(f"/batches/{batch.id}", params={"view": "native"}).json()
+    assert {j["custom_id"]: j["answer"] for j in jobs} == {cid: answer(cid) for cid in by_id}
+    assert native["request_counts"]["completed"] == 3 and native["pipeline"] == "agr"
+    assert _evidence(served, by_id["q-long"]["response"]["request_id"])["job"]["custom_id"] == "q-long"
+    deleted = client.files.delete(uploaded.id)
+    assert deleted.deleted and client.batches.retrieve(batch.id).input_file_id is None
+
+
+def test_a_bad_line_fails_the_batch_with_its_line_number(served, client):
+    audio = _clip(served.tmp, 1.0, "bad-lines")
+    lines = [_batch_line("fine", audio, _mc()), _batch_line("wrong-url", audio, _mc()),
+             _batch_line("not-base64", audio, _mc()), _batch_line("unknown-model", audio, _mc(), model="gpt-9")]
+    lines[1]["url"] = "/v1/embeddings"
+    lines[2]["body"]["messages"][0]["content"][0]["input_audio"]["data"] = "this is not base64!"
+    batch = client.batches.create(input_file_id=_file(client, lines).id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    failed = _ended(client, batch.id)
+    assert failed.status == "failed" and failed.failed_at is not None
+    errors = {e.line: e.message for e in failed.errors.data}
+    assert set(errors) == {2, 3, 4}, errors
+    assert "/v1/embeddings" in errors[2] and "base64" in errors[3] and "gpt-9" in errors[4]
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.batch_id == failed.id)) == 0
+
+
+def test_cancel_keeps_the_lines_that_finished(served, client):
+    served.gate.word, served.gate.open = "held", threading.Event()
+    tmp = served.tmp
+    lines = [_batch_line("done", _clip(tmp, 1.0, "c1"), _mc()),
+             _batch_line("held", _clip(tmp, 4.0, "c2"), _mc("How long is the held clip?"))]
+    batch = client.batches.create(input_file_id=_file(client, lines).id, endpoint="/v1/chat/completions",
+                                  completion_window="24h")
+    _until(lambda: client.batches.retrieve(batch.id).request_counts.completed == 1)
+    cancelled = client.batches.cancel(batch.id)
+    assert cancelled.status in ("cancelling", "cancelled") and cancelled.cancelling_at is not None
+    served.gate.open.set()
+    ended = _ended(client, batch.id)
+    assert ended.status == "cancelled" and ended.cancelled_at is not None
+    output = [json.loads(x) for x in client.files.content(ended.output_file_id).text.splitlines()]
+    errors = [json.loads(x) for x in client.files.content(ended.error_file_id).text.splitlines()]
+    assert [(o["custom_id"], o["response"]["body"]["choices"][0]["message"]["content"]) for o in output] == \
+        [("done", "about one second")]
+    assert [(e["custom_id"], e["response"], e["error"]["code"]) for e in errors] == \
+        [("held", None, "batch_cancelled")]
+
+
+@pytest.mark.parametrize("change, status, code", [
+    (lambda b: b["messages"][0]["content"][0]["input_audio"].update(data="%%% not base64 %%%"), 400,
+     "invalid_audio_data"),
+    (lambda b: b["messages"][0]["content"][0]["input_audio"].update(format="midi"), 400, "unsupported_audio_format"),
+    (lambda b: b["messages"][0]["content"][0]["input_audio"].update(data=_b64(bytes(3_000_000))), 413,
+     "audio_too_large"),
+    (lambda b: b["messages"][0]["content"].__setitem__(0, {"type": "audio_url",
+                                                           "audio_url": {"url": "https://example.com/a.wav"}}),
+     400, "remote_url_not_allowed"),
+    (lambda b: b.update(model="gpt-4o-mini"), 404, "model_not_found"),
+    (lambda b: b["messages"][0]["content"].pop(0), 400, "missing_audio"),
+    (lambda b: b["messages"][0]["content"][0]["input_audio"].update(data=_b64(b"RIFF....WAVEjunk")), 400,
+     "invalid_audio_data"),
+], ids=["not-base64", "unsupported-format", "huge-part", "remote-url", "unknown-model", "no-audio", "not-a-wav"])
+def test_bad_requests_get_openai_errors_and_queue_nothing(served, client, change, status, code):
+    body = {"model": "agr", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 0.5, "refused")), "format": "wav"}},
+        {"type": "text", "text": _mc()}]}]}
+    change(body)
+    before = _chat_batches()
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(**body)
+    assert refused.value.status_code == status
+    error = refused.value.body  # the SDK hands on the `error` object
+    assert error["code"] == code and error["message"] and error["type"] in ("invalid_request_error",
+                                                                            "not_found_error")
+    assert _chat_batches() == before  # nothing queued
+
+
+def test_lmms_eval_gpt4o_audio_request_for_an_mmar_item_byte_for_byte(served):
+    """The body lmms-eval 0.7.3's `gpt4o_audio` model sends for its `mmar` task, rebuilt as
+    its code builds it (lmms-eval itself does not install here): the audio part (a PCM-16
+    WAV at the clip's rate, base64) then the text part, `modalities`, max_tokens 128 from
+    the task, temperature 0.0 and top_p 1.0 from the task's generation_kwargs, the model
+    name fixed to gpt-4o-audio-preview; keys in the order openai 3.x writes them, compact
+    separators. Its MMAR prompt: an instruction, the question, the dataset's lettered
+    choices ("A. ...") one per line, and "The best answer is:"."""
+    meta = SHARED / "benchmarks" / "MMAR-meta.jsonl"
+    if not meta.is_file():
+        pytest.skip("../shared/benchmarks is not present")
+    item = json.loads(meta.read_text().splitlines()[0])
+    lettered = [f"{chr(65 + i)}. {c}" for i, c in enumerate(item["choices"])]
+    prompt = ("Listen to the audio and answer the following multiple-choice question. Respond with only the "
+              "letter (A, B, C, or D) of the correct option.\n" + item["question"] + "\n" + "\n".join(lettered)
+              + "\n" + "The best answer is:").strip()
+    wav = io.BytesIO()
+    import soundfile as sf
+
+    samples, rate = sf.read(str(tone_wav(served.tmp / "mmar.wav", seconds=1.0)), dtype="float32")
+    sf.write(wav, samples, rate, format="WAV")
+    body = {"model": MODEL_ALIAS, "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": _b64(wav.getvalue()), "format": "wav"}},
+        {"type": "text", "text": prompt}]}], "max_tokens": 128, "modalities": ["text"], "temperature": 0.0,
+        "top_p": 1.0}
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    with served.http() as http:
+        reply = http.post("/chat/completions", content=raw, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 200, reply.text
+    completion = reply.json()
+    assert completion["model"] == MODEL_ALIAS
+    assert completion["choices"][0]["message"]["content"] in item["choices"]  # verbatim text, not a letter
+    job = _evidence(served, reply.headers["x-agr-job-id"])["job"]
+    assert job["choices"] == item["choices"]
+    assert job["question"].endswith(item["question"])
+    assert job["options"]["pipeline"] == "cascade"  # the operator's alias for that model name
+    with served.http() as http:  # the same bytes again attach to the same job
+        assert http.post("/chat/completions", content=raw,
+                         headers={"Content-Type": "application/json"}).headers["x-agr-job-id"] == job["id"]
+
+
+def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(served, client, database_url):
+    """A second API process on the same services whose ceiling is 1 s: the held call ends
+    with 504 and the job id; the job goes on, and the same request sent again (to the
+    first API) waits for that job instead of making another."""
+    from core import processes
+
+    served.gate.word, served.gate.open = "ceiling", threading.Event()
+    port = _free_port()
+    env = {"AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": BROKER_URL, "AGR_CHAT_TIMEOUT_S": "1",
+           "AGR_COARSE_TOOLS": '["signal_facts", "voice_activity"]', "AGR_MAX_AUDIO_BYTES": str(AUDIO_LIMIT)}
+    api = processes.start_api(env, served.tmp / "short-api.log", port)
+    try:
+        short = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=served.key, max_retries=0)
+        _until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        messages = [{"role": "user", "content": [
+            {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 1.0, "ceiling")), "format": "wav"}},
+            {"type": "text", "text": _mc("How long is the ceiling clip?")}]}]
+        with pytest.raises(openai.APIStatusError) as timed_out:
+            short.chat.completions.create(model="cascade", messages=messages)
+        job_id = timed_out.value.response.headers["x-agr-job-id"]
+        assert timed_out.value.status_code == 504 and job_id in timed_out.value.body["message"]
+    finally:
+        processes.stop(api)
+    served.gate.open.set()
+    again = client.chat.completions.create(model="cascade", messages=messages)
+    assert again.agr["job_id"] == job_id and again.choices[0].message.content == "about one second"
+    keyed = client.chat.completions.create(model="agr", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
+    assert keyed.agr["job_id"] != job_id  # another body: another job
+    with pytest.raises(openai.ConflictError):  # the same key with yet another body
+        client.chat.completions.create(model="cascade", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -118,7 +118,7 @@ function countsText(c) {
 
 async function batchesPage() {
   const render = async () => {
-    const list = await getJson("/v1/batches?limit=100");
+    const list = await getJson("/v1/batches?limit=100&view=native");
     const rows = list.data.map((b) => h("tr", {"data-batch": b.id},
       h("td", {}, h("a", {href: `#/batch/${b.id}`}, b.name || b.id)),
       h("td", {}, fmtTime(b.created_at)), h("td", {}, b.pipeline), h("td", {}, badge(b.status)),
@@ -204,7 +204,7 @@ async function batchPage(batchId) {
   }}, options.map(([value, label]) => h("option", {value}, label)));
 
   const refresh = async () => {
-    const [batch, score] = await Promise.all([getJson(`/v1/batches/${batchId}`), getJson(`/v1/batches/${batchId}/score`)]);
+    const [batch, score] = await Promise.all([getJson(`/v1/batches/${batchId}?view=native`), getJson(`/v1/batches/${batchId}/score`)]);
     renderHeader(batch);
     renderAccuracy(score);
     await loadJobs();
