@@ -52,7 +52,8 @@ def completion_body(job, model: str, usage: dict | None) -> dict:
 
 
 def agr_fields(job) -> dict:
-    return {"job_id": str(job.id), "evidence": f"/v1/jobs/{job.id}/evidence", "status": str(job.status),
+    return {"job_id": str(job.id), "evidence": f"/v1/jobs/{job.id}/evidence", "console": f"/console/#/job/{job.id}",
+            "status": str(job.status),
             "normalisation": job.normalisation, "confidence": job.confidence}
 
 

@@ -10,9 +10,6 @@ re-queued by the sweeper once its lease lapses.
 import logging
 import os
 import subprocess
-import time
-
-import httpx
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -75,17 +72,11 @@ class LocalStack:
         self.restarts["api"] = 0
         self._start("api")
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-        deadline = time.monotonic() + ready_within_s
-        while time.monotonic() < deadline:
-            if self.workers["api"].poll() is not None:
-                raise RuntimeError(f"the API exited with {self.workers['api'].returncode} "
-                                   f"(is port {port} taken?); log: {self.log_dir / 'api.log'}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise RuntimeError(f"the API did not answer within {ready_within_s:g} s; log: {self.log_dir / 'api.log'}")
+        if processes.wait_until_serving(f"{url}/healthz", self.workers["api"], ready_within_s):
+            return url
+        state = f"exited with {self.workers['api'].returncode} (is port {port} taken?)" \
+            if self.workers["api"].poll() is not None else f"did not answer within {ready_within_s:g} s"
+        raise RuntimeError(f"the API {state}; log: {self.log_dir / 'api.log'}")
 
     def _start(self, role: str) -> None:
         env = dict(os.environ)

@@ -57,6 +57,20 @@ def start_api(env: dict, log_path: Path, port: int, host: str = "127.0.0.1") -> 
     return _spawn([sys.executable, *args], env, log_path)
 
 
+def wait_until_serving(url: str, process: subprocess.Popen, within_s: float) -> bool:
+    """Whether `url` answered 200 before `within_s` passed (False at once if `process` exited)."""
+    import httpx
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return False
+
+
 def tied_to_this_process(command: list[str]) -> list[str]:
     """`command`, stopped by the kernel if this process dies (see core/die_with_parent.py)."""
     return [sys.executable, str(ROOT / "core" / "die_with_parent.py"), str(os.getpid()), *command]

@@ -73,13 +73,8 @@ class Stack:
         port = _free_port()
         self.workers["api"] = processes.start_api(self.env, self.tmp / "api.log", port)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                time.sleep(0.2)
+        if processes.wait_until_serving(f"{url}/healthz", self.workers["api"], within_s=60):
+            return url
         raise AssertionError(f"the API did not start\n{self.logs()}")
 
     def kill(self, role: str) -> None:

@@ -456,7 +456,7 @@ def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(serve
     api = processes.start_api(env, served.tmp / "short-api.log", port)
     try:
         short = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=served.key, max_retries=0)
-        _until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"))
+        assert processes.wait_until_serving(f"http://127.0.0.1:{port}/healthz", api, within_s=120)
         messages = [{"role": "user", "content": [
             {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 1.0, "ceiling")), "format": "wav"}},
             {"type": "text", "text": _mc("How long is the ceiling clip?")}]}]
@@ -474,9 +474,3 @@ def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(serve
     with pytest.raises(openai.ConflictError):  # the same key with yet another body
         client.chat.completions.create(model="cascade", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
 
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
