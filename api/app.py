@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.request_guard import RequestGuard, database_unavailable
 from api.batch_intake import IntakeLoop
+from api.job_end_listener import JobEndListener
 from api.openai_errors import error_body
 from api.routes import audio, batches, chat, files, health, jobs, models
 
@@ -57,7 +58,10 @@ def create_app() -> FastAPI:
 async def _lifespan(app: FastAPI):
     # Batches submitted as files are checked off the request path, by this thread.
     app.state.intake = IntakeLoop().start()
+    # Held chat calls wake when Postgres announces their job's end (api/job_end_listener.py).
+    app.state.job_ends = JobEndListener().start()
     yield
+    app.state.job_ends.stop()
     app.state.intake.stop()
 
 

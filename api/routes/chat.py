@@ -23,6 +23,7 @@ from api.chat_jobs import job_for
 from api.chat_progress import JobWatch
 from api.chat_request import invalid, read_chat_request
 from api.deps import CallerDep
+from api.job_end_listener import Waiter
 from api.openai_errors import OpenAIError, error_object
 from core.settings import get_settings
 from models.db import session_scope
@@ -69,20 +70,27 @@ def _json(raw: bytes):
 
 
 async def _wait(request: Request, watch: JobWatch, on_progress=None):
-    """The job once it ended; None past the ceiling; the job unfinished if the client left."""
+    """The job once it ended; None past the ceiling; the job unfinished if the client left.
+    Read when its end is announced (api/job_end_listener.py), and every AGR_CHAT_POLL_S."""
     settings = get_settings()
     deadline = time.monotonic() + settings.chat_timeout_s
-    while True:
-        job, lines = await run_in_threadpool(watch.read)
-        if on_progress is not None and lines:
-            await on_progress(lines)
-        if job.status.is_terminal:
-            return job
-        if time.monotonic() >= deadline:
-            return None
-        if await request.is_disconnected():
-            return job
-        await asyncio.sleep(min(settings.chat_poll_s, max(0.0, deadline - time.monotonic())))
+    with Waiter(getattr(request.app.state, "job_ends", None), watch.job_id) as ended:
+        while True:
+            ended.clear()  # before the read: an announcement after it is not missed
+            job, lines = await run_in_threadpool(watch.read)
+            if on_progress is not None and lines:
+                await on_progress(lines)
+            if job.status.is_terminal:
+                return job
+            if time.monotonic() >= deadline:
+                return None
+            if await request.is_disconnected():
+                return job
+            try:
+                await asyncio.wait_for(ended.wait(), timeout=min(settings.chat_poll_s,
+                                                                 max(0.0, deadline - time.monotonic())))
+            except asyncio.TimeoutError:
+                pass
 
 
 def _timed_out(job_id, headers: dict) -> OpenAIError:
