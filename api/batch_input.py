@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from api import item_limits
 from api.audio_refs import AudioRef, UploadRef
 from api.chat_request import read_chat_request
 from api.openai_errors import OpenAIError
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 FORMATS = ("auto", "jsonl", "mmar", "mmau", "openai")
 BATCH_API_ENDPOINT = "/v1/chat/completions"  # what an OpenAI Batch API line may ask
 METADATA_FIELDS = ("modality", "task", "category", "sub-category", "language", "difficulty")
-MAX_QUESTION_CHARS = 20_000
-MAX_CHOICES = 26
 MAX_ID_CHARS = 200  # jobs.custom_id
 MAX_AUDIO_REF_CHARS = 1000
 MAX_AUDIO_PATH_CHARS = 2000
@@ -236,8 +235,8 @@ def _benchmark(where: str, raw) -> ParsedItem:
     audio_field = "audio_path" if "audio_path" in raw else "audio_id"
     _require(raw, "id", audio_field, "question")
     return ParsedItem(
-        where, _custom_id(raw["id"], "id"), _path_ref(raw[audio_field], audio_field), _question(raw["question"]),
-        _choices(raw.get("choices")), _answer(raw.get("answer")),
+        where, _custom_id(raw["id"], "id"), _path_ref(raw[audio_field], audio_field), item_limits.question(raw["question"]),
+        item_limits.choices(raw.get("choices")), _answer(raw.get("answer")),
         {k: raw[k] for k in METADATA_FIELDS if raw.get(k) is not None},
     )
 
@@ -250,8 +249,8 @@ def _ours(where: str, raw) -> ParsedItem:
     if not isinstance(metadata, dict):
         raise ValueError("metadata must be an object")
     return ParsedItem(
-        where, _custom_id(raw["custom_id"], "custom_id"), _audio_ref(raw["audio"]), _question(raw["question"]),
-        _choices(raw.get("choices")), _answer(raw.get("answer")), metadata, _item_options(raw.get("options")),
+        where, _custom_id(raw["custom_id"], "custom_id"), _audio_ref(raw["audio"]), item_limits.question(raw["question"]),
+        item_limits.choices(raw.get("choices")), _answer(raw.get("answer")), metadata, _item_options(raw.get("options")),
     )
 
 
@@ -271,8 +270,8 @@ def _batch_api_line(where: str, raw) -> ParsedItem:
         raise ValueError("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service")
     options = {"pipeline": asked.pipeline} | ({"max_iters": asked.max_iters} if asked.max_iters is not None else {})
     metadata = {"model": asked.model} | ({"context": asked.context[:4000]} if asked.context else {})
-    return ParsedItem(where, _custom_id(raw["custom_id"], "custom_id"), asked.audio, _question(asked.question),
-                      _choices(asked.choices), None, metadata, options)
+    return ParsedItem(where, _custom_id(raw["custom_id"], "custom_id"), asked.audio, item_limits.question(asked.question),
+                      item_limits.choices(asked.choices), None, metadata, options)
 
 
 def _object(raw) -> dict:
@@ -321,22 +320,6 @@ def _require(raw: dict, *names: str) -> None:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
 
 
-def _question(value) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("question must be a non-empty string")
-    if len(value) > MAX_QUESTION_CHARS:
-        raise ValueError(f"question longer than {MAX_QUESTION_CHARS} characters")
-    return value
-
-
-def _choices(value) -> list[str]:
-    choices = value or []
-    if not isinstance(choices, list) or not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError("choices must be a list of non-empty strings")
-    if len(choices) > MAX_CHOICES:
-        raise ValueError(f"at most {MAX_CHOICES} choices")
-    # MMAU test-mini repeats a choice in 27 items; a repeat adds nothing, so it is dropped.
-    return list(dict.fromkeys(choices))
 
 
 def _answer(value) -> str | None:

@@ -116,7 +116,10 @@ def _check_uploads_still_held(session, request: BatchRequest) -> None:
 def record_for_intake(session, caller: Caller, file_id: UUID, submission: Submission,
                       idempotency_key: str | None, request_sha256: str) -> Batch:
     """A `validating` batch for an uploaded file; the intake checks it after the commit."""
-    found = session.scalar(select(InputFile.id).where(InputFile.id == file_id, InputFile.tenant_id == caller.tenant_id))
+    # FOR KEY SHARE: a DELETE of the file waits for this batch (and then refuses: it is
+    # being checked), or this waits for the DELETE and finds no file; never a broken link.
+    found = session.scalar(select(InputFile.id).where(InputFile.id == file_id, InputFile.tenant_id == caller.tenant_id)
+                           .with_for_update(key_share=True))
     if found is None:
         raise HTTPException(422, {"message": "the submission is refused", "errors": [f"no file {file_id}"]})
     waiting = session.scalar(select(func.count()).where(Batch.tenant_id == caller.tenant_id,

@@ -5,6 +5,7 @@ read, in a format soundfile reads, is refused here (400): nothing is queued for 
 
 import io
 import tempfile
+import time
 
 import httpx
 from sqlalchemy import select
@@ -70,14 +71,20 @@ def _fetch(audio: RemoteAudio) -> StagedAudio:
                 if reply.status_code != 200:
                     raise invalid(f"fetching {audio.url} answered HTTP {reply.status_code}", "messages",
                                   "remote_audio_unavailable")
-                size = 0
+                size, deadline = 0, time.monotonic() + settings.audio_url_timeout_s
                 for block in reply.iter_bytes(FETCH_BLOCK):
                     size += len(block)
                     if size > limit:
                         raise invalid(f"{audio.url}: over the limit of {limit} bytes (AGR_MAX_AUDIO_BYTES)",
                                       "messages", "audio_too_large", status=413)
+                    if time.monotonic() > deadline:  # a trickle would hold this thread for ever
+                        raise invalid(f"fetching {audio.url} took over {settings.audio_url_timeout_s:g} s "
+                                      "(AGR_AUDIO_URL_TIMEOUT_S)", "messages", "remote_audio_unavailable")
                     body.write(block)
         except httpx.HTTPError as exc:
             raise invalid(f"fetching {audio.url} failed: {exc}", "messages", "remote_audio_unavailable") from None
         body.seek(0)
-        return _stage(body, audio.url.rsplit("/", 1)[-1][:200] or "audio")
+        name = httpx.URL(audio.url).path.rsplit("/", 1)[-1][:200] or "audio"
+        staged = _stage(body, name)
+    _check_header(staged, name.rsplit(".", 1)[-1].lower())
+    return staged

@@ -3,12 +3,14 @@
 `message.content` is the short answer a harness scores: the verbatim choice text when the
 question had choices (the benchmarks' token rule reads it), else the free answer (an
 unmapped reply as it was given). The reasoning goes in `message.reasoning_content`, as
-vLLM and DeepSeek return it, never in `content`. `usage` sums the job's LLM calls. The job
+vLLM and DeepSeek return it, never in `content`: the job's trace, a line per step, then
+the answering agent's reasoning (a stream sends the same, the trace as it happens). `usage` sums the job's LLM calls. The job
 id (`agr.job_id`, and the header x-agr-job-id) leads to its evidence chain.
 """
 
 from sqlalchemy import func, select
 
+from api.chat_progress import reasoning_with_trace
 from models import Job, JobStatus, LLMCall
 
 JOB_ID_HEADER = "x-agr-job-id"
@@ -38,14 +40,15 @@ def _usage(prompt: int, completion: int) -> dict:
 NO_USAGE = _usage(0, 0)
 
 
-def completion_body(job, model: str, usage: dict | None) -> dict:
-    """A succeeded job's reply (`job` may be a row of RESULT_COLUMNS plus created_at)."""
+def completion_body(job, model: str, usage: dict | None, trace: list[str]) -> dict:
+    """A succeeded job's reply (`job` may be a row of RESULT_COLUMNS); `reasoning_content`
+    is its trace (api/chat_progress.py), then the answering agent's reasoning."""
     return {
         "id": completion_id(job.id), "object": "chat.completion", "created": int(job.created_at.timestamp()),
         "model": model,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": answer_text(job), "refusal": None,
-                                 "reasoning_content": job.reasoning or ""}}],
+                                 "reasoning_content": reasoning_with_trace(trace, job.reasoning)}}],
         "usage": usage or NO_USAGE,
         "agr": agr_fields(job),
     }

@@ -19,6 +19,9 @@ import re
 from dataclasses import dataclass
 from uuid import UUID
 
+import httpx
+
+from api import item_limits
 from api.audio_refs import InlineAudio, RemoteAudio, UploadRef
 from api.openai_errors import OpenAIError
 from api.prompt_choices import parse_prompt
@@ -29,6 +32,7 @@ AUDIO_FORMATS = {"wav": "wav", "wave": "wav", "x-wav": "wav", "mp3": "mp3", "mpe
                  "x-flac": "flac", "ogg": "ogg", "opus": "opus", "webm": "webm", "m4a": "m4a", "mp4": "m4a",
                  "aac": "aac", "aiff": "aiff", "x-aiff": "aiff"}
 OPEN_QUESTION = "Answer what is asked in the audio, or describe what is heard."
+MAX_TEXT_CHARS = 2 * item_limits.MAX_QUESTION_CHARS  # a question, its choices and an instruction
 MAX_ITERS_FIELD = "max_iters"  # our extension: refinement rounds for this question
 _DATA_URL = re.compile(r"^data:audio/([\w.+-]+)(?:;[\w=.-]+)*;base64,", re.IGNORECASE)
 
@@ -66,13 +70,20 @@ def read_chat_request(body) -> ChatQuestion:
     if not isinstance(messages, list) or not messages:
         raise invalid("messages must be a non-empty list", "messages")
     texts, context, audio = _read_messages(messages)
-    prompt = parse_prompt("\n".join(texts)) if texts else None
+    text = "\n".join(texts)
+    if len(text) > MAX_TEXT_CHARS:  # also keeps the prompt's parsing short
+        raise invalid(f"the user text is longer than {MAX_TEXT_CHARS} characters", "messages")
+    prompt = parse_prompt(text) if texts else None
     # No text (VoiceBench sends a system prompt and the clip): the question is spoken in the clip.
     question = prompt.question if prompt and prompt.question else OPEN_QUESTION
     if prompt and prompt.instruction:
         context.append(prompt.instruction)
+    try:
+        question, choices = item_limits.question(question), item_limits.choices(prompt.choices if prompt else [])
+    except ValueError as exc:
+        raise invalid(str(exc), "messages") from None
     stream_options = body.get("stream_options") or {}
-    return ChatQuestion(model, pipeline, audio, question, prompt.choices if prompt else [], "\n".join(context),
+    return ChatQuestion(model, pipeline, audio, question, choices, "\n".join(context),
                         _max_iters(body.get(MAX_ITERS_FIELD)), body.get("stream") is True,
                         isinstance(stream_options, dict) and stream_options.get("include_usage") is True)
 
@@ -94,7 +105,7 @@ def _refuse_what_cannot_be_honoured(body: dict) -> None:
     if body.get("n") not in (None, 1):
         raise invalid("n must be 1: one answer per question is made", "n")
     modalities = body.get("modalities")
-    if modalities is not None and (not isinstance(modalities, list) or set(modalities) - {"text"}):
+    if modalities is not None and (not isinstance(modalities, list) or any(m != "text" for m in modalities)):
         raise invalid('only text replies are made: modalities must be ["text"]', "modalities")
 
 
@@ -183,13 +194,37 @@ def decode_inline(audio: InlineAudio) -> bytes:
 
 
 def _remote(url: str, where: str) -> RemoteAudio:
-    if not any(url.startswith(prefix) for prefix in get_settings().audio_url_allowlist):
+    if not allowed_url(url, get_settings().audio_url_allowlist):
         raise invalid("remote audio URLs are not fetched: send the audio inline (input_audio, or a data: URL), "
                       "or upload it (POST /v1/audio) and name it as a file part; an operator may allow URL "
                       "prefixes with AGR_AUDIO_URL_ALLOWLIST", where, "remote_url_not_allowed")
-    if ".." in url.split("?", 1)[0].split("/")[3:]:
-        raise invalid("audio URL must not contain '..'", where, "remote_url_not_allowed")
     return RemoteAudio(url)
+
+
+# Spelt in a path, these let a server walk out of the allowed folder (%2e%2e, %2f, %5c).
+_ESCAPES = re.compile(r"%2e|%2f|%5c", re.IGNORECASE)
+
+
+def allowed_url(url: str, prefixes: list[str]) -> bool:
+    """Whether `url` lies inside one of the allowed folders: the same scheme, host and port,
+    its path under the prefix's path, and nothing that could make the fetched resource
+    another one (user info, a fragment, a backslash, '.' or '..' segments, escaped dots
+    or slashes)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    raw_path = parsed.raw_path.decode("ascii", "replace").split("?", 1)[0]
+    if parsed.userinfo or parsed.fragment or "#" in url or "\\" in url or _ESCAPES.search(raw_path):
+        return False
+    if any(segment in (".", "..") for segment in raw_path.split("/")):
+        return False
+    for prefix in prefixes:
+        allowed = httpx.URL(prefix)
+        if (parsed.scheme, parsed.host, parsed.port) == (allowed.scheme, allowed.host, allowed.port) and \
+                raw_path.startswith(allowed.raw_path.decode("ascii", "replace")):
+            return True
+    return False
 
 
 def _max_iters(value) -> int | None:

@@ -8,7 +8,7 @@ from core.scoring import score_item
 from models import Batch, BatchStatus, Job, JobStatus
 from models.batch import BatchInterface
 
-ENDED = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)
+ENDED = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)  # for good
 OUTPUT_FILE_PREFIX, ERROR_FILE_PREFIX = "file-batch-output-", "file-batch-errors-"
 
 
@@ -103,7 +103,8 @@ def _window(batch: Batch) -> str:
     if batch.expires_at is None or batch.in_progress_at is None:
         return (batch.intake or {}).get("completion_window") or "24h"
     seconds = round((batch.expires_at - batch.in_progress_at).total_seconds())
-    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds}s"
+    unit, size = next((u, n) for u, n in (("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0)
+    return f"{seconds // size}{unit}"
 
 
 def batch_errors(errors: list[str] | None) -> BatchErrors | None:

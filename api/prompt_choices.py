@@ -17,11 +17,14 @@ import ast
 import re
 from dataclasses import dataclass
 
-_LINE_LABEL = re.compile(r"^\s*(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[.):])\s+(\S.*?)\s*$")
+# No lazy group before a trailing \s*$: on a long run of spaces that backtracks in
+# quadratic time. The captured text is stripped instead.
+_LINE_LABEL = re.compile(r"^\s*(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[.):])\s+(\S.*)$")
 _INLINE_LABEL = re.compile(r"\(([A-Za-z])\)\s*")
-_HEADER = re.compile(r"^\s*(?:the\s+)?(?:choices|options|candidates|answer choices)\s*(?:are)?\s*[:：]\s*(.*?)\s*$",
+_HEADER = re.compile(r"^\s*(?:the\s+)?(?:choices|options|candidates|answer choices)(?:\s+are)?\s*[:：](.*)$",
                      re.IGNORECASE)
-_BULLET = re.compile(r"^\s*[-*•]\s+(\S.*?)\s*$")
+_BULLET = re.compile(r"^\s*[-*•]\s+(\S.*)$")
+MAX_LISTED_CHARS = 10_000  # a "Choices: [...]" list read by literal_eval, at most
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def _labelled_lines(lines: list[str]) -> ParsedPrompt | None:
             end += 1
         if len(choices) >= 2:
             before = lines[:start]
-            if before and _HEADER.match(before[-1]) and not _HEADER.match(before[-1]).group(1):
+            if before and (header := _HEADER.match(before[-1])) and not header.group(1).strip():
                 before = before[:-1]
             return _split(before, choices, lines[end:])
     return None
@@ -62,7 +65,7 @@ def _label_and_text(line: str, expected: str) -> str | None:
     if match is None:
         return None
     label = next(g for g in match.groups()[:3] if g)
-    return match.group(4) if label.lower() == expected else None
+    return match.group(4).rstrip() if label.lower() == expected else None
 
 
 def _header_block(lines: list[str]) -> ParsedPrompt | None:
@@ -71,7 +74,7 @@ def _header_block(lines: list[str]) -> ParsedPrompt | None:
         match = _HEADER.match(line)
         if match is None:
             continue
-        if rest := match.group(1):
+        if rest := match.group(1).strip():
             choices = _listed(rest) or _inline_choices(rest)
             if choices and len(choices) >= 2:
                 return _split(lines[:at], choices, lines[at + 1:])
@@ -88,16 +91,16 @@ def _header_block(lines: list[str]) -> ParsedPrompt | None:
 def _choice_line(line: str) -> str | None:
     """A line under a header: "- x", or a bare line (a blank line ends the list)."""
     bullet = _BULLET.match(line)
-    return bullet.group(1) if bullet else (line.strip() or None)
+    return bullet.group(1).rstrip() if bullet else (line.strip() or None)
 
 
 def _listed(text: str) -> list[str] | None:
     """"['x', 'y']" or '["x", "y"]': a list as Python or JSON writes it."""
-    if not text.startswith("["):
+    if not text.startswith("[") or len(text) > MAX_LISTED_CHARS:
         return None
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, RecursionError):
+    except Exception:  # noqa: BLE001 - any text that is not a plain list of strings is not one
         return None
     if isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
         return [v.strip() for v in value]
@@ -108,7 +111,7 @@ def _inline_choices(text: str) -> list[str] | None:
     labelled = _inline_labelled(text)
     if labelled is not None:
         return labelled[1]
-    parts = [p.strip() for p in re.split(r"\s*[,;|]\s*", text) if p.strip()]
+    parts = [p.strip() for p in re.split(r"[,;|]", text) if p.strip()]
     return parts if len(parts) >= 2 else None
 
 

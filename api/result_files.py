@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.chat_completion import completion_body, job_model, usage_by_job
+from api.chat_progress import traces
 from api.presenters import RESULT_COLUMNS, result_line
 from models import Job, JobStatus
 from models.db import session_scope
@@ -33,16 +34,18 @@ def batch_api_lines(rows) -> str:
     """Lines as the OpenAI Batch API writes them: `{"id", "custom_id", "response":
     {"status_code", "request_id", "body"}, "error"}`; a request that was never answered
     (cancelled, expired) has no response and an `error` with the reason."""
+    answered = [r.id for r in rows if r.status == JobStatus.SUCCEEDED]
     with session_scope() as session:
-        usage = usage_by_job(session, [r.id for r in rows if r.status == JobStatus.SUCCEEDED])
-    return "".join(json.dumps(batch_api_line(row, usage.get(row.id)), ensure_ascii=False) + "\n" for row in rows)
+        usage, trace = usage_by_job(session, answered), traces(session, answered)
+    return "".join(json.dumps(batch_api_line(row, usage.get(row.id), trace.get(row.id, [])), ensure_ascii=False)
+                   + "\n" for row in rows)
 
 
-def batch_api_line(row, usage: dict | None) -> dict:
+def batch_api_line(row, usage: dict | None, trace: list[str]) -> dict:
     line = {"id": f"batch_req_{row.id.hex}", "custom_id": row.custom_id, "response": None, "error": None}
     if row.status == JobStatus.SUCCEEDED:
         line["response"] = {"status_code": 200, "request_id": str(row.id),
-                            "body": completion_body(row, job_model(row), usage)}
+                            "body": completion_body(row, job_model(row), usage, trace)}
     elif row.status == JobStatus.ERRORED:
         error = {"message": f"job {row.id} errored: {row.error}", "type": "server_error", "param": None,
                  "code": "job_errored"}

@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     # the job id to poll (GET /v1/jobs/{id}). The job goes on either way.
     chat_timeout_s: float = Field(600.0, gt=0)
     chat_poll_s: float = Field(0.5, gt=0)  # how often a held call looks at its job
+    # The same request again within this long of its job's end answers that job (a
+    # harness's retry); later, it is asked afresh (a re-run after the models changed).
+    chat_replay_window_s: float = Field(3600.0, ge=0)
     # Model names a harness sends that are not ours, each mapped to a pipeline, e.g.
     # {"gpt-4o-audio-preview": "agr"} for VoiceBench, which fixes its model name.
     model_aliases: dict[str, str] = Field(default_factory=dict)
@@ -169,8 +172,8 @@ class Settings(BaseSettings):
         if bad := {name: p for name, p in self.model_aliases.items() if p not in ("agr", "cascade", "direct")}:
             raise ValueError(f"AGR_MODEL_ALIASES must map names to agr, cascade or direct, not {bad}")
         # A bare scheme or host would allow every path (or every host): a prefix names a folder.
-        if bad := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/]+/", u)]:
-            raise ValueError(f"AGR_AUDIO_URL_ALLOWLIST entries are http(s) URL prefixes ending in a path, "
+        if bad := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/@?#]+/([^?#]*/)?$", u)]:
+            raise ValueError(f"AGR_AUDIO_URL_ALLOWLIST entries are http(s) URLs of folders, ending in '/', "
                              f"e.g. https://host/audio/, not {bad}")
         return self
 

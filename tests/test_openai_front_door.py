@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -194,7 +195,9 @@ def test_models_and_a_chat_completion_with_input_audio_answer_from_the_evidence(
     job_id = raw.headers["x-agr-job-id"]
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.content == "about two and a half seconds"  # the verbatim choice, not "B"
-    assert "2.5 s" in reply.choices[0].message.reasoning_content
+    reasoning = reply.choices[0].message.reasoning_content  # the job's trace, then the answerer's reasoning
+    assert reasoning.startswith("coarse document: perception ran signal_facts, voice_activity\n")
+    assert reasoning.endswith("\nthe evidence says the clip lasts 2.5 s")
     assert reply.usage.total_tokens > 0 and reply.usage.prompt_tokens > 0
     assert reply.agr["job_id"] == job_id
     chain = _evidence(served, job_id)
@@ -257,6 +260,31 @@ def test_the_same_request_sent_again_while_it_runs_attaches_to_its_job(served, c
     assert len(answered) == 1  # one job, one answer paid for
 
 
+def test_identical_requests_sent_at_once_make_one_job(served, client):
+    messages = [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": _b64(_clip(served.tmp, 1.0, "at-once")), "format": "wav"}},
+        {"type": "text", "text": _mc("How long is the clip sent at once?")}]}]
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(lambda _: client.chat.completions.create(model="cascade", messages=messages), range(6)))
+    assert len({r.agr["job_id"] for r in replies}) == 1
+    assert {r.choices[0].message.content for r in replies} == {"about one second"}
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Job)
+                              .where(Job.question == "How long is the clip sent at once?")) == 1
+
+
+def test_a_key_a_batch_holds_is_refused_for_a_chat_call(served, client):
+    with served.http() as http:
+        upload = http.post("/audio", files={"file": ("k.wav", _clip(served.tmp, 1.0, "shared-key"))}).json()
+        line = json.dumps({"custom_id": "k", "audio": {"upload_id": upload["id"]}, "question": "What is heard?"})
+        made = http.post("/batches", json={"input": line, "pipeline": "cascade"}, headers={"Idempotency-Key": "shared"})
+        assert made.status_code == 201, made.text
+    with pytest.raises(openai.ConflictError) as refused:
+        client.chat.completions.create(model="cascade", extra_headers={"Idempotency-Key": "shared"}, messages=[
+            {"role": "user", "content": [{"type": "file", "file": {"file_id": upload["id"]}}]}])
+    assert refused.value.body["code"] == "idempotency_conflict"
+
+
 def test_stream_sends_progress_then_the_answer(served, client):
     stream = client.chat.completions.create(model="agr", stream=True, stream_options={"include_usage": True},
                                             messages=[{"role": "user", "content": [
@@ -266,8 +294,11 @@ def test_stream_sends_progress_then_the_answer(served, client):
     progress = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks
                        if c.choices)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert "coarse document: perception ran signal_facts, voice_activity" in progress
-    assert "the planning agent judged the evidence sufficient" in progress
+    assert progress.splitlines() == ["coarse document: perception ran signal_facts, voice_activity",
+                                     "coarse document: the planning agent judged the evidence sufficient: "
+                                     "the evidence answers it",
+                                     "the answering agent answered from the evidence",
+                                     "the evidence says the clip lasts 1 s"]  # as a reply's reasoning_content
     assert content == "about one second"
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
     assert chunks[-1].usage.total_tokens > 0
@@ -469,8 +500,12 @@ def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(serve
     served.gate.open.set()
     again = client.chat.completions.create(model="cascade", messages=messages)
     assert again.agr["job_id"] == job_id and again.choices[0].message.content == "about one second"
-    keyed = client.chat.completions.create(model="agr", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
-    assert keyed.agr["job_id"] != job_id  # another body: another job
-    with pytest.raises(openai.ConflictError):  # the same key with yet another body
-        client.chat.completions.create(model="cascade", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
+    # With an Idempotency-Key the key decides, not the body: the same body under a new key
+    # is a new job, the key again is that job, and the key with another body a 409.
+    keyed = client.chat.completions.create(model="cascade", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
+    assert keyed.agr["job_id"] != job_id
+    assert client.chat.completions.create(model="cascade", messages=messages, extra_headers={
+        "Idempotency-Key": "k-1"}).agr["job_id"] == keyed.agr["job_id"]
+    with pytest.raises(openai.ConflictError):
+        client.chat.completions.create(model="agr", messages=messages, extra_headers={"Idempotency-Key": "k-1"})
 

@@ -16,14 +16,14 @@ from api.batch_input import SubmissionInvalid
 from api.batch_intake import Submission, commit, prepare, record_for_intake
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
-from api.presenters import (SCORE_COLUMNS, batch_with_counts, benchmark_item, counts_by_batch, job_out,
+from api.presenters import (ENDED, SCORE_COLUMNS, batch_with_counts, benchmark_item, counts_by_batch, job_out,
                             prediction_of, present)
 from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
 from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
 from api.submission import enqueue_first_steps
 from models.tenant import lock_tenant
 from core.scoring import score
-from models import Batch, BatchStatus, Job, JobStatus, Step, StepStatus
+from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
 from models.db import session_scope
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
@@ -31,7 +31,6 @@ from workers.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
-DELETABLE = (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED)  # ended
 BatchShown = BatchOut | OpenAIBatch  # ours, or the OpenAI Batch API's for a batch made through it
 VIEW = Query(description="native or openai: the shape to show; default, the shape of the API "
                                "that made the batch")
@@ -156,7 +155,7 @@ def remove(batch_id: UUID, caller: CallerDep) -> dict:
                                .with_for_update())
         if batch is None:  # never there, another tenant's, or deleted by a request just before
             raise HTTPException(404, f"no batch {batch_id}")
-        if batch.status not in DELETABLE:
+        if batch.status not in ENDED:  # only an ended batch is deleted
             raise HTTPException(409, f"batch {batch_id} is {batch.status}: cancel it first, then delete it")
         if _has_running_steps(session, batch_id):
             # An expired batch's steps may still be finishing: deleting under them would

@@ -11,6 +11,7 @@ on it once more). `stream: true` sends server-sent events: the progress as
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from typing import Annotated
 
@@ -20,14 +21,16 @@ from starlette.concurrency import run_in_threadpool
 
 from api.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
 from api.chat_jobs import job_for
-from api.chat_progress import JobWatch
+from api.chat_progress import JobWatch, traces
 from api.chat_request import invalid, read_chat_request
 from api.deps import CallerDep
 from api.job_end_listener import Waiter
 from api.openai_errors import OpenAIError, error_object
 from core.settings import get_settings
+from models import JobStatus
 from models.db import session_scope
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["openai"])
 KEEP_ALIVE_S = 15.0  # an SSE comment this often, so proxies keep a quiet stream open
 
@@ -43,34 +46,34 @@ async def create(request: Request, caller: CallerDep,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
     """A chat completion, as the OpenAI API takes it, with the clip as a content part."""
     raw = await request.body()
-    question = read_chat_request(_json(raw))
-    chat = await run_in_threadpool(job_for, caller, question, hashlib.sha256(raw).hexdigest(), idempotency_key)
-    headers = {JOB_ID_HEADER: str(chat.job_id)}
-    watch = JobWatch(chat.job_id)
+    # Off the event loop: a 256 MiB body takes a while to parse and hash, and others wait meanwhile.
+    question, digest = await run_in_threadpool(_read, raw)
+    job_id = await run_in_threadpool(job_for, caller, question, digest, idempotency_key)
+    headers = {JOB_ID_HEADER: str(job_id)}
+    watch = JobWatch(job_id)
     if question.stream:
         return StreamingResponse(_events(request, watch, question.model, question.include_usage),
                                  media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
     job = await _wait(request, watch)
-    if job is None:
-        raise _timed_out(chat.job_id, headers)
-    if not job.status.is_terminal:  # the client went away: nobody reads this
+    if job not in (None, TIMED_OUT) and not job.status.is_terminal:  # the client left: nobody reads this
         return JSONResponse({}, status_code=499)
-    status, code, message = job_failure(job) if job.status != "succeeded" else (200, None, None)
-    if status != 200:
-        raise OpenAIError(status, message, code=code, error_type="server_error", headers=headers)
-    usage = await run_in_threadpool(_usage, job.id)
-    return JSONResponse(completion_body(job, question.model, usage), headers=headers)
+    if (error := _refusal(job, job_id)) is not None:
+        raise OpenAIError(**error, headers=headers)
+    return JSONResponse(await run_in_threadpool(_reply, job, question.model), headers=headers)
 
 
-def _json(raw: bytes):
+def _read(raw: bytes):
+    """The question the body asks, and the body's sha256 (what a retry is known by)."""
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         raise invalid("the request body is not valid JSON") from None
+    return read_chat_request(body), hashlib.sha256(raw).hexdigest()
 
 
 async def _wait(request: Request, watch: JobWatch, on_progress=None):
-    """The job once it ended; None past the ceiling; the job unfinished if the client left.
+    """The job once it ended; TIMED_OUT past the ceiling; the job unfinished if the client
+    left; None if it was deleted meanwhile.
     Read when its end is announced (api/job_end_listener.py), and every AGR_CHAT_POLL_S."""
     settings = get_settings()
     deadline = time.monotonic() + settings.chat_timeout_s
@@ -80,10 +83,10 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
             job, lines = await run_in_threadpool(watch.read)
             if on_progress is not None and lines:
                 await on_progress(lines)
-            if job.status.is_terminal:
+            if job is None or job.status.is_terminal:  # None: deleted meanwhile
                 return job
             if time.monotonic() >= deadline:
-                return None
+                return TIMED_OUT
             if await request.is_disconnected():
                 return job
             try:
@@ -93,15 +96,28 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
                 pass
 
 
-def _timed_out(job_id, headers: dict) -> OpenAIError:
-    return OpenAIError(504, f"job {job_id} has not answered within {get_settings().chat_timeout_s:g} s "
-                            f"(AGR_CHAT_TIMEOUT_S); it goes on: poll GET /v1/jobs/{job_id}, or send the same "
-                            "request again to wait for it", code="timeout", headers=headers)
+TIMED_OUT = object()
 
 
-def _usage(job_id) -> dict | None:
+def _refusal(job, job_id) -> dict | None:
+    """OpenAIError's fields for a call that has no answer to give; None when it has one."""
+    if job is TIMED_OUT:
+        return {"status": 504, "message": f"job {job_id} has not answered within {get_settings().chat_timeout_s:g} s "
+                                          f"(AGR_CHAT_TIMEOUT_S); it goes on: poll GET /v1/jobs/{job_id}, or send "
+                                          "the same request again to wait for it", "code": "timeout"}
+    if job is None:
+        return {"status": 404, "message": f"job {job_id} was deleted before it answered", "code": "job_deleted"}
+    if job.status != JobStatus.SUCCEEDED:
+        status, code, message = job_failure(job)
+        return {"status": status, "message": message, "code": code, "error_type": "server_error"}
+    return None
+
+
+def _reply(job, model: str) -> dict:
     with session_scope() as session:
-        return usage_by_job(session, [job_id]).get(job_id)
+        usage = usage_by_job(session, [job.id]).get(job.id)
+        trace = traces(session, [job.id]).get(job.id, [])
+    return completion_body(job, model, usage, trace)
 
 
 async def _events(request: Request, watch: JobWatch, model: str, include_usage: bool):
@@ -129,23 +145,26 @@ async def _events(request: Request, watch: JobWatch, model: str, include_usage: 
             yield _event(queue.get_nowait())
     finally:
         waiting.cancel()  # the client left mid-stream: stop watching (the job goes on)
-    job = waiting.result()
-    for event in await run_in_threadpool(_final_events, job, watch.job_id, created, model, include_usage):
+    try:
+        job = waiting.result()
+        events = await run_in_threadpool(_final_events, job, watch.job_id, created, model, include_usage)
+    except Exception as exc:  # the headers are sent: say so in the stream, not as a broken one
+        log.exception("chat stream of job %s failed", watch.job_id)
+        events = [_event({"error": error_object(500, f"the stream failed: {type(exc).__name__}",
+                                                error_type="server_error")})]
+    for event in events:
         yield event
     yield "data: [DONE]\n\n"
 
 
 def _final_events(job, job_id, created: int, model: str, include_usage: bool) -> list[str]:
-    if job is None:
-        return [_event({"error": _timed_out(job_id, {}).error})]
-    if job.status != "succeeded":
-        status, code, message = job_failure(job)
-        return [_event({"error": error_object(status, message, code=code, error_type="server_error")})]
-    body = completion_body(job, model, _usage(job.id))
-    message = body["choices"][0]["message"]
-    events = [_event(chunk(job.id, created, model, {"reasoning_content": message["reasoning_content"]}))]
-    events.append(_event(chunk(job.id, created, model, {"content": message["content"]}, finish_reason="stop")
-                         | {"agr": body["agr"]}))
+    if (refusal := _refusal(job, job_id)) is not None:
+        return [_event({"error": error_object(refusal["status"], refusal["message"], code=refusal["code"],
+                                              error_type=refusal.get("error_type"))})]
+    body = _reply(job, model)
+    events = [_event(chunk(job.id, created, model, {"reasoning_content": job.reasoning or ""}))]
+    events.append(_event(chunk(job.id, created, model, {"content": body["choices"][0]["message"]["content"]},
+                               finish_reason="stop") | {"agr": body["agr"]}))
     if include_usage:
         events.append(_event(chunk(job.id, created, model, {}, usage=body["usage"])))
     return events
