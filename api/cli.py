@@ -43,7 +43,7 @@ def run(
     limit: int | None = typer.Option(None, min=1, help="only the first N items"),
     name: str | None = typer.Option(None, help="batch name [default: the file name]"),
     workers: bool = typer.Option(True, help="start perception/reasoning workers and the sweeper here (--no-workers when they run elsewhere)"),
-    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop) or direct (one ALM call answers)"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call answers) or crosscheck (beyond AGR, being built: every cheap tool in round 0)"),
 ) -> None:
     """Submit a benchmark file as one batch, show progress, print answers and accuracy."""
     _configure_logging()

@@ -31,7 +31,7 @@ def submit(
     server_audio_dir: str | None = typer.Option(None, help="instead of uploading: a folder inside the "
                                                            "tenant's server-side audio root"),
     input_format: str = typer.Option("auto", "--format", help="auto, jsonl, mmar or mmau"),
-    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop) or direct (one ALM call)"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call) or crosscheck (every cheap tool in round 0)"),
     max_iters: int | None = typer.Option(None, min=0, max=10),
     name: str | None = typer.Option(None),
     completion_window: str | None = typer.Option(None, help="e.g. 24h; unfinished jobs expire after it"),

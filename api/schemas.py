@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from models.status import BatchStatus, JobStatus
 
-Pipeline = Literal["agr", "cascade", "direct"]
+Pipeline = Literal["agr", "cascade", "direct", "crosscheck"]
 InputFormat = Literal["auto", "jsonl", "mmar", "mmau", "openai"]
 BatchView = Literal["native", "openai"]
 

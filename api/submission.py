@@ -16,7 +16,7 @@ from models.db import session_scope
 from workers import outbox
 from workers.perception import catalogue
 from workers.perception.tools.base import calls_as_json
-from workers.pipelines import DEFAULT_PIPELINE, first_round_calls
+from workers.pipelines import DEFAULT_PIPELINE, first_round_calls, round_zero_kind
 
 
 @dataclass(frozen=True)
@@ -104,20 +104,21 @@ def _create(session, request: BatchRequest, staged: dict, batch: Batch | None) -
 
 
 class _FirstCalls:
-    """Each job's coarse-round calls, as stored on its first step. Only the `direct`
-    pipeline's depend on the question: the others' are worked out once per batch."""
+    """Each job's coarse-round calls, as stored on its first step, worked out once for each
+    kind of round 0 the batch has (workers/pipelines.round_zero_kind)."""
 
     def __init__(self, tools):
-        self.tools, self._by_pipeline = tools, {}
+        self.tools, self._by_kind = tools, {}
 
     def of(self, job: Job) -> list[dict]:
         pipeline = job.options.get("pipeline", DEFAULT_PIPELINE)
-        if pipeline == "direct" or pipeline not in self._by_pipeline:
+        kind = round_zero_kind(pipeline, job.question, job.choices)
+        if kind is None or kind not in self._by_kind:
             calls = calls_as_json(first_round_calls(pipeline, job.question, job.choices, self.tools))
-            if pipeline == "direct":
+            if kind is None:
                 return calls
-            self._by_pipeline[pipeline] = calls
-        return self._by_pipeline[pipeline]
+            self._by_kind[kind] = calls
+        return self._by_kind[kind]
 
 
 def enqueue_first_steps(step_ids: list[int]) -> None:

@@ -15,6 +15,11 @@ devset, and each tool's accuracy where the truth is known.
 4. Speech-recognition word error rate on sentences spoken by espeak-ng (skipped, and said
    so, where espeak-ng is not installed: `apt-get install espeak-ng`).
 Writes bench/results/evidence_recall.json.
+
+With --pipeline NAME: instead, the devset through that pipeline's own round 0, beside
+`agr`'s (the default coarse tools) in the same run: recall of each, and each's tool CPU
+seconds per item (the sum of its round-0 tool calls' latencies) and their ratio. Writes
+bench/results/evidence_recall-NAME.json.
 """
 
 import argparse
@@ -33,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, bench_services, write_result  # noqa: E402
+from core.audio_store import audio_store  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
@@ -53,18 +59,23 @@ def offline_tools() -> list[str]:
     return [t.name for t in available_tools() if t.run_batch is None]
 
 
-def run_devset(devset: Path, tools: list[str]) -> tuple[list[dict], float]:
+def run_devset(devset: Path, tools: list[str] | None, pipeline: str = "agr") -> tuple[list[dict], float]:
+    """The devset through the stack, round 0 only; `tools`: the coarse tools (None: as the
+    pipeline plans them)."""
     from api.batch_view import batch_progress
     from api.local_stack import LocalStack
     from api.batch_input import read_batch_file
     from api.submission import submit
 
-    os.environ["AGR_COARSE_TOOLS"] = json.dumps(tools)
+    if tools is None:
+        os.environ.pop("AGR_COARSE_TOOLS", None)
+    else:
+        os.environ["AGR_COARSE_TOOLS"] = json.dumps(tools)
     get_settings.cache_clear()
     items = read_batch_file(devset / "meta.jsonl", devset)
     started = time.perf_counter()
     with LocalStack(get_settings()):
-        batch_id = submit("evidence-recall", items, {"max_iters": 0})
+        batch_id = submit("evidence-recall", items, {"max_iters": 0, "pipeline": pipeline})
         while batch_progress(batch_id).finished < len(items):
             time.sleep(1)
     return stored_chains(batch_id), time.perf_counter() - started
@@ -172,8 +183,12 @@ def _words(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devset", type=Path, default=DEVSET)
+    parser.add_argument("--pipeline", help="measure this pipeline's own round 0 beside agr's instead")
     args = parser.parse_args()
     meta = {json.loads(line)["id"]: json.loads(line) for line in (args.devset / "meta.jsonl").read_text().splitlines() if line.strip()}
+    if args.pipeline:
+        compare_round_zero(args.devset, meta, args.pipeline)
+        return
 
     with bench_services("agr-evidence-recall-") as tmp:
         os.environ["AGR_DATA_DIR"] = str(tmp)
@@ -200,6 +215,30 @@ def main() -> None:
         print(f"{name:30} {figures['correct']}/{figures['items']}")
     print(f"{'ASR word error rate':30} {result['asr'].get('word_error_rate', result['asr'].get('skipped'))}")
     write_result("evidence_recall", result)
+
+
+def compare_round_zero(devset: Path, meta: dict, pipeline: str) -> None:
+    result = {}
+    for name in ("agr", pipeline):
+        # Each on fresh services: the perception cache must not answer the second from the first.
+        with bench_services(f"agr-evidence-recall-{name}-") as tmp:
+            os.environ["AGR_DATA_DIR"] = str(tmp)
+            audio_store.cache_clear()  # this process's store is the new data folder's
+            chains, seconds = run_devset(devset, None, name)
+        found, matched = recall(meta, chains)
+        cpu = [sum(c["latency_ms"] for c in chain["calls"]) / 1000 for chain in chains]
+        result[name] = {"evidence_recall": round(found, 3), "tool_cpu_s_per_item": round(sum(cpu) / len(cpu), 3),
+                        "tool_cpu_s_median": round(sorted(cpu)[len(cpu) // 2], 3),  # the first pays model loads
+                        "tool_cpu_s_max": round(max(cpu), 3), "wall_seconds": round(seconds, 1),
+                        "succeeded": sum(c["status"] == "succeeded" for c in chains), "items": len(chains),
+                        "tools": sorted({c["tool"] for chain in chains for c in chain["calls"]}),
+                        "not_found": [item for item, tools in matched.items() if not tools]}
+        print(f"{name:12} round-0 evidence recall {found:.3f}, tool CPU {result[name]['tool_cpu_s_per_item']:.2f} s "
+              f"per item (median {result[name]['tool_cpu_s_median']:.2f}, max {result[name]['tool_cpu_s_max']:.2f}), wall {seconds:.0f} s, "
+              f"{result[name]['succeeded']}/{len(chains)} succeeded {[c['error'] for c in chains if c['error']][:1]}")
+    result["tool_cpu_ratio"] = round(result[pipeline]["tool_cpu_s_per_item"] / result["agr"]["tool_cpu_s_per_item"], 2)
+    print(f"tool CPU per item, {pipeline} / agr: {result['tool_cpu_ratio']}")
+    write_result(f"evidence_recall-{pipeline}", result)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/pipelines.py (which imports models)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGR_", env_file=".env", extra="ignore")
 
@@ -169,8 +172,8 @@ class Settings(BaseSettings):
         hosted = any(h in url for h in ("api.openai.com", "api.deepseek.com"))
         if hosted and self.llm_api_key.get_secret_value() in ("", "not-needed"):
             raise ValueError("AGR_LLM_API_KEY must be set for a hosted reasoner endpoint")
-        if bad := {name: p for name, p in self.model_aliases.items() if p not in ("agr", "cascade", "direct")}:
-            raise ValueError(f"AGR_MODEL_ALIASES must map names to agr, cascade or direct, not {bad}")
+        if bad := {name: p for name, p in self.model_aliases.items() if p not in PIPELINE_NAMES}:
+            raise ValueError(f"AGR_MODEL_ALIASES must map names to one of {', '.join(PIPELINE_NAMES)}, not {bad}")
         # A bare scheme or host would allow every path (or every host): a prefix names a folder.
         if bad := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/@?#]+/([^?#]*/)?$", u)]:
             raise ValueError(f"AGR_AUDIO_URL_ALLOWLIST entries are http(s) URLs of folders, ending in '/', "

@@ -1,5 +1,5 @@
 """GET /v1/models: the pipelines a chat completion or a Batch API line may name as its
-`model` (`agr`, `cascade`, `direct`), and the operator's aliases (AGR_MODEL_ALIASES)."""
+`model` (workers/pipelines.py), and the operator's aliases (AGR_MODEL_ALIASES)."""
 
 from fastapi import APIRouter
 
@@ -11,7 +11,8 @@ router = APIRouter(prefix="/v1/models", tags=["openai"])
 CREATED = 1764547200  # when these pipelines were first served (2025-12-01): the field is required
 DESCRIPTIONS = {"agr": "AudioGenie-Reasoner: coarse document, planner/interaction loop, answerer",
                 "cascade": "coarse document, then the answerer (no refinement loop)",
-                "direct": "one audio-language-model call answers (needs AGR_ALM_MODEL)"}
+                "direct": "one audio-language-model call answers (needs AGR_ALM_MODEL)",
+                "crosscheck": "beyond AGR (being built): the agr loop over a coarse document of every cheap tool"}
 
 
 @router.get("")
