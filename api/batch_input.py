@@ -268,7 +268,8 @@ def _batch_api_line(where: str, raw) -> ParsedItem:
         raise ValueError(f"body{'.' + exc.error['param'] if exc.error['param'] else ''}: {exc.detail}") from None
     if asked.pipeline == "direct" and not get_settings().alm_model:
         raise ValueError("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service")
-    options = {"pipeline": asked.pipeline} | ({"max_iters": asked.max_iters} if asked.max_iters is not None else {})
+    options = {"pipeline": asked.pipeline, "max_iters": asked.max_iters, "answer_samples": asked.answer_samples}
+    options = {name: value for name, value in options.items() if value is not None}
     metadata = {"model": asked.model} | ({"context": asked.context[:4000]} if asked.context else {})
     return ParsedItem(where, _custom_id(raw["custom_id"], "custom_id"), asked.audio, item_limits.question(asked.question),
                       item_limits.choices(asked.choices), None, metadata, options)
@@ -351,12 +352,17 @@ def _audio_ref(value) -> AudioRef:
     raise ValueError('audio must be a path string, {"path": ...} or {"upload_id": ...}')
 
 
+ITEM_OPTIONS = {"max_iters": (0, 10), "answer_samples": (1, 15)}  # what one item may set, and its range
+
+
 def _item_options(value) -> dict:
     options = value or {}
-    if not isinstance(options, dict) or set(options) - {"max_iters"}:
-        raise ValueError("options may only set max_iters")
-    if "max_iters" in options and not (isinstance(options["max_iters"], int) and 0 <= options["max_iters"] <= 10):
-        raise ValueError("options.max_iters must be an integer from 0 to 10")
+    if not isinstance(options, dict) or set(options) - set(ITEM_OPTIONS):
+        raise ValueError(f"options may only set {' and '.join(ITEM_OPTIONS)}")
+    for name, (low, high) in ITEM_OPTIONS.items():
+        found = options.get(name)
+        if name in options and not (isinstance(found, int) and not isinstance(found, bool) and low <= found <= high):
+            raise ValueError(f"options.{name} must be an integer from {low} to {high}")
     return options
 
 

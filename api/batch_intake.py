@@ -55,10 +55,12 @@ class Submission:
     metadata: dict
     completion_window: str | None
     interface: str = "native"  # models.batch.BatchInterface
+    answer_samples: int | None = None  # None: the pipeline's default
 
     def options(self) -> dict:
         max_iters = get_settings().max_iters if self.max_iters is None else self.max_iters
-        return {"pipeline": self.pipeline, "max_iters": max_iters}
+        samples = {} if self.answer_samples is None else {"answer_samples": self.answer_samples}
+        return {"pipeline": self.pipeline, "max_iters": max_iters} | samples
 
     def intake(self) -> dict:
         """What a `validating` batch keeps until it is checked (the rest is on its row)."""
@@ -294,7 +296,7 @@ def _submission_of(batch: Batch) -> Submission:
     return Submission(intake.get("input_format", "auto"), intake.get("audio_dir"),
                       batch.name if intake.get("name_given") else None, batch.options.get("pipeline", "agr"),
                       batch.options.get("max_iters"), batch.batch_metadata or {}, intake.get("completion_window"),
-                      batch.interface)
+                      batch.interface, batch.options.get("answer_samples"))
 
 
 def parse_window(text: str) -> timedelta:

@@ -34,6 +34,7 @@ AUDIO_FORMATS = {"wav": "wav", "wave": "wav", "x-wav": "wav", "mp3": "mp3", "mpe
 OPEN_QUESTION = "Answer what is asked in the audio, or describe what is heard."
 MAX_TEXT_CHARS = 2 * item_limits.MAX_QUESTION_CHARS  # a question, its choices and an instruction
 MAX_ITERS_FIELD = "max_iters"  # our extension: refinement rounds for this question
+ANSWER_SAMPLES_FIELD = "answer_samples"  # our extension: answers sampled and voted on
 _DATA_URL = re.compile(r"^data:audio/([\w.+-]+)(?:;[\w=.-]+)*;base64,", re.IGNORECASE)
 
 
@@ -49,6 +50,7 @@ class ChatQuestion:
     choices: list[str]
     context: str  # the system messages and any instruction after the choices
     max_iters: int | None
+    answer_samples: int | None  # our extension: self-consistency (workers/reasoning/vote.py)
     stream: bool
     include_usage: bool  # stream_options.include_usage: a last chunk with the usage
 
@@ -84,7 +86,8 @@ def read_chat_request(body) -> ChatQuestion:
         raise invalid(str(exc), "messages") from None
     stream_options = body.get("stream_options") or {}
     return ChatQuestion(model, pipeline, audio, question, choices, "\n".join(context),
-                        _max_iters(body.get(MAX_ITERS_FIELD)), body.get("stream") is True,
+                        _bounded(body.get(MAX_ITERS_FIELD), MAX_ITERS_FIELD, 0, 10),
+                        _bounded(body.get(ANSWER_SAMPLES_FIELD), ANSWER_SAMPLES_FIELD, 1, 15), body.get("stream") is True,
                         isinstance(stream_options, dict) and stream_options.get("include_usage") is True)
 
 
@@ -227,9 +230,9 @@ def allowed_url(url: str, prefixes: list[str]) -> bool:
     return False
 
 
-def _max_iters(value) -> int | None:
+def _bounded(value, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10:
-        raise invalid("max_iters must be an integer from 0 to 10", MAX_ITERS_FIELD)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise invalid(f"{name} must be an integer from {low} to {high}", name)
     return value

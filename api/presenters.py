@@ -125,7 +125,7 @@ def job_out(job: Job) -> JobOut:
         id=job.id, batch_id=job.batch_id, custom_id=job.custom_id, status=job.status,
         question=job.question, choices=job.choices, answer=job.answer, raw_answer=job.raw_answer,
         normalisation=job.normalisation, confidence=job.confidence, reasoning=job.reasoning,
-        reference_answer=job.reference_answer, correct=correctness(job), error=job.error,
+        reference_answer=job.reference_answer, correct=correctness(job), error=job.error, vote=job.vote,
         metadata=job.item_metadata or {},
         options=job.options or {}, attempts=job.attempts, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,

@@ -82,6 +82,9 @@ class BatchCreate(BaseModel):
     name: BatchName | None = None
     pipeline: Pipeline = "agr"
     max_iters: int | None = Field(None, ge=0, le=10)
+    answer_samples: int | None = Field(None, ge=1, le=15, description="the answering agent asked this many times "
+                                                                     "and the answers voted on (default: 1 for agr, "
+                                                                     "AGR_CROSSCHECK_ANSWER_SAMPLES for crosscheck)")
     metadata: dict[MetadataKey, MetadataValue] | None = Field(default_factory=dict, max_length=16,
                                                               description="null is taken as {} (as OpenAI does)")
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
@@ -194,6 +197,8 @@ class JobOut(BaseModel):
     correct: bool | None = Field(None, description="the answer against the reference by the benchmarks' "
                                                    "token rule; null without an answer or a reference")
     error: str | None
+    vote: dict[str, Any] | None = Field(None, description="with several answer samples: each answer's votes, "
+                                                           "the margin and the dissent")
     metadata: dict[str, Any]
     options: dict[str, Any]
     attempts: int

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     # auto: try the standard json_schema form, fall back to llama.cpp's json_object+schema
     llm_response_format: str = Field("auto", pattern="^(auto|json_schema|json_object|none)$")
     llm_temperature: float = 0.0
+    # Self-consistency (issue 18): the answering agent asked this many times, at this
+    # temperature, and the answers voted on. A batch's `answer_samples` overrides it;
+    # `agr` answers once unless told (the paper's method), `crosscheck` this many times.
+    crosscheck_answer_samples: int = Field(3, ge=1, le=15)
+    answer_sample_temperature: float = Field(0.7, ge=0.0, le=2.0)
     llm_max_tokens: int = 512
 
     # --- the method ---

@@ -45,6 +45,7 @@ class Job(CreatedAt, Base):
     normalisation: Mapped[str | None] = mapped_column(String(40))  # rule that mapped raw -> answer
     confidence: Mapped[float | None]
     reasoning: Mapped[str | None] = mapped_column(Text)
+    vote: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # several answer samples: counts, margin, dissent
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -79,7 +79,7 @@ def _submission(body: BatchCreate) -> Submission:
     if body.endpoint is not None:
         fmt, interface = ("openai" if fmt == "auto" else fmt), BatchInterface.BATCH_API
     return Submission(fmt, body.audio_dir, body.name, body.pipeline, body.max_iters, body.metadata,
-                      body.completion_window, interface)
+                      body.completion_window, interface, body.answer_samples)
 
 
 def _prepared(caller: Caller, text: str, submission: Submission, key: str | None, request_hash: str):

@@ -38,8 +38,11 @@ class AgentReply:
         return self.parsed if self.valid else None
 
 
-def ask_agent(job_id: UUID, iteration: int, agent: str, messages: list[dict], schema: dict) -> AgentReply:
-    reply = _exchange(job_id, iteration, agent, messages, schema)
+def ask_agent(job_id: UUID, iteration: int, agent: str, messages: list[dict], schema: dict,
+              temperature: float | None = None) -> AgentReply:
+    """`agent` names the stored exchange: samples of one agent are stored apart by their
+    names ("answerer", "answerer#2", ...); `temperature`: this call's, else the setting's."""
+    reply = _exchange(job_id, iteration, agent, messages, schema, temperature)
     problem = _problem(reply.parsed, schema)
     if problem is None:
         return AgentReply(reply.parsed, True, reply.reply)
@@ -47,7 +50,7 @@ def ask_agent(job_id: UUID, iteration: int, agent: str, messages: list[dict], sc
         {"role": "assistant", "content": reply.reply},
         {"role": "user", "content": REPAIR_REQUEST.format(problem=problem)},
     ]
-    second = _exchange(job_id, iteration, agent, repair, schema)
+    second = _exchange(job_id, iteration, agent, repair, schema, temperature)
     return AgentReply(second.parsed, _problem(second.parsed, schema) is None, second.reply)
 
 
@@ -62,7 +65,7 @@ def prompt_hash(model: str, messages: list[dict], schema: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
+def _exchange(job_id, iteration, agent, messages, schema, temperature=None) -> LLMCall:
     client = reasoner_client()
     key = dict(job_id=job_id, iteration=iteration, agent=agent,
                prompt_hash=prompt_hash(client.settings.llm_model, messages, schema))
@@ -70,7 +73,7 @@ def _exchange(job_id, iteration, agent, messages, schema) -> LLMCall:
     if stored is not None:
         return stored
     confirm_lease()  # never pay for a reply on behalf of a step another worker owns now
-    completion = client.complete_json(messages, schema, name=agent)
+    completion = client.complete_json(messages, schema, name=agent.split("#")[0], temperature=temperature)
     # Committed now, and through a database outage: a crash later must not pay again.
     inserted = through_outage(lambda: _store(key, messages, completion), f"storing a {agent} reply")
     # None: a concurrent execution stored its reply first; that one is the record.

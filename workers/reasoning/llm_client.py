@@ -104,12 +104,14 @@ class ReasonerClient:
             max_retries=settings.llm_max_retries,
         )
 
-    def complete_json(self, messages: list[dict], schema: dict, name: str) -> Completion:
+    def complete_json(self, messages: list[dict], schema: dict, name: str,
+                      temperature: float | None = None) -> Completion:
+        """`temperature`: this call's (a sampled answer), else AGR_LLM_TEMPERATURE."""
         fmt = self.format
         if fmt != "auto":
-            return self._create(messages, _response_format(fmt, schema, name))
+            return self._create(messages, _response_format(fmt, schema, name), temperature)
         try:
-            completion = self._create(messages, _response_format("json_schema", schema, name))
+            completion = self._create(messages, _response_format("json_schema", schema, name), temperature)
         except openai.APIStatusError as exc:
             if not _refuses_format(exc) or self.format == "json_schema":
                 # Not a refusal of the form; or another call has meanwhile found the form
@@ -117,12 +119,12 @@ class ReasonerClient:
                 raise
             log.info("reasoner refused json_schema (%s: %s); trying json_object + schema",
                      exc.status_code, exc.message)
-            return self._confirm_json_object(messages, schema, name)
+            return self._confirm_json_object(messages, schema, name, temperature)
         self._learn("json_schema")
         return completion
 
-    def _confirm_json_object(self, messages, schema, name) -> Completion:
-        completion = self._create(messages, _response_format("json_object", schema, name))
+    def _confirm_json_object(self, messages, schema, name, temperature) -> Completion:
+        completion = self._create(messages, _response_format("json_object", schema, name), temperature)
         self._learn("json_object")
         return completion
 
@@ -132,14 +134,14 @@ class ReasonerClient:
                 self.format = fmt
                 log.info("reasoner structured output: using the %s form for this process", fmt)
 
-    def _create(self, messages, response_format) -> Completion:
+    def _create(self, messages, response_format, temperature: float | None = None) -> Completion:
         extra = {"response_format": response_format} if response_format else {}
         started = time.perf_counter()
         try:
             response = self._client.chat.completions.create(
                 model=self.settings.llm_model,
                 messages=messages,
-                temperature=self.settings.llm_temperature,
+                temperature=self.settings.llm_temperature if temperature is None else temperature,
                 max_tokens=self.settings.llm_max_tokens,
                 **extra,
             )

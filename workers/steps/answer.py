@@ -1,15 +1,19 @@
 """Answering step: the answerer picks; normalisation maps to the verbatim choice."""
 
-from dataclasses import dataclass
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, update
 
+from core.settings import get_settings
 from models import Job, JobStatus
 from workers.job_state import close_batch_if_done_by_id
 from workers.reasoning import answerer
 from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
 from workers.reasoning.json_reply import as_confidence
+from workers.reasoning.vote import Sample, vote
 from workers.steps.context import load_job_and_iteration
 
 JOBS = Job.__table__
@@ -22,23 +26,45 @@ class FinalAnswer:
     rule: str
     confidence: float | None
     reasoning: str | None
+    vote: dict | None = None  # several samples: their vote (workers/reasoning/vote.py)
 
 
 def execute(claim) -> FinalAnswer:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     if job.pipeline == "direct":
         return _direct_answer(job, current)
-    document = current.document
-    reply = ask_agent(
-        claim.job_id, claim.iteration, "answerer",
-        answerer.messages(job.question, job.choices, document),
-        answerer.schema(job.choices),
-    )
+    messages = answerer.messages(job.question, job.choices, current.document)
+    schema = answerer.schema(job.choices)
+    if job.answer_samples == 1:
+        return _final(ask_agent(claim.job_id, claim.iteration, "answerer", messages, schema), job.choices)
+    return _voted(claim, job, messages, schema)
+
+
+def _voted(claim, job, messages: list[dict], schema: dict) -> FinalAnswer:
+    """The answering agent asked `answer_samples` times at once (each sample stored under its
+    own name, so a replay pays for none), and its answers voted on (workers/reasoning/vote.py)."""
+    temperature = get_settings().answer_sample_temperature
+    names = ["answerer", *(f"answerer#{k}" for k in range(2, job.answer_samples + 1))]
+
+    def ask(name: str):
+        return ask_agent(claim.job_id, claim.iteration, name, messages, schema, temperature=temperature)
+
+    # Each sample's thread runs in a copy of this thread's context, taken here: the step's
+    # lease (workers/lease.py) goes with it, so no sample is paid for after the lease is lost.
+    contexts = [contextvars.copy_context() for _ in names]
+    with ThreadPoolExecutor(len(names)) as pool:
+        replies = list(pool.map(lambda context, name: context.run(ask, name), contexts, names))
+    finals = [_final(reply, job.choices) for reply in replies]
+    voted = vote([Sample(f.answer, f.raw_answer, f.confidence) for f in finals])
+    return replace(finals[voted.winner], vote=voted.record)
+
+
+def _final(reply, choices: list[str]) -> FinalAnswer:
     # An answer outside the schema (not one of the choices, say) is still normalised,
     # and so is raw text without JSON: it may name a choice, or be recorded as unmapped.
     parsed = reply.parsed or {}
     raw = str(parsed.get("answer", reply.text))
-    mapped = normalise(raw, job.choices)
+    mapped = normalise(raw, choices)
     confidence = as_confidence(parsed["confidence"]) if "confidence" in parsed else None
     return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, parsed.get("reasoning"))
 
@@ -58,7 +84,7 @@ def commit(session, claim, final: FinalAnswer) -> None:
     batch_id = session.scalar(
         update(JOBS).where(JOBS.c.id == claim.job_id)
         .values(status=JobStatus.SUCCEEDED, answer=final.answer, raw_answer=final.raw_answer,
-                normalisation=final.rule, confidence=final.confidence, reasoning=final.reasoning,
+                normalisation=final.rule, confidence=final.confidence, reasoning=final.reasoning, vote=final.vote,
                 finished_at=func.now())
         .returning(JOBS.c.batch_id))
     close_batch_if_done_by_id(session, batch_id)

@@ -24,6 +24,7 @@ class JobContext:
     pipeline: str = "agr"
     catalogue_version: str | None = None  # its tool catalogue; None: submitted before one was stored
     tenant_id: UUID | None = None  # whose job (None: the local CLI's): scopes its perception cache
+    answer_samples: int = 1  # how many times the answering agent is asked (its answers voted on)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,12 @@ def _with_iteration(query, job_id: UUID, index: int | None):
 
 def _job(row) -> JobContext:
     max_iters = row.options.get("max_iters", get_settings().max_iters)
+    pipeline = row.options.get("pipeline", "agr")
+    samples = row.options.get("answer_samples") or (
+        get_settings().crosscheck_answer_samples if pipeline == "crosscheck" else 1)
     return JobContext(row.id, row.question, list(row.choices), int(max_iters),
                       row.audio_name or f"audio {row.sha256[:12]}", row.sha256,
-                      row.options.get("pipeline", "agr"), row.catalogue_version, row.tenant_id)
+                      pipeline, row.catalogue_version, row.tenant_id, int(samples))
 
 
 def _iteration(row) -> IterationView | None:
