@@ -45,3 +45,31 @@ def test_a_batch_stores_each_jobs_own_round_zero(database_url, tmp_path):
     assert "music" in calls[0] and "music" not in calls[1]
     assert set(calls[1]) == set(CHEAP)
     assert "loudness" not in calls[2]  # agr keeps the paper's coarse document
+
+
+def test_crosscheck_through_the_workers_shows_sources_and_votes(stack, scripted_llm, tmp_path):
+    """A crosscheck job through real workers: its round 0 ran every cheap tool and the music
+    analysis (the question asks for the tempo), its document opens with each tool's
+    source, trust and limits and labels every item, and its answer is a vote of 3."""
+    from sqlalchemy import select as select_
+
+    from models import Iteration
+    from workers.perception.trust import declared
+
+    stack.configure(llm_base_url=scripted_llm.base_url)
+    stack.start()
+    item = Item("tempo", tone_wav(tmp_path / "tone.wav"), "What is the tempo?", ["60 BPM", "120 BPM"], None)
+    batch_id = stack.submit([item], pipeline="crosscheck", max_iters=0)
+    stack.wait_for_batch(batch_id, timeout=300)
+    (job,) = stack.jobs(batch_id)
+    assert job.status == "succeeded", job.error
+    with session_scope() as session:
+        (first,) = session.scalars(select_(Iteration).where(Iteration.job_id == job.id)).all()
+    tools = [e["tool"] for e in first.evidence]
+    assert set(tools) - {"transcription"} == (set(CHEAP) | {"music"}) - {"transcription"}  # (speech-only)
+    assert first.document.startswith("## Sources\n")
+    for tool in tools:
+        assert f"- {tool}: {declared(tool).source}, trust {declared(tool).trust:.2f}; limits: " in first.document
+    assert all(e["trust"] == declared(e["tool"]).trust for e in first.evidence)
+    assert "[E0.1] signal_facts {analytic 1.00}:" in first.document
+    assert job.vote["samples"] == 3 and job.vote["margin"] == 1.0  # the scripted answerer never dissents

@@ -5,8 +5,10 @@ audio and the same stored perception results:
 - ``cascade``: coarse document, then the answerer at once (no refinement loop);
 - ``direct``: one audio-language-model call answers (e.g. Audio-Reasoner); no reasoner LLM;
 - ``crosscheck``: beyond AGR (issue 18, being built): so far the loop of ``agr`` over a
-  coarse document that already holds the evidence: every cheap offline tool in round 0,
-  and the music analysis when the question asks about music, rhythm, pitch or counts.
+  coarse document that already holds the evidence (every cheap offline tool in round 0,
+  and the music analysis when the question asks about music, rhythm, pitch or counts),
+  each item shown with its source, trust and its tool's declared limits, and the answer
+  voted on by several samples of the answering agent.
 """
 
 import re
@@ -60,6 +62,12 @@ def crosscheck_tools(question: str, choices: list[str]) -> list:
     if needs_music(question, choices):
         names.insert(names.index("transcription"), "music")
     return [TOOLS[n] for n in names if n in TOOLS and TOOLS[n].available()]
+
+
+def shows_sources(pipeline: str) -> bool:
+    """Whether the evidence document shows each item's source, trust and declared limits
+    (workers/perception/trust.py); `agr` keeps the paper's document."""
+    return pipeline == "crosscheck"
 
 
 def after_first_document(pipeline: str) -> StepKind:

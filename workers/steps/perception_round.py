@@ -16,7 +16,7 @@ from workers.perception import catalogue
 from workers.perception.evidence import evidence_item, render_document
 from workers.perception.executor import RoundExecutor
 from workers.perception.tools import TOOLS, PlannedCall
-from workers.pipelines import after_first_document, first_round_calls
+from workers.pipelines import after_first_document, first_round_calls, shows_sources
 from workers.reasoning.interaction import accepted_calls
 from workers.steps import NextStep
 from workers.steps.context import IterationView, load_round
@@ -80,7 +80,7 @@ def write_iteration(session, claim, evidence: list[dict], pipeline: str) -> Next
         .values(
             job_id=claim.job_id,
             index=claim.iteration,
-            document=render_document(evidence),
+            document=render_document(evidence, with_sources=shows_sources(pipeline)),
             evidence=evidence,
         )
         .on_conflict_do_nothing(index_elements=["job_id", "index"])
