@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from api.client import ApiError
 from core.migrate import upgrade_to_head
 from models import Batch, Job, JobStatus
 from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.scripted_llm import default_reply
 from tests.stack import FAST_DURABILITY, tone_batch_file
 
 ITEMS = 6
@@ -54,8 +56,18 @@ def _succeeded(engine, name: str) -> int:
 @pytest.mark.timeout(300)
 def test_agr_run_waits_out_a_database_outage(private_services, scripted_llm, tmp_path):
     postgres, broker = private_services
-    # A planner of 1.5 s and two reasoning threads: the batch still has >= 3 s of planner
-    # time left after its first answer, so the crash lands mid-batch however fast the machine.
+    # The first answer goes through; every later one is held until Postgres has crashed,
+    # so the crash lands mid-batch however fast the machine (a planner delay alone let a
+    # fast run finish all six first). The held replies then reach their steps during the
+    # outage, which must store them once Postgres is back.
+    crashed, first = threading.Event(), threading.Lock()
+
+    def answer_after_the_first(body):
+        if not first.acquire(blocking=False):
+            crashed.wait(timeout=240)
+        return default_reply("answerer", body)
+
+    scripted_llm.default_replies["answerer"] = answer_after_the_first
     scripted_llm.delays["planner"] = 1.5
     env = {**os.environ, **FAST_DURABILITY, "AGR_STEP_LEASE_S": str(LEASE_S),
            "AGR_DATABASE_URL": postgres.url, "AGR_BROKER_URL": broker.url,
@@ -75,11 +87,13 @@ def test_agr_run_waits_out_a_database_outage(private_services, scripted_llm, tmp
         engine.dispose()
 
         postgres.crash()
+        crashed.set()
         time.sleep(OUTAGE_S)
         postgres.restart()
         output, _ = run.communicate(timeout=180)
         answered = _succeeded(engine, "outage")
     finally:
+        crashed.set()  # released however the test ends
         if run.poll() is None:
             run.kill()
         engine.dispose()
