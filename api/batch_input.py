@@ -18,7 +18,6 @@ from api import item_limits
 from api.audio_refs import AudioRef, UploadRef
 from api.chat_request import read_chat_request
 from api.openai_errors import OpenAIError
-from core.settings import get_settings
 
 if TYPE_CHECKING:
     from api.audio_ingest import StagedAudio
@@ -266,13 +265,8 @@ def _batch_api_line(where: str, raw) -> ParsedItem:
         asked = read_chat_request(raw["body"])
     except OpenAIError as exc:
         raise ValueError(f"body{'.' + exc.error['param'] if exc.error['param'] else ''}: {exc.detail}") from None
-    if asked.pipeline == "direct" and not get_settings().alm_model:
-        raise ValueError("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service")
-    options = {"pipeline": asked.pipeline, "max_iters": asked.max_iters, "answer_samples": asked.answer_samples}
-    options = {name: value for name, value in options.items() if value is not None}
-    metadata = {"model": asked.model} | ({"context": asked.context[:4000]} if asked.context else {})
     return ParsedItem(where, _custom_id(raw["custom_id"], "custom_id"), asked.audio, item_limits.question(asked.question),
-                      item_limits.choices(asked.choices), None, metadata, options)
+                      item_limits.choices(asked.choices), None, asked.item_metadata(), asked.item_options())
 
 
 def _object(raw) -> dict:

@@ -48,16 +48,11 @@ def job_for(caller: Caller, question: ChatQuestion, request_sha256: str, key: st
 
 def _new_job(caller: Caller, question: ChatQuestion, request_sha256: str, key: str) -> UUID:
     settings = get_settings()
-    if question.pipeline == "direct" and not settings.alm_model:
-        raise invalid("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service", "model")
     staged = stage_chat_audio(question.audio, caller.tenant_id)
-    metadata = {"model": question.model} | ({"context": question.context[:4000]} if question.context else {})
-    max_iters = settings.max_iters if question.max_iters is None else question.max_iters
     request = BatchRequest(
         name=f"chat: {question.question[:150]}", items=[Item(CUSTOM_ID, staged, question.question, question.choices,
-                                                             None, metadata)],
-        options={"pipeline": question.pipeline, "max_iters": max_iters} | _samples(question.answer_samples),
-        tenant_id=caller.tenant_id,
+                                                             None, question.item_metadata())],
+        options={"max_iters": settings.max_iters} | question.item_options(), tenant_id=caller.tenant_id,
         metadata={"endpoint": BATCH_API_ENDPOINT}, completion_window=parse_window(settings.default_completion_window),
         idempotency_key=key, request_sha256=request_sha256, interface=BatchInterface.CHAT,
     )
@@ -69,10 +64,6 @@ def _new_job(caller: Caller, question: ChatQuestion, request_sha256: str, key: s
     enqueue_first_steps(step_ids)  # after the commit: no message without its state
     with session_scope() as session:
         return session.scalar(select(Job.id).where(Job.batch_id == batch_id))
-
-
-def _samples(answer_samples: int | None) -> dict:
-    return {} if answer_samples is None else {"answer_samples": answer_samples}
 
 
 def _earlier(caller: Caller, key: str, request_sha256: str) -> UUID | None:

@@ -54,6 +54,16 @@ class ChatQuestion:
     stream: bool
     include_usage: bool  # stream_options.include_usage: a last chunk with the usage
 
+    def item_options(self) -> dict:
+        """The job's own options: its pipeline, and the rounds and samples it asked for."""
+        asked = {"pipeline": self.pipeline, "max_iters": self.max_iters, "answer_samples": self.answer_samples}
+        return {name: value for name, value in asked.items() if value is not None}
+
+    def item_metadata(self) -> dict:
+        """What the job keeps of the request besides its question: the model it named, and
+        the context (system messages, the instruction after the choices)."""
+        return {"model": self.model} | ({"context": self.context[:4000]} if self.context else {})
+
 
 def invalid(message: str, param: str | None = None, code: str = "invalid_request", status: int = 400):
     return OpenAIError(status, message, code=code, param=param)
@@ -67,6 +77,8 @@ def read_chat_request(body) -> ChatQuestion:
     if not isinstance(model, str) or not model:
         raise invalid("you must provide a model parameter", "model", "missing_required_parameter")
     pipeline = pipeline_of(model)
+    if pipeline == "direct" and not get_settings().alm_model:
+        raise invalid("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service", "model")
     _refuse_what_cannot_be_honoured(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -15,8 +15,9 @@ from uuid import UUID
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from api.chat_completion import completion_body, job_model, usage_by_job
+from api.chat_completion import completion_body, job_failure, job_model, usage_by_job
 from api.chat_progress import traces
+from api.openai_errors import error_object
 from api.presenters import RESULT_COLUMNS, result_line
 from models import Job, JobStatus
 from models.db import session_scope
@@ -46,10 +47,10 @@ def batch_api_line(row, usage: dict | None, trace: list[str]) -> dict:
     if row.status == JobStatus.SUCCEEDED:
         line["response"] = {"status_code": 200, "request_id": str(row.id),
                             "body": completion_body(row, job_model(row), usage, trace)}
-    elif row.status == JobStatus.ERRORED:
-        error = {"message": f"job {row.id} errored: {row.error}", "type": "server_error", "param": None,
-                 "code": "job_errored"}
-        line["response"] = {"status_code": 422, "request_id": str(row.id), "body": {"error": error}}
+    elif row.status == JobStatus.ERRORED:  # as the chat endpoint answers an errored job
+        status, code, message = job_failure(row)
+        error = error_object(status, message, code=code, error_type="server_error")
+        line["response"] = {"status_code": status, "request_id": str(row.id), "body": {"error": error}}
     else:
         line["error"] = {"code": f"batch_{row.status}", "message": f"the batch was {row.status} before this "
                                                                      "request was answered"}

@@ -55,7 +55,7 @@ async def create(request: Request, caller: CallerDep,
         return StreamingResponse(_events(request, watch, question.model, question.include_usage),
                                  media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
     job = await _wait(request, watch)
-    if job not in (None, TIMED_OUT) and not job.status.is_terminal:  # the client left: nobody reads this
+    if job is not None and job is not TIMED_OUT and not job.status.is_terminal:  # the client left: nobody reads it
         return JSONResponse({}, status_code=499)
     if (error := _refusal(job, job_id)) is not None:
         raise OpenAIError(**error, headers=headers)
