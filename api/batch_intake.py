@@ -39,6 +39,7 @@ from core.settings import get_settings
 from models import Batch, BatchStatus, InputFile, Tenant
 from models.db import session_scope
 from models.tenant import lock_tenant
+from workers.mechanisms import resolved
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,15 @@ class Submission:
     completion_window: str | None
     interface: str = "native"  # models.batch.BatchInterface
     answer_samples: int | None = None  # None: the pipeline's default
+    mechanisms: dict | None = None  # crosscheck's switches (workers/mechanisms.py); None: all on
 
     def options(self) -> dict:
         max_iters = get_settings().max_iters if self.max_iters is None else self.max_iters
         samples = {} if self.answer_samples is None else {"answer_samples": self.answer_samples}
-        return {"pipeline": self.pipeline, "max_iters": max_iters} | samples
+        # Every switch is recorded, on or off, so a batch says what it ran with (agr eval's labels).
+        switches = resolved(self.pipeline, self.mechanisms)
+        return {"pipeline": self.pipeline, "max_iters": max_iters} | samples | (
+            {"mechanisms": switches} if switches else {})
 
     def intake(self) -> dict:
         """What a `validating` batch keeps until it is checked (the rest is on its row)."""
@@ -296,7 +301,7 @@ def _submission_of(batch: Batch) -> Submission:
     return Submission(intake.get("input_format", "auto"), intake.get("audio_dir"),
                       batch.name if intake.get("name_given") else None, batch.options.get("pipeline", "agr"),
                       batch.options.get("max_iters"), batch.batch_metadata or {}, intake.get("completion_window"),
-                      batch.interface, batch.options.get("answer_samples"))
+                      batch.interface, batch.options.get("answer_samples"), batch.options.get("mechanisms"))
 
 
 def parse_window(text: str) -> timedelta:

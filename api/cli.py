@@ -27,6 +27,7 @@ from api.local_stack import LocalStack
 from api.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
 from workers.pipelines import PIPELINES
+from workers.mechanisms import MECHANISMS, resolved
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
@@ -43,7 +44,8 @@ def run(
     limit: int | None = typer.Option(None, min=1, help="only the first N items"),
     name: str | None = typer.Option(None, help="batch name [default: the file name]"),
     workers: bool = typer.Option(True, help="start perception/reasoning workers and the sweeper here (--no-workers when they run elsewhere)"),
-    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call answers) or crosscheck (beyond AGR, being built: every cheap tool in round 0)"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call answers) or crosscheck (beyond AGR: cross-checked, audio-grounded answers)"),
+    without: list[str] = typer.Option([], help="crosscheck: switch a mechanism off (repeatable): " + ", ".join(MECHANISMS)),
 ) -> None:
     """Submit a benchmark file as one batch, show progress, print answers and accuracy."""
     _configure_logging()
@@ -55,6 +57,11 @@ def run(
         raise typer.BadParameter("the direct pipeline needs an audio-language model (AGR_ALM_MODEL)",
                                  param_hint="--pipeline")
     options = {"max_iters": settings.max_iters if max_iters is None else max_iters, "pipeline": pipeline}
+    try:
+        if switches := resolved(pipeline, {m: False for m in without}):
+            options["mechanisms"] = switches
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--without") from None
     with _stack(workers) as stack:
         from api.submission import submit  # after the stack exported the broker URL
 

@@ -126,6 +126,7 @@ def job_out(job: Job) -> JobOut:
         question=job.question, choices=job.choices, answer=job.answer, raw_answer=job.raw_answer,
         normalisation=job.normalisation, confidence=job.confidence, reasoning=job.reasoning,
         reference_answer=job.reference_answer, correct=correctness(job), error=job.error, vote=job.vote,
+        decision=job.decision,
         metadata=job.item_metadata or {},
         options=job.options or {}, attempts=job.attempts, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,

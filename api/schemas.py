@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from models.status import BatchStatus, JobStatus
+from workers.mechanisms import MECHANISMS, resolved
 
 Pipeline = Literal["agr", "cascade", "direct", "crosscheck"]
 InputFormat = Literal["auto", "jsonl", "mmar", "mmau", "openai"]
@@ -72,6 +73,11 @@ class FileList(BaseModel):
 
 
 class BatchCreate(BaseModel):
+    @model_validator(mode="after")
+    def _known_mechanisms(self):
+        resolved(self.pipeline, self.mechanisms)  # ValueError: a 422 naming the switch
+        return self
+
     input: str | None = Field(None, description="the file's text: our JSONL items, an MMAR JSONL file or an "
                                                 "MMAU JSON file (or give input_file_id)", max_length=200_000_000)
     input_file_id: UUID | None = Field(None, description="a file uploaded with POST /v1/files (purpose batch): "
@@ -85,6 +91,9 @@ class BatchCreate(BaseModel):
     answer_samples: int | None = Field(None, ge=1, le=15, description="the answering agent asked this many times "
                                                                      "and the answers voted on (default: 1 for agr, "
                                                                      "AGR_CROSSCHECK_ANSWER_SAMPLES for crosscheck)")
+    mechanisms: dict[str, bool] | None = Field(None, max_length=16, description=(
+        "crosscheck only: switch its mechanisms off for an ablation, e.g. {\"agreement_gate\": false}; each is on "
+        "unless switched off. Known: " + "; ".join(f"{k}: {v}" for k, v in MECHANISMS.items())))
     metadata: dict[MetadataKey, MetadataValue] | None = Field(default_factory=dict, max_length=16,
                                                               description="null is taken as {} (as OpenAI does)")
     completion_window: str | None = Field(None, pattern=r"^\d{1,6}[smhd]$",
@@ -199,6 +208,9 @@ class JobOut(BaseModel):
     error: str | None
     vote: dict[str, Any] | None = Field(None, description="with several answer samples: each answer's votes, "
                                                            "the margin and the dissent")
+    decision: dict[str, Any] | None = Field(None, description="crosscheck: how the answer was decided: the audio "
+                                                               "models' agreement, or the text-side answer against "
+                                                               "the audio model's and the arbitration")
     metadata: dict[str, Any]
     options: dict[str, Any]
     attempts: int

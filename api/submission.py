@@ -112,9 +112,10 @@ class _FirstCalls:
 
     def of(self, job: Job) -> list[dict]:
         pipeline = job.options.get("pipeline", DEFAULT_PIPELINE)
-        kind = round_zero_kind(pipeline, job.question, job.choices)
+        mechanisms = job.options.get("mechanisms")
+        kind = round_zero_kind(pipeline, job.question, job.choices, mechanisms)
         if kind is None or kind not in self._by_kind:
-            calls = calls_as_json(first_round_calls(pipeline, job.question, job.choices, self.tools))
+            calls = calls_as_json(first_round_calls(pipeline, job.question, job.choices, self.tools, mechanisms))
             if kind is None:
                 return calls
             self._by_kind[kind] = calls

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # refuses the call by its model name rather than run it elsewhere.
     asr_device: str = Field("auto", pattern="^(auto|cpu|cuda)$")
     alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM
+    # Several audio-language models (the crosscheck pipeline asks each): "family=path,family=path",
+    # family one of alm_family's or omitted ("auto"). The first is the primary model and takes
+    # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/perception/alm_slots.py).
+    alms: str | None = None
     alm_device: str = "auto"
     alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024
     # auto: from the checkpoint's model_type (and an "Audio-Reasoner" name); or force a family
@@ -170,6 +174,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
 
     @model_validator(mode="after")
+    def _primary_alm_from_list(self) -> "Settings":
+        listed = parse_alms(self.alms)
+        if listed:
+            self.alm_family, self.alm_model = listed[0]
+        return self
+
+    @model_validator(mode="after")
     def _refuse_unsafe(self) -> "Settings":
         # A hosted reasoner with the placeholder key would fail on every call, late and
         # expensively; refuse at start-up instead.
@@ -186,6 +197,11 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def alm_specs(self) -> list[tuple[str, str]]:
+        """Every configured audio-language model as (family, path), the primary first."""
+        return parse_alms(self.alms) or ([(self.alm_family, self.alm_model)] if self.alm_model else [])
+
+    @property
     def lease_renew_interval_s(self) -> float:
         return self.step_lease_renew_s or self.step_lease_s / 3
 
@@ -194,6 +210,25 @@ class Settings(BaseSettings):
         # Longer than the longest task, so Redis never re-delivers a message whose task is
         # still running; lost messages are the sweeper's job, not the broker's.
         return self.broker_transport_options.get("visibility_timeout", self.task_time_limit_s * 2)
+
+
+ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")
+MAX_ALMS = 4
+
+
+def parse_alms(listed: str | None) -> list[tuple[str, str]]:
+    """AGR_ALMS as (family, path) pairs, in order; ValueError names a bad entry."""
+    pairs = []
+    for entry in filter(None, (e.strip() for e in (listed or "").split(","))):
+        family, _, path = entry.rpartition("=")
+        family = family.strip() or "auto"
+        if family not in ("auto", *ALM_FAMILIES) or not path.strip():
+            raise ValueError(f"AGR_ALMS entry {entry!r}: write family=path (family one of auto, "
+                             f"{', '.join(ALM_FAMILIES)}) or a bare path")
+        pairs.append((family, path.strip()))
+    if len(pairs) > MAX_ALMS:
+        raise ValueError(f"AGR_ALMS lists {len(pairs)} models; at most {MAX_ALMS}")
+    return pairs
 
 
 @lru_cache

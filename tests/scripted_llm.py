@@ -18,7 +18,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-AGENT_MARKERS = {"planning agent": "planner", "interaction agent": "interaction", "answering agent": "answerer"}
+AGENT_MARKERS = {"planning agent": "planner", "interaction agent": "interaction", "answering agent": "answerer",
+                 "the arbiter": "arbiter"}
 
 
 def agent_of(body: dict) -> str:

@@ -371,3 +371,23 @@ def build_tiny_remote_code_midashenglm(directory: Path) -> Path:
     model.generation_config = weights.generation_config
     model.save_pretrained(directory)
     return directory
+
+
+# --- a tiny model that says chosen words ---
+
+
+def steer_to_words(directory: Path, words: list[str], bias: float = 100.0) -> Path:
+    """Make the random model at `directory` reply with `words` over and over (" rain dog rain
+    dog ..."), through its saved generation config's `sequence_bias`, as a scripted LLM
+    replies what a test chooses. Only the decoding is steered: the audio still goes through
+    the real processor, encoder and generate call, batched like any other request."""
+    directory = Path(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    ids = [i for w in words for i in tokenizer.encode(" " + w, add_special_tokens=False)]
+    # The first token always; each next one after its predecessor, more strongly, so the
+    # sequence runs in order and then starts again.
+    sequence_bias = [[[ids[0]], bias]] + [[[ids[k - 1], ids[k]], bias * (k + 2)] for k in range(1, len(ids))]
+    config = GenerationConfig.from_pretrained(directory)
+    config.sequence_bias = sequence_bias
+    config.save_pretrained(directory)
+    return directory

@@ -4,23 +4,30 @@ audio and the same stored perception results:
 - ``agr``: the full method: coarse document, then the planner / interaction loop, then the answerer;
 - ``cascade``: coarse document, then the answerer at once (no refinement loop);
 - ``direct``: one audio-language-model call answers (e.g. Audio-Reasoner); no reasoner LLM;
-- ``crosscheck``: beyond AGR (issue 18, being built): so far the loop of ``agr`` over a
-  coarse document that already holds the evidence (every cheap offline tool in round 0,
-  and the music analysis when the question asks about music, rhythm, pitch or counts),
-  each item shown with its source, trust and its tool's declared limits, and the answer
-  voted on by several samples of the answering agent.
+- ``crosscheck``: beyond AGR (issue 18): the loop of ``agr`` over a coarse document that
+  already holds the evidence (every cheap offline tool in round 0, the music analysis when
+  the question asks about music, rhythm, pitch or counts, and every configured audio model's
+  captions of the clip and its thirds and its own answer), each item shown with its source,
+  trust and limits; the audio models' agreement gates the loop (workers/reasoning/agreement.py),
+  the answering agent is sampled and voted on, and the audio model hears the clip again to
+  answer with the evidence before the reasoner arbitrates (workers/steps/answer.py). Each
+  mechanism can be switched off per batch (workers/mechanisms.py).
 """
 
 import re
 
+from core.settings import MAX_ALMS
 from models.status import StepKind
+from workers.mechanisms import is_on
 
 PIPELINES = ("agr", "cascade", "direct", "crosscheck")
 DEFAULT_PIPELINE = "agr"
 # Round 0 of `crosscheck`: each ≤ 0.2 s warm on a devset clip (bench/tool_latency.py), in
 # the order their evidence is read; the speech tools only where voice activity found speech.
 CROSSCHECK_TOOLS = ("signal_facts", "voice_activity", "steady_sounds", "sound_events", "loudness", "voice_pitch",
-                    "speakers", "transcription", "caption")
+                    "speakers", "transcription")
+# TalTech's dual-model fusion: each audio model describes the whole clip and three equal parts.
+CAPTION_PARTS = 3
 # The music analysis costs 1.4-3.1 s a clip (pitch tracking): run where the question needs
 # what only it measures: tempo, beats and counts of events, chords and keys, pitch, melody.
 MUSIC_CUES = re.compile(
@@ -28,7 +35,8 @@ MUSIC_CUES = re.compile(
     r"pitch\w*|tones?|tonal|instrument\w*|genre|beeps?|clicks?|pulses?|how many|count\w*|times)\b", re.IGNORECASE)
 
 
-def first_round_calls(pipeline: str, question: str, choices: list[str], catalogue) -> list:
+def first_round_calls(pipeline: str, question: str, choices: list[str], catalogue,
+                      mechanisms: dict | None = None) -> list:
     """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
     configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
     without loading the tool registry.)"""
@@ -36,17 +44,43 @@ def first_round_calls(pipeline: str, question: str, choices: list[str], catalogu
 
     if pipeline == "direct":
         return [catalogue.call("audio_qa", {"question": direct_prompt(question, choices)})]
-    tools = crosscheck_tools(question, choices) if pipeline == "crosscheck" else coarse_tools()
-    return [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in tools]
+    if pipeline != "crosscheck":
+        return [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
+    tools = crosscheck_tools(question, choices) if is_on(mechanisms, "round0_evidence") else [
+        t for t in coarse_tools() if t.name != "caption"]
+    calls = [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in tools]
+    return calls + alm_round_zero(question, choices, catalogue, is_on(mechanisms, "alm_ensemble"))
 
 
-def round_zero_kind(pipeline: str, question: str, choices: list[str]) -> tuple | None:
+def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool) -> list:
+    """The audio models' part of crosscheck's round 0: each model in the catalogue captions
+    the whole clip and its thirds, and answers the question itself (without the ensemble:
+    the primary model's caption alone, as `agr` has it)."""
+    from workers.perception.tools.alm_routes import ANSWER_ROUTE, route_name
+
+    slots = [s for s in range(1, MAX_ALMS + 1) if catalogue.tool(route_name("caption", s))]
+    if not ensemble:
+        return [catalogue.call("caption", {})] if 1 in slots else []
+    calls = []
+    for slot in slots:
+        caption = route_name("caption", slot)
+        calls.append(catalogue.call(caption, {}))
+        calls += [catalogue.call(caption, {"part": k, "parts": CAPTION_PARTS}) for k in range(1, CAPTION_PARTS + 1)]
+        if catalogue.tool(route_name(ANSWER_ROUTE, slot)):
+            calls.append(catalogue.call(route_name(ANSWER_ROUTE, slot), {"question": question, "choices": choices}))
+    return calls
+
+
+def round_zero_kind(pipeline: str, question: str, choices: list[str], mechanisms: dict | None = None) -> tuple | None:
     """What a job's round-0 calls depend on: jobs of one kind have the same calls (None:
     its own, `direct`'s prompt being the question)."""
     if pipeline == "direct":
         return None
     if pipeline == "crosscheck":
-        return pipeline, needs_music(question, choices)
+        switches = tuple(sorted((mechanisms or {}).items()))
+        # The audio models' own answers are to this question with these choices.
+        asked = (question, tuple(choices)) if is_on(mechanisms, "alm_ensemble") else ()
+        return pipeline, needs_music(question, choices), switches, asked
     return (pipeline,)
 
 
@@ -64,10 +98,18 @@ def crosscheck_tools(question: str, choices: list[str]) -> list:
     return [TOOLS[n] for n in names if n in TOOLS and TOOLS[n].available()]
 
 
-def shows_sources(pipeline: str) -> bool:
+def shows_sources(pipeline: str, mechanisms: dict | None = None) -> bool:
     """Whether the evidence document shows each item's source, trust and declared limits
     (workers/perception/trust.py); `agr` keeps the paper's document."""
-    return pipeline == "crosscheck"
+    return pipeline == "crosscheck" and is_on(mechanisms, "trust_labels")
+
+
+def gates_on_agreement(pipeline: str, mechanisms: dict | None = None) -> bool:
+    return pipeline == "crosscheck" and is_on(mechanisms, "agreement_gate")
+
+
+def hears_again_to_answer(pipeline: str, mechanisms: dict | None = None) -> bool:
+    return pipeline == "crosscheck" and is_on(mechanisms, "audio_decision")
 
 
 def after_first_document(pipeline: str) -> StepKind:

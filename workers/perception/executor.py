@@ -127,8 +127,16 @@ class RoundExecutor:
                 for index in indices]
 
     def clip_for(self, call: PlannedCall) -> AudioClip:
-        """The call's window of the audio (the whole file without one)."""
-        return self.audio().window(call.args.get("start"), call.args.get("end"))
+        """The call's window of the audio (the whole file without one): start and end
+        seconds, or `part` of `parts` equal segments (the ALM routes)."""
+        clip, args = self.audio(), call.args
+        if "parts" in args:
+            parts, part = int(args["parts"]), int(args.get("part", 1))
+            if not 1 <= part <= parts:
+                raise BadAudioError(f"part {part} of {parts} does not exist")
+            length = clip.duration_s / parts
+            return clip.window(length * (part - 1), clip.duration_s if part == parts else length * part)
+        return clip.window(args.get("start"), args.get("end"))
 
     def audio(self) -> AudioClip:
         if self._clip is None:

@@ -13,11 +13,12 @@ def speech_recognizer():
     return SpeechRecognizer(get_settings().asr_model, device=asr_device())
 
 
-@lru_cache(maxsize=1)
-def audio_language_model():
-    """The configured ALM, or None when AGR_ALM_MODEL is unset."""
+@lru_cache(maxsize=None)
+def audio_language_model(slot: int = 1):
+    """The configured ALM of `slot` (1: the primary; AGR_ALMS lists the others), or None."""
     settings = get_settings()
-    if not settings.alm_model:
+    specs = settings.alm_specs
+    if len(specs) < slot:
         return None
     from workers.perception.alm import GenerationSettings, load_audio_language_model
 
@@ -29,9 +30,8 @@ def audio_language_model():
         num_beams=settings.alm_num_beams,
         repetition_penalty=settings.alm_repetition_penalty,
     )
-    return load_audio_language_model(
-        settings.alm_model, device=settings.alm_device, generation=generation, family=settings.alm_family
-    )
+    family, path = specs[slot - 1]
+    return load_audio_language_model(path, device=settings.alm_device, generation=generation, family=family)
 
 
 @lru_cache(maxsize=1)

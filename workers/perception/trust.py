@@ -7,6 +7,7 @@ models 0.4. The `crosscheck` pipeline shows them in its evidence document, so ev
 reads each item with its source and limits; every item stores them, for the audit.
 """
 
+import re
 from dataclasses import dataclass
 
 TRUST_BY_SOURCE = {"analytic": 1.0, "probabilistic": 0.75, "heuristic": 0.5, "audio_model": 0.4}
@@ -40,9 +41,12 @@ DECLARED = {
     "caption": Declared("audio_model", _ALM_LIMITS),
     "audio_qa": Declared("audio_model", _ALM_LIMITS),
     "re_caption": Declared("audio_model", _ALM_LIMITS),
+    "audio_answer": Declared("audio_model", "one model's pick from what it heard: a vote, not a proof; weigh it "
+                                            "against the measurements and the other models"),
 }
 UNDECLARED = Declared("heuristic", "no declared limits")
 
 
 def declared(tool: str) -> Declared:
-    return DECLARED.get(tool, UNDECLARED)
+    # `caption_2`: the second audio-language model's route is declared as the first's.
+    return DECLARED.get(tool) or DECLARED.get(re.sub(r"_\d+$", "", tool), UNDECLARED)

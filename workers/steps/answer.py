@@ -1,4 +1,10 @@
-"""Answering step: the answerer picks; normalisation maps to the verbatim choice."""
+"""Answering step: the answerer picks; normalisation maps to the verbatim choice.
+
+In `crosscheck` the answer may be decided otherwise, and `decision` records how: the audio
+models' agreement that gated the loop (workers/steps/plan.py) is the answer; after the
+audio model's final listening, the text-side answer (read from the document before it)
+stands where the two agree, and the arbiter decides where they differ.
+"""
 
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +15,8 @@ from sqlalchemy import func, update
 from core.settings import get_settings
 from models import Job, JobStatus
 from workers.job_state import close_batch_if_done_by_id
-from workers.reasoning import answerer
+from workers.perception.agreement import answer_in, is_final_listening
+from workers.reasoning import answerer, arbiter
 from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
 from workers.reasoning.json_reply import as_confidence
@@ -27,17 +34,54 @@ class FinalAnswer:
     confidence: float | None
     reasoning: str | None
     vote: dict | None = None  # several samples: their vote (workers/reasoning/vote.py)
+    decision: dict | None = None  # crosscheck: how it was decided (the gate, or the arbitration)
 
 
 def execute(claim) -> FinalAnswer:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     if job.pipeline == "direct":
         return _direct_answer(job, current)
-    messages = answerer.messages(job.question, job.choices, current.document)
+    if (current.verdict or {}).get("gate") == "agreement":
+        return _gated(current.verdict)
+    heard = [e for e in current.evidence if e["iteration"] == claim.iteration and is_final_listening(e)]
+    if heard and claim.iteration > 0:
+        _, before = load_job_and_iteration(claim.job_id, claim.iteration - 1)
+        return _with_audio_decision(claim, job, _text_side(claim, job, before.document), heard[0], current.document)
+    return _text_side(claim, job, current.document)
+
+
+def _text_side(claim, job, document: str) -> FinalAnswer:
+    messages = answerer.messages(job.question, job.choices, document)
     schema = answerer.schema(job.choices)
     if job.answer_samples == 1:
         return _final(ask_agent(claim.job_id, claim.iteration, "answerer", messages, schema), job.choices)
     return _voted(claim, job, messages, schema)
+
+
+def _gated(verdict: dict) -> FinalAnswer:
+    """The audio models agreed and the planner found the evidence consistent: their answer."""
+    answer = verdict["gated_answer"]
+    reasoning = (f"The audio models, heard independently, all chose {answer!r}, and the planner found the evidence "
+                 f"consistent: {verdict['reason']}")
+    return FinalAnswer(answer, answer, "agreement", verdict.get("confidence"), reasoning,
+                       decision={"by": "agreement_gate", "answer": answer, "agreement": verdict.get("agreement")})
+
+
+def _with_audio_decision(claim, job, text: FinalAnswer, heard: dict, document: str) -> FinalAnswer:
+    """The text side against the audio model's final answer; the arbiter where they differ."""
+    audio = answer_in(heard, job.choices)
+    record = {"text_answer": text.answer, "audio_answer": audio, "audio_tool": heard["tool"],
+              "audio_item": heard["id"]}
+    if audio is None or audio == text.answer:
+        why = "the audio model named none of the choices" if audio is None else "they agree"
+        return replace(text, decision={**record, "by": "text_side", "answer": text.answer, "why": why})
+    reply = ask_agent(claim.job_id, claim.iteration, "arbiter",
+                      arbiter.messages(job.question, job.choices, document, text.answer or text.raw_answer,
+                                       text.reasoning, audio, heard["text"]),
+                      arbiter.schema(job.choices))
+    judged = _final(reply, job.choices)
+    decision = {**record, "by": "arbiter", "answer": judged.answer, "arbiter_reasoning": judged.reasoning}
+    return replace(judged, vote=text.vote, decision=decision)
 
 
 def _voted(claim, job, messages: list[dict], schema: dict) -> FinalAnswer:
@@ -85,7 +129,7 @@ def commit(session, claim, final: FinalAnswer) -> None:
         update(JOBS).where(JOBS.c.id == claim.job_id)
         .values(status=JobStatus.SUCCEEDED, answer=final.answer, raw_answer=final.raw_answer,
                 normalisation=final.rule, confidence=final.confidence, reasoning=final.reasoning, vote=final.vote,
-                finished_at=func.now())
+                decision=final.decision, finished_at=func.now())
         .returning(JOBS.c.batch_id))
     close_batch_if_done_by_id(session, batch_id)
     return None

@@ -10,6 +10,7 @@ from sqlalchemy import and_, literal, select
 from core.settings import get_settings
 from models import AudioAsset, Batch, Iteration, Job, Step
 from models.db import session_scope
+from workers.mechanisms import is_on
 from workers.perception.tools.base import PlannedCall, calls_from_json
 
 
@@ -25,6 +26,7 @@ class JobContext:
     catalogue_version: str | None = None  # its tool catalogue; None: submitted before one was stored
     tenant_id: UUID | None = None  # whose job (None: the local CLI's): scopes its perception cache
     answer_samples: int = 1  # how many times the answering agent is asked (its answers voted on)
+    mechanisms: dict | None = None  # crosscheck's switches (workers/mechanisms.py); None: all its own
 
 
 @dataclass(frozen=True)
@@ -56,11 +58,14 @@ def _with_iteration(query, job_id: UUID, index: int | None):
 def _job(row) -> JobContext:
     max_iters = row.options.get("max_iters", get_settings().max_iters)
     pipeline = row.options.get("pipeline", "agr")
+    mechanisms = row.options.get("mechanisms")
     samples = row.options.get("answer_samples") or (
         get_settings().crosscheck_answer_samples if pipeline == "crosscheck" else 1)
+    if not is_on(mechanisms, "self_consistency"):
+        samples = 1
     return JobContext(row.id, row.question, list(row.choices), int(max_iters),
                       row.audio_name or f"audio {row.sha256[:12]}", row.sha256,
-                      pipeline, row.catalogue_version, row.tenant_id, int(samples))
+                      pipeline, row.catalogue_version, row.tenant_id, int(samples), mechanisms)
 
 
 def _iteration(row) -> IterationView | None:

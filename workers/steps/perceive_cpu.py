@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from models import StepKind
 from workers.perception.executor import store_rows
 from workers.steps import NextStep
-from workers.steps.perception_round import Round, write_iteration
+from workers.steps.perception_round import Round, RoundWritten, write_iteration
 
 
 @dataclass(frozen=True)
 class CpuRoundResult:
-    evidence: list[dict] | None  # None: the GPU step completes the round
-    pipeline: str
+    written: RoundWritten | None  # None: the GPU step completes the round
     calls: tuple  # the round's calls, for its GPU step
     tool_calls: tuple = ()  # rows of the calls computed here, stored by the commit
 
@@ -26,8 +25,8 @@ def execute(claim) -> CpuRoundResult:
         # skipped here when that found no speech, as the GPU step skips it.
         if not round_.executor.skipped_without_speech(index, call):
             round_.executor.compute_unsaved(index, call)
-    evidence = None if round_.has_gpu_calls else round_.evidence()
-    return CpuRoundResult(evidence, round_.pipeline, tuple(round_.calls), tuple(round_.executor.unsaved))
+    written = None if round_.has_gpu_calls else round_.written()
+    return CpuRoundResult(written, tuple(round_.calls), tuple(round_.executor.unsaved))
 
 
 def keep_partial(session, claim, result: CpuRoundResult) -> None:
@@ -37,6 +36,6 @@ def keep_partial(session, claim, result: CpuRoundResult) -> None:
 
 def commit(session, claim, result: CpuRoundResult) -> NextStep:
     store_rows(session, list(result.tool_calls))
-    if result.evidence is None:
+    if result.written is None:
         return NextStep(claim.iteration, StepKind.PERCEIVE_GPU, calls=result.calls)
-    return write_iteration(session, claim, result.evidence, result.pipeline)
+    return write_iteration(session, claim, result.written)

@@ -17,13 +17,7 @@ from itertools import groupby
 from core.database_outage import database_unreachable
 from workers.perception.audio_io import AudioClip, BadAudioError
 from workers.perception.tools import TOOLS, PlannedCall, ToolResult
-from workers.steps.perception_round import Round, write_iteration
-
-
-@dataclass(frozen=True)
-class GpuRoundResult:
-    evidence: list[dict]
-    pipeline: str
+from workers.steps.perception_round import Round, RoundWritten, write_iteration
 
 
 @dataclass(frozen=True)
@@ -42,7 +36,7 @@ class GpuBatch:
 
     claims: list
     rounds: dict[int, Round]
-    outcomes: dict[int, GpuRoundResult | Exception]  # failures so far; results once finished
+    outcomes: dict[int, RoundWritten | Exception]  # failures so far; results once finished
     singles: list[PendingCall]  # calls of GPU tools without a batch runner
     chunks: list[list[tuple[PendingCall, AudioClip]]]  # one forward pass each
 
@@ -54,21 +48,21 @@ class ComputedChunk:
     latency_ms: float
 
 
-def execute(claim) -> GpuRoundResult:
+def execute(claim) -> RoundWritten:
     outcome = execute_many([claim], batch_size=1)[claim.step_id]
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
 
 
-def execute_many(claims, batch_size: int) -> dict[int, GpuRoundResult | Exception]:
+def execute_many(claims, batch_size: int) -> dict[int, RoundWritten | Exception]:
     """Each claimed step's result, or the exception that failed it."""
     batch = prepare(claims, batch_size)
     return finish(batch, compute(batch))
 
 
 def prepare(claims, batch_size: int) -> GpuBatch:
-    outcomes: dict[int, GpuRoundResult | Exception] = {}
+    outcomes: dict[int, RoundWritten | Exception] = {}
     rounds = {c.step_id: _attempt(outcomes, c.step_id, lambda c=c: Round(c)) for c in claims}
     pending: list[PendingCall] = []
     for step_id, round_ in rounds.items():
@@ -118,7 +112,7 @@ def compute(batch: GpuBatch) -> list[ComputedChunk]:
     return computed
 
 
-def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, GpuRoundResult | Exception]:
+def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, RoundWritten | Exception]:
     """Store every result on its own job's round, then each round's evidence."""
     for chunk in computed:
         for p, result in zip(chunk.calls, chunk.results, strict=True):
@@ -130,12 +124,12 @@ def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, GpuRound
                 p.index, p.call, result, None, chunk.latency_ms, batch_size=len(chunk.calls)))
     for step_id, round_ in batch.rounds.items():
         if step_id not in batch.outcomes:
-            _attempt(batch.outcomes, step_id, lambda r=round_: GpuRoundResult(r.evidence(), r.pipeline), keep=True)
+            _attempt(batch.outcomes, step_id, lambda r=round_: r.written(), keep=True)
     return batch.outcomes
 
 
-def commit(session, claim, result: GpuRoundResult):
-    return write_iteration(session, claim, result.evidence, result.pipeline)
+def commit(session, claim, result: RoundWritten):
+    return write_iteration(session, claim, result)
 
 
 def _runner_id(p: PendingCall) -> int:

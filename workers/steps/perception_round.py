@@ -9,6 +9,8 @@ tool rather than run something else. Steps made before calls were stored are pla
 they were, from the job and this worker's settings.
 """
 
+from dataclasses import dataclass
+
 from sqlalchemy.dialects.postgresql import insert
 
 from models import Iteration, StepKind
@@ -30,7 +32,9 @@ class Round:
     def __init__(self, claim):
         self.iteration = claim.iteration
         job, stored, before = load_round(claim.job_id, claim.step_id, claim.iteration)
-        self.pipeline = job.pipeline
+        self.job, self.pipeline = job, job.pipeline
+        # The round after the planner's final verdict: the audio model's final listening.
+        self.answers_next = bool(before and (before.verdict or {}).get("final"))
         self.previous: list[dict] = [] if before is None else list(before.evidence)
         self.calls: list[PlannedCall] = stored if stored is not None else _planned_as_before(job, before)
         unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
@@ -65,25 +69,43 @@ class Round:
         new = [evidence_item(self.iteration, o.call_index, o.tool, o.args, o.text) for o in outcomes]
         return self.previous + new
 
+    def written(self) -> "RoundWritten":
+        """What the round's iteration stores, made outside the transaction that writes it."""
+        evidence = self.evidence()
+        document = document_of(evidence, self.job)
+        if self.iteration == 0:
+            kind = after_first_document(self.pipeline)
+        else:
+            kind = StepKind.ANSWER if self.answers_next else StepKind.PLAN
+        return RoundWritten(evidence, document, kind)
+
+
+@dataclass(frozen=True)
+class RoundWritten:
+    evidence: list[dict]
+    document: str
+    next_kind: StepKind
+
+
+def document_of(evidence: list[dict], job) -> str:
+    """The job's document of these items: `crosscheck`'s with sources (unless switched off)
+    and the audio models' agreement; `agr`'s as the paper has it."""
+    choices = list(job.choices) if job.pipeline == "crosscheck" else None
+    return render_document(evidence, with_sources=shows_sources(job.pipeline, job.mechanisms), choices=choices)
+
 
 def _planned_as_before(job, before: IterationView | None) -> list[PlannedCall]:
     """A step made before calls were stored: its round planned from this worker's tools."""
     tools = catalogue.of_job(job.catalogue_version)
     if before is None:
-        return first_round_calls(job.pipeline, job.question, job.choices, tools)
+        return first_round_calls(job.pipeline, job.question, job.choices, tools, job.mechanisms)
     return accepted_calls(before.tool_plan or [], tools)
 
 
-def write_iteration(session, claim, evidence: list[dict], pipeline: str) -> NextStep:
+def write_iteration(session, claim, written: RoundWritten) -> NextStep:
     session.execute(
         insert(Iteration.__table__)
-        .values(
-            job_id=claim.job_id,
-            index=claim.iteration,
-            document=render_document(evidence, with_sources=shows_sources(pipeline)),
-            evidence=evidence,
-        )
+        .values(job_id=claim.job_id, index=claim.iteration, document=written.document, evidence=written.evidence)
         .on_conflict_do_nothing(index_elements=["job_id", "index"])
     )
-    kind = after_first_document(pipeline) if claim.iteration == 0 else StepKind.PLAN
-    return NextStep(claim.iteration, kind)
+    return NextStep(claim.iteration, written.next_kind)

@@ -1,10 +1,21 @@
 """Planning step: the planner judges the current document; stop or refine. The tools it
-is told of are the job's catalogue (workers/perception/catalogue.py), not this worker's."""
+is told of are the job's catalogue (workers/perception/catalogue.py), not this worker's.
+
+In `crosscheck` the audio models' round-0 answers gate the loop (workers/perception/
+agreement.py): agreement with a planner that finds the evidence sufficient ends it with
+their answer; a conflict the planner would let stand is sent to the interaction agent to
+resolve first. A final verdict not gated on agreement is followed by the audio model's
+final listening (a GPU round) before the answer, when the pipeline has it."""
+
+from dataclasses import dataclass
 
 from sqlalchemy import func, update
 
 from models import Iteration, StepKind
 from workers.perception import catalogue
+from workers.perception.agreement import of_round_zero
+from workers.perception.evidence import neutral_summary
+from workers.pipelines import gates_on_agreement, hears_again_to_answer
 from workers.reasoning import planner
 from workers.reasoning.agent_call import ask_agent
 from workers.steps import NextStep
@@ -12,28 +23,59 @@ from workers.steps import NextStep
 ITERATIONS = Iteration.__table__
 from workers.steps.context import load_job_and_iteration
 
+RESOLVE_CONFLICT = "the audio models' answers conflict: evidence that tells their choices apart"
 
-def execute(claim) -> dict:
+
+@dataclass(frozen=True)
+class Plan:
+    verdict: dict
+    final_listening: tuple = ()  # the call of the audio model's final answer, if it comes next
+
+
+def execute(claim) -> Plan:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
-    document = current.document
-    tools = list(catalogue.of_job(job.catalogue_version).tools)
+    tools = catalogue.of_job(job.catalogue_version)
     reply = ask_agent(
         claim.job_id, claim.iteration, "planner",
-        planner.messages(job.question, job.choices, document, tools),
-        planner.schema([t.name for t in tools]),
+        planner.messages(job.question, job.choices, current.document, list(tools.tools)),
+        planner.schema([t.name for t in tools.tools]),
     )
     verdict = planner.verdict_from(reply.valid_json, reply.text).as_json()
     # The loop stops on "sufficient" or when the refinement budget is spent; the planner
     # has re-checked the document after every round, the last one included.
     verdict["final"] = verdict["sufficient"] or claim.iteration >= job.max_iters
-    return verdict
+    if gates_on_agreement(job.pipeline, job.mechanisms):
+        _gate(verdict, of_round_zero(current.evidence, job.choices), claim.iteration, job.max_iters)
+    if verdict["final"] and "gated_answer" not in verdict and hears_again_to_answer(job.pipeline, job.mechanisms) \
+            and tools.tool("audio_answer"):
+        summary = neutral_summary(current.evidence)
+        return Plan(verdict, (tools.call("audio_answer", {"question": job.question, "choices": job.choices,
+                                                          "evidence": summary}),))
+    return Plan(verdict)
 
 
-def commit(session, claim, verdict: dict) -> NextStep:
+def _gate(verdict: dict, agreement, iteration: int, max_iters: int) -> None:
+    """The audio models' agreement as a decision: stored on the verdict, for the audit."""
+    verdict["agreement"] = agreement.as_json()
+    if agreement.agreed and verdict["sufficient"]:
+        verdict["gate"] = "agreement"
+        verdict["gated_answer"] = agreement.agreed
+        verdict["final"] = True
+    elif agreement.conflict and iteration == 0 and iteration < max_iters:
+        # Round 0's conflict is resolved by a round planned for it, whatever the planner
+        # thought of the rest; later rounds are the planner's to judge.
+        verdict["gate"] = "disagreement"
+        verdict["final"] = False
+        verdict["missing"] = [RESOLVE_CONFLICT, *verdict["missing"]]
+
+
+def commit(session, claim, plan: Plan) -> NextStep:
     session.execute(
         update(ITERATIONS)  # a Core statement: no ORM bookkeeping for one row
         .where(ITERATIONS.c.job_id == claim.job_id, ITERATIONS.c.index == claim.iteration)
-        .values(verdict=verdict, planned_at=func.now())
+        .values(verdict=plan.verdict, planned_at=func.now())
     )
-    kind = StepKind.ANSWER if verdict["final"] else StepKind.INTERACT
+    if plan.final_listening:
+        return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU, calls=plan.final_listening)
+    kind = StepKind.ANSWER if plan.verdict["final"] else StepKind.INTERACT
     return NextStep(claim.iteration, kind)

@@ -204,6 +204,10 @@ class AudioLanguageModel:
     def _evidence(self, text: str) -> str:
         return text
 
+    def window_seconds(self) -> float | None:
+        """The longest clip the model hears whole: longer ones are heard in windows."""
+        return self._max_audio_seconds()
+
     def _max_audio_seconds(self) -> float | None:
         """The longest clip the processor passes on whole (None: no fixed limit)."""
         samples = getattr(self.processor.feature_extractor, "n_samples", None)

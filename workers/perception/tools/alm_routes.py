@@ -1,21 +1,72 @@
-"""The audio-language model's routes: caption, a question about the audio, and a
-focused re-caption. Available only when AGR_ALM_MODEL names a model.
+"""The audio-language models' routes: a caption, a question about the audio, a focused
+re-caption, and the model's own answer to the job's question with its choices.
 
-All three are prompts to one model, so they share `run_prompts`: a GPU worker gathers the
-pending route calls of many jobs and answers them in one padded generate call.
+One set of routes per configured model (AGR_ALMS, or AGR_ALM_MODEL alone; at most
+MAX_ALMS): the primary model's are named `caption`, `audio_qa`, `re_caption`,
+`audio_answer`, the second's `caption_2`, `audio_qa_2`, ... so two models' evidence
+about one clip sits side by side in a document, each item naming its model's slot.
+
+A model hears at most its window (30 s for the Whisper-encoder families): a longer clip
+or window is covered by consecutive equal windows, each given the same prompt, and the
+replies kept with their times; none of the clip is cut off. Every route of one model
+shares its `run_prompts`, so a GPU worker answers the pending calls of many jobs, and
+all their windows, in one padded generate call.
 """
 
-from core.settings import get_settings
+import math
+from functools import partial
+
+from core.settings import MAX_ALMS, get_settings
 from workers.perception.tools.base import Tool, ToolResult
 
+ANSWER_ROUTE = "audio_answer"
+_PART_ARGS = {
+    "part": {"type": "integer", "minimum": 1, "description": "which of `parts` equal segments to hear (1 = first)"},
+    "parts": {"type": "integer", "minimum": 1, "maximum": 12, "description": "into how many equal segments to cut"},
+}
+_CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "description": "the options to choose from"}}
 
-def run_prompts(calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
+
+def route_name(route: str, slot: int) -> str:
+    return route if slot == 1 else f"{route}_{slot}"
+
+
+def route_of(tool: str) -> tuple[str, int]:
+    """(route, slot) of an ALM tool's name: `caption_2` -> ("caption", 2)."""
+    base, _, slot = tool.rpartition("_")
+    return (base, int(slot)) if slot.isdigit() and base else (tool, 1)
+
+
+def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
     from workers.perception.loaded_models import audio_language_model
 
-    model = audio_language_model()
-    waveforms = [_at_rate(clip, model.sampling_rate) for _, clip, _ in calls]
-    texts = model.generate_batch(waveforms, [_prompt(name, args) for name, _, args in calls])
-    return [_result(clip, text) for (_, clip, _), text in zip(calls, texts, strict=True)]
+    model = audio_language_model(slot)
+    pieces = [(i, window) for i, (_, clip, _) in enumerate(calls) for window in covering(clip, model.window_seconds())]
+    prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in pieces]
+    texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in pieces], prompts)
+    heard: list[list[tuple[object, str]]] = [[] for _ in calls]
+    for (i, window), text in zip(pieces, texts, strict=True):
+        heard[i].append((window, text.strip()))
+    return [_result(route_of(name)[0], args, clip, heard[i]) for i, (name, clip, args) in enumerate(calls)]
+
+
+def covering(clip, limit: float | None) -> list:
+    """The clip itself, or consecutive equal windows of at most `limit` seconds covering it."""
+    if not limit or clip.duration_s <= limit + 0.01:
+        return [clip]
+    count = math.ceil(clip.duration_s / limit)
+    step = clip.duration_s / count
+    return [clip.window(k * step, clip.duration_s if k == count - 1 else (k + 1) * step) for k in range(count)]
+
+
+def answer_prompt(question: str, choices: list[str], evidence: str | None = None) -> str:
+    from workers.pipelines import direct_prompt
+
+    prompt = direct_prompt(question, choices)
+    if evidence:
+        prompt += ("\n\nNotes from other tools about this audio (they may be wrong; trust what you hear):\n"
+                   + evidence)
+    return prompt
 
 
 def _prompt(route: str, args: dict) -> str:
@@ -25,6 +76,8 @@ def _prompt(route: str, args: dict) -> str:
         return CAPTION_PROMPT
     if route == "re_caption":
         return RE_CAPTION_PROMPT.format(focus=args["focus"])
+    if route == ANSWER_ROUTE:
+        return answer_prompt(args["question"], args.get("choices") or [], args.get("evidence"))
     return args["question"]  # audio_qa
 
 
@@ -36,35 +89,63 @@ def _at_rate(clip, rate: int):
     return librosa.resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
 
 
-def _result(clip, text: str) -> ToolResult:
-    window = {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
-    return ToolResult({**window, "text": text}, text.strip())
+def _span(clip) -> dict:
+    return {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
 
 
-def _model_name() -> str:
+def _result(route: str, args: dict, clip, heard: list[tuple[object, str]]) -> ToolResult:
+    output = {**_span(clip), "text": heard[0][1]} if len(heard) == 1 else {
+        **_span(clip), "windows": [{**_span(w), "text": t} for w, t in heard]}
+    text = heard[0][1] if len(heard) == 1 else "\n".join(f"[{w.offset_s:.1f}-{w.offset_s + w.duration_s:.1f} s] {t}"
+                                                         for w, t in heard)
+    if route == ANSWER_ROUTE:
+        output["answer"] = _chosen([t for _, t in heard], args.get("choices") or [])
+        text = f"Answer: {output['answer'] or 'none of the choices'}\n{text}"
+    return ToolResult(output, text)
+
+
+def _chosen(replies: list[str], choices: list[str]) -> str | None:
+    """The choice the replies name: one choice, and every window that names one names it."""
+    from workers.reasoning.normalise import normalise
+
+    named = {normalise(r, choices).answer for r in replies} - {None}
+    return named.pop() if len(named) == 1 else None
+
+
+def model_name(slot: int) -> str:
     """The model and everything that changes its replies: part of the result-cache key, so a
     new family or decoding setting for the same checkpoint is computed afresh, not reused."""
     s = get_settings()
-    if not s.alm_model:
+    specs = s.alm_specs
+    if len(specs) < slot:
         return "none"
-    return (f"{s.alm_model} [{s.alm_family}; max_new_tokens={s.alm_max_new_tokens} sample={s.alm_do_sample} "
+    family, path = specs[slot - 1]
+    return (f"{path} [{family}; max_new_tokens={s.alm_max_new_tokens} sample={s.alm_do_sample} "
             f"T={s.alm_temperature} top_p={s.alm_top_p} beams={s.alm_num_beams} rep={s.alm_repetition_penalty}]")
 
 
-def _route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
-    return Tool(
-        name, description, "gpu",
-        run=lambda clip, call_args: run_prompts([(name, clip, call_args)])[0],
-        model_name=_model_name,
-        available=lambda: bool(get_settings().alm_model),
-        args=args or {}, required=required, run_batch=run_prompts,
-    )
+def _routes(slot: int) -> list[Tool]:
+    run_batch = partial(run_prompts, slot)  # one object per model: its calls batch together
+    which = "an audio-language model" if slot == 1 else f"audio-language model {slot} (a second opinion)"
+
+    def route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
+        tool = route_name(name, slot)
+        return Tool(tool, description.format(which=which), "gpu",
+                    run=lambda clip, call_args: run_batch([(tool, clip, call_args)])[0],
+                    model_name=partial(model_name, slot),
+                    available=lambda: len(get_settings().alm_specs) >= slot,
+                    args=args or {}, required=required, run_batch=run_batch)
+
+    return [
+        route("caption", "A detailed description of the audio from {which}.", _PART_ARGS),
+        route("audio_qa", "Ask {which} a specific question about the audio.",
+              {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
+        route("re_caption", "Describe the audio again with {which}, paying attention to one aspect "
+                            "(e.g. the background sounds).",
+              {"focus": {"type": "string", "description": "what to attend to"}, **_PART_ARGS}, ("focus",)),
+        route(ANSWER_ROUTE, "{which} answers a multiple-choice question itself, from what it hears.",
+              {"question": {"type": "string", "description": "the question"}, **_CHOICES_ARG}, ("question",)),
+    ]
 
 
-TOOLS = [
-    _route("caption", "A detailed description of the whole audio from an audio-language model."),
-    _route("audio_qa", "Ask an audio-language model a specific question about the audio.",
-           {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
-    _route("re_caption", "Describe the audio again, paying attention to one aspect (e.g. the background sounds).",
-           {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
-]
+TOOLS = [tool for slot in range(1, MAX_ALMS + 1) for tool in _routes(slot)]
