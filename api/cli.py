@@ -6,7 +6,7 @@ what they need themselves:
     agr resume <batch-id>            # after Ctrl-C or a crash: picks up where it stopped
     agr up                           # the service in the foreground, for the openai SDK and harnesses
 
-The HTTP API's commands (submit, status, results, audit, eval) are in api/cli_remote.py,
+The HTTP API's commands (submit, status, results, audit) are in api/cli_remote.py, eval in api/cli_eval.py,
 the operator's (keys, serve) in api/cli_admin.py.
 """
 
@@ -32,7 +32,7 @@ from workers.mechanisms import MECHANISMS, resolved
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
 
-from api import cli_admin, cli_remote  # noqa: E402,F401  (they add their commands to `app`)
+from api import cli_admin, cli_eval, cli_remote  # noqa: E402,F401  (they add their commands to `app`)
 from api.cli_common import app, console
 
 

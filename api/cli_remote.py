@@ -4,6 +4,7 @@ submit, status, results, audit, eval."""
 import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import typer
@@ -17,10 +18,11 @@ from api.cli_common import app, console, fail
 from api.client import ApiClient, ApiError
 from api.db_outage import Outage
 from core.benchmark_exports import EXPORT_FORMATS
-from core.scoring import read_benchmark, read_predictions, score
+from core.trace_rubric import JudgeUnavailable, thinking_prediction
 
 ENDED = {"completed", "failed", "expired", "cancelled"}
 POLL_S = 1.0
+EVIDENCE_THREADS = 4  # evidence chains fetched at once for the traces
 
 
 @app.command()
@@ -31,7 +33,8 @@ def submit(
     server_audio_dir: str | None = typer.Option(None, help="instead of uploading: a folder inside the "
                                                            "tenant's server-side audio root"),
     input_format: str = typer.Option("auto", "--format", help="auto, jsonl, mmar or mmau"),
-    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call) or crosscheck (every cheap tool in round 0)"),
+    pipeline: str = typer.Option("agr", help="agr (full method), cascade (no loop), direct (one ALM call) or crosscheck (beyond AGR: cross-checked, audio-grounded)"),
+    without: list[str] = typer.Option([], help="crosscheck: switch a mechanism off (repeatable), e.g. agreement_gate"),
     max_iters: int | None = typer.Option(None, min=0, max=10),
     name: str | None = typer.Option(None),
     completion_window: str | None = typer.Option(None, help="e.g. 24h; unfinished jobs expire after it"),
@@ -44,6 +47,8 @@ def submit(
     client = _client()
     body = {"input_format": input_format, "pipeline": pipeline, "max_iters": max_iters,
             "name": name or file.name, "completion_window": completion_window}
+    if without:
+        body["mechanisms"] = {m: False for m in without}
     if server_audio_dir is not None:
         body |= {"input": text, "audio_dir": server_audio_dir or None}
     else:
@@ -123,8 +128,11 @@ def results(
     items = sorted(done + failed, key=lambda r: r["custom_id"])
     benchmark_items = [{"id": r["custom_id"], "question": r["question"], "choices": r["choices"],
                         "answer": r["reference_answer"], **r["metadata"]} for r in items]
+    # The challenge's rubric reads thinking_prediction: there, the trace built from each
+    # job's stored evidence chain (core/trace_rubric.py); elsewhere the answerer's reasoning.
+    traces = _traces(client, [r["job_id"] for r in done]) if export_format == "mmar-challenge" else {}
     predictions = {r["custom_id"]: {"answer": r["answer"] if r["answer"] is not None else r["raw_answer"],
-                                    "thinking": r["reasoning"]} for r in done}
+                                    "thinking": traces.get(r["job_id"], r["reasoning"])} for r in done}
     written = EXPORT_FORMATS[export_format](benchmark_items, predictions, output)
     console.print(f"{export_format}: {len(benchmark_items)} item(s), {written} with a prediction -> {output}")
 
@@ -137,30 +145,32 @@ def audit(job_id: str) -> None:
     render_audit(console, _api(lambda: client.evidence(job_id)))
 
 
-@app.command("eval")
-def evaluate(
-    batch: str | None = typer.Option(None, help="score a batch through the API"),
-    predictions: Path | None = typer.Option(None, help="a predictions file (MMAR/MMAU output, MMAR challenge "
-                                                       "JSONL, or our output JSONL)"),
-    benchmark: Path | None = typer.Option(None, help="the benchmark file the predictions answer"),
-    rule: str = typer.Option("token", help="token (MMAR/MMAU official) or letter (AIR-Bench)"),
-    json_out: Path | None = typer.Option(None, "--json", help="also write the report as JSON"),
-) -> None:
-    """Accuracy by the benchmarks' official rule: overall and per modality, category,
-    sub-category and difficulty; official (no-prediction items dropped) and strict."""
-    if batch:
-        client = _client()
-        report = _api(lambda: client.score(batch, rule))
-    elif predictions and benchmark:
+def _traces(client: ApiClient, job_ids: list[str]) -> dict[str, str]:
+    """Each job's thinking_prediction, built from its evidence chain (a few fetched at once)."""
+    traces: dict[str, str] = {}
+    with _progress() as bar, ThreadPoolExecutor(EVIDENCE_THREADS) as pool:
+        task = bar.add_task("traces from the evidence chains", total=len(job_ids))
+        futures = {pool.submit(client.evidence, job_id): job_id for job_id in job_ids}
         try:
-            report = score(read_benchmark(benchmark), read_predictions(predictions), rule).as_json()
-        except (ValueError, OSError) as exc:
-            fail(str(exc))
-    else:
-        fail("give --batch ID, or --predictions FILE with --benchmark FILE")
-    _print_score(report)
-    if json_out:
-        json_out.write_text(json.dumps(report, indent=2))
+            for future in as_completed(futures):
+                traces[futures[future]] = thinking_prediction(future.result())
+                bar.advance(task)
+        except Exception as exc:
+            for f in futures:
+                f.cancel()
+            fail(_failure(exc))
+    return traces
+
+
+def _failure(exc: Exception) -> str:
+    if isinstance(exc, (JudgeUnavailable, ApiError)):
+        return str(exc)
+    return f"cannot reach the API: {type(exc).__name__}: {exc}"  # httpx transport errors
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
 
 
 def _client() -> ApiClient:

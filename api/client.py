@@ -102,8 +102,10 @@ class ApiClient:
         text = self._call("GET", f"/v1/batches/{batch_id}/{which}").text
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-    def score(self, batch_id: str, rule: str = "token") -> dict:
-        return self._call("GET", f"/v1/batches/{batch_id}/score", params={"rule": rule}).json()
+    def score(self, batch_id: str, rule: str = "token", items: bool = False) -> dict:
+        """The batch's accuracy report; `items`: with each scored item (id, job_id, correct, groups)."""
+        params = {"rule": rule} | ({"items": "true"} if items else {})
+        return self._call("GET", f"/v1/batches/{batch_id}/score", params=params).json()
 
     def evidence(self, job_id: str) -> dict:
         return self._call("GET", f"/v1/jobs/{job_id}/evidence").json()

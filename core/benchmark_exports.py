@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from core.trace_rubric import fit as fit_trace
+
 # Keys the exports add; stripped from input items first so an item read back
 # from an earlier export cannot carry a stale prediction into a new one.
 _PREDICTION_KEYS = ("answer_prediction", "thinking_prediction", "model_output")
@@ -82,13 +84,16 @@ def export_mmau(items: list[dict], predictions: dict[str, dict], path) -> int:
 
 def export_mmar_challenge(items: list[dict], predictions: dict[str, dict], path) -> int:
     """The MMAR challenge submission: JSONL, one {"id", "thinking_prediction",
-    "answer_prediction"} per item we have an answer for. Returns the line count."""
+    "answer_prediction"} per item we have an answer for. Returns the line count.
+    The challenge takes a thinking_prediction under 10,000 characters: a longer one has
+    its middle cut out (its opening and its conclusion kept)."""
     lines = []
     for item in items:
         answer, thinking = _prediction(predictions, item)
         if answer is None:
             continue
-        record = {"id": item.get("id"), "thinking_prediction": thinking or "", "answer_prediction": answer}
+        record = {"id": item.get("id"), "thinking_prediction": fit_trace(thinking or ""),
+                  "answer_prediction": answer}
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     _write_atomically(path, "".join(lines))
     return len(lines)

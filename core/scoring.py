@@ -137,6 +137,13 @@ class ScoredItem:
     correct: bool | None  # None = no prediction
     groups: dict[str, str] = field(default_factory=dict)
 
+    def as_json(self) -> dict:
+        return {"id": self.id, "correct": self.correct, "groups": self.groups}
+
+    @classmethod
+    def from_json(cls, record: dict) -> ScoredItem:
+        return cls(id=str(record["id"]), correct=record.get("correct"), groups=dict(record.get("groups") or {}))
+
 
 @dataclass(frozen=True)
 class Accuracy:
@@ -237,12 +244,18 @@ def score(items: list[dict], predictions: dict[str, str | None], rule: str = "to
     _check_rule(rule)
     scoreable = [i for i in items if i.get("answer") is not None]
     scored = [score_item(i, predictions.get(str(i.get("id"))), rule) for i in scoreable]
-    return Report(
-        overall=Accuracy.of(scored),
-        by_group=_breakdown(scored),
-        rule=rule,
-        unscorable=len(items) - len(scoreable),
-    )
+    return report_of(scored, rule, unscorable=len(items) - len(scoreable))
+
+
+def report_of(scored: list[ScoredItem], rule: str, unscorable: int = 0) -> Report:
+    """The report over items scored already (e.g. only those several batches share)."""
+    return Report(overall=Accuracy.of(scored), by_group=_breakdown(scored), rule=rule, unscorable=unscorable)
+
+
+def common_items(runs: list[list[ScoredItem]]) -> tuple[list[list[ScoredItem]], set[str]]:
+    """Each run restricted to the item ids every run has, in its own order, and those ids."""
+    shared = set.intersection(*({i.id for i in run} for run in runs)) if runs else set()
+    return [[i for i in run if i.id in shared] for run in runs], shared
 
 
 def _breakdown(scored: list[ScoredItem]) -> dict[str, dict[str, Accuracy]]:

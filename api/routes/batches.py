@@ -22,7 +22,7 @@ from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, resu
 from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
 from api.submission import enqueue_first_steps
 from models.tenant import lock_tenant
-from core.scoring import score
+from core.scoring import report_of, score_item
 from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
 from models.db import session_scope
@@ -79,7 +79,7 @@ def _submission(body: BatchCreate) -> Submission:
     if body.endpoint is not None:
         fmt, interface = ("openai" if fmt == "auto" else fmt), BatchInterface.BATCH_API
     return Submission(fmt, body.audio_dir, body.name, body.pipeline, body.max_iters, body.metadata,
-                      body.completion_window, interface, body.answer_samples)
+                      body.completion_window, interface, body.answer_samples, body.mechanisms)
 
 
 def _prepared(caller: Caller, text: str, submission: Submission, key: str | None, request_hash: str):
@@ -203,20 +203,35 @@ def error_file(batch_id: UUID, session: SessionDep, caller: CallerDep) -> Respon
 
 @router.get("/{batch_id}/score", responses=NOT_FOUND)
 def score_batch(batch_id: UUID, session: SessionDep, caller: CallerDep,
-                rule: Annotated[str, Query(pattern="^(token|letter)$")] = "token") -> dict:
+                rule: Annotated[str, Query(pattern="^(token|letter)$")] = "token",
+                items: Annotated[bool, Query(description="also name the batch and list each scored item: its "
+                                                         "id, job_id, correct (null: no prediction) and groups")]
+                = False) -> dict:
     """Accuracy against the submitted reference answers, by the benchmarks' own rule, overall
     and per modality, category, sub-category and difficulty; `official` drops items without
-    a prediction (as the benchmark scripts do), `strict` counts them wrong."""
-    _owned(session, caller, batch_id)
+    a prediction (as the benchmark scripts do), `strict` counts them wrong. With
+    `items=true` two fields more: `batch` (its id, name, pipeline and options, to label a
+    comparison of batches) and `items`, each scored item (to compare batches over their
+    common items, or to judge the right answers' traces)."""
+    batch = _owned(session, caller, batch_id)
     # Only the columns scoring reads, through a server-side cursor a chunk at a time: one
     # statement whatever the size, and no ORM object per job.
-    rows = session.execute(select(*SCORE_COLUMNS).where(Job.batch_id == batch_id).order_by(Job.custom_id)
+    rows = session.execute(select(*SCORE_COLUMNS, Job.id).where(Job.batch_id == batch_id).order_by(Job.custom_id)
                            .execution_options(yield_per=RESULT_CHUNK))
-    items, predictions = [], {}
+    scored, job_ids, unscorable = [], [], 0
     for row in rows:
-        items.append(benchmark_item(row))
-        predictions[row.custom_id] = prediction_of(row)
-    return score(items, predictions, rule).as_json()
+        item = benchmark_item(row)
+        if item.get("answer") is None:
+            unscorable += 1
+            continue
+        scored.append(score_item(item, prediction_of(row), rule))
+        job_ids.append(row.id)
+    report = report_of(scored, rule, unscorable).as_json()
+    if items:
+        report["batch"] = {"id": str(batch.id), "name": batch.name,
+                           "pipeline": batch.options.get("pipeline", "agr"), "options": batch.options}
+        report["items"] = [{**s.as_json(), "job_id": str(job_id)} for s, job_id in zip(scored, job_ids)]
+    return report
 
 
 def _result_file(session, caller: Caller, batch_id: UUID, statuses) -> Response:
