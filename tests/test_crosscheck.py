@@ -10,6 +10,7 @@ The first model always says " rain dog rain dog ...", the second " rain rain ...
   samples split 2:1 for "rain", the first model's final listening says "rain dog", and the
   arbiter decides;
 - a 75 s clip: the 30 s Qwen2-Audio hears it in windows covering all of it.
+The audit console (headless Chromium) shows the same decisions.
 """
 
 import json
@@ -20,6 +21,7 @@ import pytest
 
 from api.keys import create_key
 from tests.stack import api_client, tone_wav
+from tests.test_console import ARTIFACTS, CHROMIUM_ARGS, _chromium
 from tests.test_api_batches import ended, wait_for
 from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio, steer_to_words
 
@@ -44,7 +46,8 @@ def crosscheck_api(stack, scripted_llm, tmp_path):
     root.mkdir()
     tone_wav(root / "short.wav")
     tone_wav(root / "long.wav", seconds=75.0)
-    return api_client(stack.start_api(), create_key(f"t-{os.urandom(4).hex()}", audio_root=root))
+    url, key = stack.start_api(), create_key(f"t-{os.urandom(4).hex()}", audio_root=root)
+    return api_client(url, key), url, key
 
 
 def _script(scripted_llm) -> None:
@@ -78,7 +81,7 @@ def test_agreement_conflict_vote_arbitration_and_windows(crosscheck_api, scripte
               "choices": ["rain dog", "rain"]},
              {"custom_id": "long", "audio": "long.wav", "question": "What fills the recording?",
               "choices": ["silence", "speech"]}]
-    http = crosscheck_api
+    http, url, key = crosscheck_api
     created = http.post("/v1/batches", json={"input": "\n".join(map(json.dumps, lines)), "pipeline": "crosscheck",
                                              "max_iters": 2, "mechanisms": {"round0_evidence": False}})
     assert created.status_code == 201, created.text
@@ -130,3 +133,62 @@ def test_agreement_conflict_vote_arbitration_and_windows(crosscheck_api, scripte
     thirds = [t["args"]["part"] for t in long_zero["tool_calls"] if t["tool"] == "caption" and t["args"]]
     assert thirds == [1, 2, 3]
     assert chains["long"]["job"]["decision"]["by"] == "text_side"  # the models named no choice
+
+    _console_shows_the_decisions(url, key, agree["job"]["id"], conflict["job"]["id"])
+    _an_ablation_pays_no_perception(http, lines)
+
+
+def _an_ablation_pays_no_perception(http, lines: list[dict]) -> None:
+    """The same items with the agreement gate off: round 0 comes from the result cache, and
+    the agreeing job now goes through the answering agent instead of the gate."""
+    created = http.post("/v1/batches", json={"input": "\n".join(map(json.dumps, lines)), "pipeline": "crosscheck",
+                                             "max_iters": 2, "name": "without the gate",
+                                             "mechanisms": {"round0_evidence": False, "agreement_gate": False}})
+    assert created.status_code == 201, created.text
+    batch = wait_for(http, created.json()["id"], ended, timeout=600)
+    assert batch["options"]["mechanisms"]["agreement_gate"] is False
+    jobs = {j["custom_id"]: j for j in http.get(f"/v1/batches/{batch['id']}/jobs").json()["data"]}
+    assert all(j["status"] == "succeeded" for j in jobs.values()), jobs
+    for job in jobs.values():
+        zero = http.get(f"/v1/jobs/{job['id']}/evidence").json()["iterations"][0]
+        assert zero["tool_calls"] and all(t["cache_hit"] for t in zero["tool_calls"]), zero["tool_calls"]
+        assert "gate" not in zero["verdict"]
+    assert jobs["agree"]["decision"]["by"] != "agreement_gate" and jobs["agree"]["vote"]["samples"] == 3
+
+
+def _console_shows_the_decisions(url: str, key: str, agree_id: str, conflict_id: str) -> None:
+    """What an auditor reads on the job pages: each item's source and trust, the gate, the
+    vote and who decided."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"{url}/console/")
+        page.fill("input[name=key]", key)
+        page.click("button[type=submit]")
+        page.wait_for_selector("table")
+
+        page.goto(f"{url}/console/#/job/{agree_id}")
+        first = page.locator("article.iteration").first
+        expect(first.locator("tr[data-tool=signal_facts] td.trust")).to_contain_text("analytic · 1.00")
+        expect(first.locator("tr[data-tool=caption_2] td.trust").first).to_contain_text("audio_model · 0.40")
+        expect(first.locator(".agreement[data-gate=agreement]")).to_contain_text("agree on “rain”")
+        expect(page.locator("article.final .decision[data-by=agreement_gate]")).to_be_visible()
+
+        page.goto(f"{url}/console/#/job/{conflict_id}")
+        rounds = page.locator("article.iteration")
+        expect(rounds).to_have_count(3)
+        expect(rounds.nth(0).locator(".agreement[data-gate=disagreement]")).to_contain_text("disagree")
+        expect(rounds.nth(2)).to_contain_text("final listening")
+        final = page.locator("article.final")
+        expect(final.locator(".vote")).to_contain_text("3 samples")
+        expect(final.locator(".vote")).to_contain_text("rain: 2 vote(s)")
+        expect(final.locator(".decision[data-by=arbiter]")).to_contain_text("Text side: rain")
+        expect(final.locator(".decision")).to_contain_text("the model heard a dog too")
+        page.screenshot(path=str(ARTIFACTS / "crosscheck-job.png"), full_page=True)
+        browser.close()
+    assert errors == [], errors

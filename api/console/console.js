@@ -257,10 +257,14 @@ function answerSummary(job) {
 }
 
 function iterationCard(it, previous, player) {
-  const title = it.index === 0 ? "Round 0 · the coarse document" : `Round ${it.index} · refinement`;
+  const finalListening = it.index > 0 && it.tool_calls.length > 0
+    && it.tool_calls.every((c) => c.args && c.args.evidence !== undefined);
+  const title = it.index === 0 ? "Round 0 · the coarse document"
+    : finalListening ? `Round ${it.index} · final listening (the audio model answers with the evidence)`
+    : `Round ${it.index} · refinement`;
   return h("article", {class: "card iteration", "data-iteration": it.index},
     h("h3", {}, title),
-    h("h4", {}, `Perception: ${it.tool_calls.length} tool call(s)`), toolCallsTable(it.tool_calls, player),
+    h("h4", {}, `Perception: ${it.tool_calls.length} tool call(s)`), toolCallsTable(it.tool_calls, player, it.evidence || [], it.index),
     h("h4", {}, it.index === 0 ? "Document" : "What this round changed in the document"),
     documentDiff(previous ? previous.document : "", it.document || ""),
     it.verdict ? verdictBlock(it.verdict) : h("p", {class: "muted"}, "not judged yet"),
@@ -271,17 +275,25 @@ function iterationCard(it, previous, player) {
     h("h4", {}, `LLM calls: ${it.llm_calls.length}`), it.llm_calls.map(llmCallBlock));
 }
 
-function toolCallsTable(calls, player) {
+function toolCallsTable(calls, player, evidence, round) {
+  // Each call's evidence item (E<round>.<index+1>) carries its source kind and trust.
+  const items = Object.fromEntries(evidence.map((e) => [e.id, e]));
   return h("table", {class: "tool-calls"},
-    h("thead", {}, h("tr", {}, ["tool", "args", "where", "latency", "output"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["tool", "source · trust", "args", "where", "latency", "output"].map((t) => h("th", {}, t)))),
     h("tbody", {}, calls.map((call) => h("tr", {"data-tool": call.tool},
       h("td", {}, call.tool, h("div", {class: "muted"}, call.model)),
+      trustCell(items[`E${round}.${call.index + 1}`]),
       h("td", {}, windowLink(call.args, player), h("pre", {}, JSON.stringify(call.args))),
       h("td", {}, call.device,
         call.cache_hit ? h("div", {class: "muted"}, "cached result") : null),
       h("td", {}, `${call.latency_ms} ms`),
       h("td", {}, call.error ? h("p", {class: "error"}, call.error) : pretty(call.text),
         h("details", {}, h("summary", {}, "structured output"), pretty(call.output)))))));
+}
+
+function trustCell(item) {
+  if (!item || !item.source) return h("td", {class: "muted"}, "—");
+  return h("td", {class: "trust", "data-source": item.source}, item.source, " · ", Number(item.trust).toFixed(2));
 }
 
 function windowLink(args, player) {
@@ -297,7 +309,19 @@ function verdictBlock(v) {
     h("p", {}, v.sufficient ? h("span", {class: "good"}, "sufficient") : h("span", {class: "bad"}, "not sufficient"),
       ` · confidence ${v.confidence ?? "—"}`, v.final ? " · the loop stops here" : ""),
     v.reason ? h("p", {}, v.reason) : null,
-    v.missing && v.missing.length ? h("p", {}, "Missing: ", v.missing.join("; ")) : null);
+    v.missing && v.missing.length ? h("p", {}, "Missing: ", v.missing.join("; ")) : null,
+    v.agreement ? agreementBlock(v) : null);
+}
+
+function agreementBlock(v) {
+  const answers = Object.entries(v.agreement.answers || {});
+  const gate = v.gate === "agreement" ? h("p", {class: "good"}, `Gate: the audio models agree on “${v.gated_answer}”, and the planner found the evidence sufficient: answered without further rounds`)
+    : v.gate === "disagreement" ? h("p", {class: "bad"}, "Gate: the audio models disagree: sent to the interaction agent to resolve before answering")
+    : h("p", {class: "muted"}, "Gate: no agreement to act on");
+  return h("div", {class: "agreement", "data-gate": v.gate || "none"},
+    h("h4", {}, "Audio models' own answers"),
+    h("ul", {}, answers.map(([tool, answer]) => h("li", {}, `${tool}: `, answer ?? h("span", {class: "muted"}, "no choice named")))),
+    gate);
 }
 
 function llmCallBlock(call) {
@@ -313,7 +337,25 @@ function finalCard(job) {
     h("p", {}, job.answer ?? "no answer", job.confidence !== null ? h("span", {class: "muted"}, ` (confidence ${job.confidence})`) : null),
     job.reference_answer ? h("p", {}, "Correct answer: ", job.reference_answer, " ",
       job.correct === true ? h("span", {class: "good"}, "✓") : job.correct === false ? h("span", {class: "bad"}, "✗") : null) : null,
-    job.reasoning ? h("p", {}, job.reasoning) : null);
+    job.reasoning ? h("p", {}, job.reasoning) : null,
+    job.vote ? voteBlock(job.vote) : null,
+    job.decision ? decisionBlock(job.decision) : null);
+}
+
+function voteBlock(vote) {
+  return h("div", {class: "vote"},
+    h("h4", {}, `Self-consistency: ${vote.samples} samples, margin ${vote.margin}`),
+    h("ul", {}, vote.votes.map((v) => h("li", {}, `${v.answer ?? "unmapped"}: ${v.votes} vote(s)`))),
+    vote.dissent.length ? h("p", {class: "muted"}, "Dissent: ", vote.dissent.map((d) => `sample ${d.sample + 1}: ${d.answer ?? d.raw_answer}`).join("; ")) : null);
+}
+
+function decisionBlock(d) {
+  const how = {agreement_gate: "the audio models' agreement", text_side: "the text-side answer", arbiter: "the arbiter"}[d.by] || d.by;
+  return h("div", {class: "decision", "data-by": d.by},
+    h("h4", {}, `Decided by ${how}`),
+    d.text_answer !== undefined ? h("p", {}, `Text side: ${d.text_answer ?? "—"} · audio model (${d.audio_tool}, ${d.audio_item}): ${d.audio_answer ?? "no choice named"}`) : null,
+    d.why ? h("p", {class: "muted"}, d.why) : null,
+    d.arbiter_reasoning ? h("p", {}, "Arbiter: ", d.arbiter_reasoning) : null);
 }
 
 function stepsTable(steps) {
