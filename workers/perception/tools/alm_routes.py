@@ -105,9 +105,12 @@ def _result(route: str, args: dict, clip, heard: list[tuple[object, str]]) -> To
 
 
 def _chosen(replies: list[str], choices: list[str]) -> str | None:
-    """The choice the replies name: one choice, and every window that names one names it."""
+    """The choice the replies name: one choice, and every window that names one names it
+    (None for an open question: there is no choice to name, the text is the answer)."""
     from workers.reasoning.normalise import normalise
 
+    if not choices:
+        return None
     named = {normalise(r, choices).answer for r in replies} - {None}
     return named.pop() if len(named) == 1 else None
 
