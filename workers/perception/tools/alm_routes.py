@@ -43,7 +43,11 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     model = audio_language_model(slot)
     pieces = [(i, window) for i, (_, clip, _) in enumerate(calls) for window in covering(clip, model.window_seconds())]
     prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in pieces]
-    texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in pieces], prompts)
+    # A long clip is many windows: at most a GPU batch of them per generate call, so a
+    # 30-minute clip's 60 windows never go through the model at once.
+    size = get_settings().gpu_batch_size
+    texts = [text for start in range(0, len(pieces), size) for text in model.generate_batch(
+        [_at_rate(w, model.sampling_rate) for _, w in pieces[start:start + size]], prompts[start:start + size])]
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
     for (i, window), text in zip(pieces, texts, strict=True):
         heard[i].append((window, text.strip()))

@@ -1,0 +1,80 @@
+"""Several audio-language models in one worker (AGR_ALMS), each with its own routes, and a
+long clip heard in windows: tiny random models of two families, loaded in this process
+as a GPU worker loads them."""
+
+import numpy as np
+import pytest
+
+from core.settings import Settings, get_settings, parse_alms
+from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio
+from workers.perception.audio_io import AudioClip
+
+
+@pytest.fixture
+def two_models(tmp_path, monkeypatch):
+    from workers.perception.loaded_models import audio_language_model
+
+    first, second = build_tiny_qwen2_audio(tmp_path / "q"), build_tiny_audio_flamingo3(tmp_path / "af3")
+    monkeypatch.setenv("AGR_ALMS", f"qwen2_audio={first}, audio_flamingo3={second}")
+    monkeypatch.setenv("AGR_ALM_DEVICE", "cpu")
+    monkeypatch.setenv("AGR_ALM_MAX_NEW_TOKENS", "3")
+    monkeypatch.setenv("AGR_GPU_BATCH_SIZE", "2")
+    get_settings.cache_clear()
+    audio_language_model.cache_clear()
+    yield first, second
+    get_settings.cache_clear()
+    audio_language_model.cache_clear()
+
+
+def _tone(seconds: float, rate: int = 16000) -> AudioClip:
+    t = np.arange(int(seconds * rate)) / rate
+    return AudioClip((0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, "tone.wav")
+
+
+def test_each_model_has_its_routes_and_the_first_is_the_primary(two_models):
+    from workers.perception.loaded_models import audio_language_model
+    from workers.perception.tools import TOOLS
+
+    first, second = two_models
+    settings = get_settings()
+    assert (settings.alm_model, settings.alm_family) == (str(first), "qwen2_audio")  # what `direct` and agr use
+    assert TOOLS["caption"].available() and TOOLS["caption_2"].available() and not TOOLS["caption_3"].available()
+    assert str(second) in TOOLS["audio_answer_2"].model_name() and "audio_flamingo3" in TOOLS["caption_2"].model_name()
+    assert TOOLS["caption"].run_batch is TOOLS["audio_qa"].run_batch  # one model's calls batch together
+    assert TOOLS["caption"].run_batch is not TOOLS["caption_2"].run_batch
+    assert type(audio_language_model(2)).__name__ == "AudioFlamingo3Model"
+
+
+def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_models):
+    from workers.perception.loaded_models import audio_language_model
+    from workers.perception.tools.alm_routes import run_prompts
+
+    model = audio_language_model(1)
+    sizes = []
+    generate = model.generate_batch
+    model.generate_batch = lambda waves, prompts: sizes.append(len(waves)) or generate(waves, prompts)
+    try:
+        long, short = _tone(75.0), _tone(2.0)
+        results = run_prompts(1, [("caption", long, {}), ("audio_answer", short, {"question": "What?",
+                                                                                    "choices": ["a", "b"]})])
+    finally:
+        model.generate_batch = generate
+    windows = results[0].output["windows"]
+    assert [(w["start"], w["end"]) for w in windows] == [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0)]
+    assert results[0].text.startswith("[0.0-25.0 s] ")
+    assert sizes == [2, 2]  # four sequences (three windows and the short clip), two per call
+    assert results[1].text.startswith("Answer: ") and "windows" not in results[1].output
+
+
+@pytest.mark.parametrize("listed, error", [
+    ("qwen3=/m", "family=path"), ("qwen2_audio=", "family=path"), (",".join(["/m"] * 5), "at most 4"),
+])
+def test_bad_alms_entries_are_refused_with_the_entry_named(listed, error, monkeypatch):
+    monkeypatch.setenv("AGR_ALMS", listed)
+    with pytest.raises(ValueError, match=error):
+        Settings()
+
+
+def test_alms_entries_parse_with_or_without_a_family():
+    assert parse_alms("/models/a, audio_flamingo3=/models/b") == [("auto", "/models/a"),
+                                                                 ("audio_flamingo3", "/models/b")]
