@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # `agr` answers once unless told (the paper's method), `crosscheck` this many times.
     crosscheck_answer_samples: int = Field(3, ge=1, le=15)
     answer_sample_temperature: float = Field(0.7, ge=0.0, le=2.0)
+    # crosscheck's round 0: each audio model's own answer sampled this many times at that
+    # temperature and voted on (VISA: 3); 1: one greedy answer. Read by the submitter.
+    alm_answer_samples: int = Field(1, ge=1, le=9)
     llm_max_tokens: int = 512
 
     # --- the method ---

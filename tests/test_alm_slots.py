@@ -52,7 +52,7 @@ def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_m
     model = audio_language_model(1)
     sizes = []
     generate = model.generate_batch
-    model.generate_batch = lambda waves, prompts: sizes.append(len(waves)) or generate(waves, prompts)
+    model.generate_batch = lambda waves, prompts, t=None: sizes.append(len(waves)) or generate(waves, prompts, t)
     try:
         long, short = _tone(75.0), _tone(2.0)
         results = run_prompts(1, [("caption", long, {}), ("audio_answer", short, {"question": "What?",
@@ -78,3 +78,55 @@ def test_bad_alms_entries_are_refused_with_the_entry_named(listed, error, monkey
 def test_alms_entries_parse_with_or_without_a_family():
     assert parse_alms("/models/a, audio_flamingo3=/models/b") == [("auto", "/models/a"),
                                                                  ("audio_flamingo3", "/models/b")]
+
+
+def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monkeypatch):
+    from workers.perception.loaded_models import audio_language_model
+    from workers.perception.tools.alm_routes import run_prompts
+
+    monkeypatch.setenv("AGR_ANSWER_SAMPLE_TEMPERATURE", "0.7")
+    get_settings.cache_clear()
+    model = audio_language_model(2)
+    temperatures = []
+    generate = model.generate_batch
+    model.generate_batch = lambda waves, prompts, t=None: temperatures.append((len(waves), t)) or generate(waves, prompts, t)
+    asked = {"question": "What?", "choices": ["a", "b"]}
+    try:
+        run_prompts(2, [("caption_2", _tone(1.0), {}), ("audio_answer_2", _tone(1.0), {**asked, "sample": 1}),
+                        ("audio_answer_2", _tone(1.0), {**asked, "sample": 2})])
+    finally:
+        model.generate_batch = generate
+    assert temperatures == [(1, None), (2, 0.7)]  # the caption greedy, both samples sampled together
+
+
+def test_crosscheck_plans_each_models_samples(two_models, monkeypatch):
+    from workers.perception import catalogue
+    from workers.pipelines import first_round_calls
+
+    monkeypatch.setenv("AGR_ALM_ANSWER_SAMPLES", "3")
+    get_settings.cache_clear()
+    calls = first_round_calls("crosscheck", "What?", ["a", "b"], catalogue.current())
+    answers = [(c.tool, c.args.get("sample")) for c in calls if c.tool.startswith("audio_answer")]
+    assert answers == [("audio_answer", 1), ("audio_answer", 2), ("audio_answer", 3),
+                       ("audio_answer_2", 1), ("audio_answer_2", 2), ("audio_answer_2", 3)]
+
+
+def _answer(tool: str, choice: str | None, sample: int) -> dict:
+    return {"iteration": 0, "tool": tool, "args": {"question": "q", "choices": ["rain", "dog"], "sample": sample},
+            "text": f"Answer: {choice or 'none of the choices'}\n..."}
+
+
+def test_each_models_samples_are_voted_before_the_models_are_compared():
+    from workers.perception.agreement import describe, of_round_zero
+
+    split = [_answer("audio_answer", c, k) for k, c in enumerate(["rain", "dog", "rain"], 1)]
+    tied = [_answer("audio_answer_2", c, k) for k, c in enumerate(["rain", "dog", None], 1)]
+    agreement = of_round_zero(split + tied, ["rain", "dog"])
+    assert agreement.answers == {"audio_answer": "rain", "audio_answer_2": None}  # a tie names none
+    record = agreement.as_json()
+    assert record["samples"]["audio_answer"] == ["rain", "dog", "rain"]
+    assert record["margins"] == {"audio_answer": 0.3333, "audio_answer_2": 0.0}
+    assert not agreement.agreed and not agreement.conflict
+    assert "(3 samples: rain, dog, rain)" in describe(agreement)
+    unanimous = [_answer("audio_answer_2", "rain", k) for k in (1, 2, 3)]
+    assert of_round_zero(split + unanimous, ["rain", "dog"]).agreed == "rain"

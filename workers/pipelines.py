@@ -16,7 +16,7 @@ audio and the same stored perception results:
 
 import re
 
-from core.settings import MAX_ALMS
+from core.settings import MAX_ALMS, get_settings
 from models.status import StepKind
 from workers.mechanisms import is_on
 
@@ -67,8 +67,15 @@ def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool)
         calls.append(catalogue.call(caption, {}))
         calls += [catalogue.call(caption, {"part": k, "parts": CAPTION_PARTS}) for k in range(1, CAPTION_PARTS + 1)]
         if catalogue.tool(route_name(ANSWER_ROUTE, slot)):
-            calls.append(catalogue.call(route_name(ANSWER_ROUTE, slot), {"question": question, "choices": choices}))
+            calls += [catalogue.call(route_name(ANSWER_ROUTE, slot), args) for args in answer_args(question, choices)]
     return calls
+
+
+def answer_args(question: str, choices: list[str]) -> list[dict]:
+    """Each model's own answers: one greedy, or AGR_ALM_ANSWER_SAMPLES samples to vote on."""
+    asked = {"question": question, "choices": choices}
+    samples = get_settings().alm_answer_samples
+    return [asked] if samples == 1 else [{**asked, "sample": k} for k in range(1, samples + 1)]
 
 
 def round_zero_kind(pipeline: str, question: str, choices: list[str], mechanisms: dict | None = None) -> tuple | None:

@@ -6,7 +6,8 @@ TalTech's MMAR system was right 94.5% of the time where its two audio models agr
 thing the refinement rounds should resolve. Both are stated in the evidence document.
 """
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from workers.perception.tools.alm_routes import ANSWER_ROUTE, route_of
 from workers.perception.trust import TRUST_BY_SOURCE
@@ -18,6 +19,9 @@ _ANSWER_LINE = "Answer: "
 @dataclass(frozen=True)
 class Agreement:
     answers: dict[str, str | None]  # each model's answering route -> its choice (None: none)
+    # With several samples per model (AGR_ALM_ANSWER_SAMPLES): each one's answers, voted
+    # into `answers` (the plurality of the named choices; a tie names none).
+    samples: dict[str, list[str | None]] = field(default_factory=dict)
 
     @property
     def named(self) -> list[str]:
@@ -41,7 +45,11 @@ class Agreement:
         return {c: round(n * weight + (AGREEMENT_BONUS if n >= 2 else 0.0), 2) for c, n in counts.items()}
 
     def as_json(self) -> dict:
-        return {"answers": self.answers, "agreed": self.agreed, "conflict": self.conflict, "support": self.support()}
+        record = {"answers": self.answers, "agreed": self.agreed, "conflict": self.conflict, "support": self.support()}
+        if any(len(v) > 1 for v in self.samples.values()):
+            record["samples"] = self.samples
+            record["margins"] = {tool: margin(votes) for tool, votes in self.samples.items()}
+        return record
 
 
 def is_preliminary(item: dict) -> bool:
@@ -61,15 +69,32 @@ def answer_in(item: dict, choices: list[str]) -> str | None:
 
 
 def of_round_zero(evidence: list[dict], choices: list[str]) -> Agreement:
-    return Agreement({item["tool"]: answer_in(item, choices) for item in evidence if is_preliminary(item)})
+    samples: dict[str, list[str | None]] = {}
+    for item in evidence:
+        if is_preliminary(item):
+            samples.setdefault(item["tool"], []).append(answer_in(item, choices))
+    return Agreement({tool: plurality(votes) for tool, votes in samples.items()}, samples)
+
+
+def plurality(votes: list[str | None]) -> str | None:
+    ranked = Counter(v for v in votes if v is not None).most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def margin(votes: list[str | None]) -> float:
+    """The winner's lead over the runner-up, as a share of the samples (1.0: unanimous)."""
+    ranked = Counter(votes).most_common(2) + [(None, 0)]
+    return round((ranked[0][1] - ranked[1][1]) / len(votes), 4) if votes else 0.0
 
 
 def describe(agreement: Agreement) -> str | None:
     """The document's section on the models' answers (None: fewer than two answered)."""
     if len(agreement.answers) < 2:
         return None
-    lines = [f"- {tool}: {answer!r}" if answer else f"- {tool}: named none of the choices"
-             for tool, answer in agreement.answers.items()]
+    lines = [(f"- {tool}: {answer!r}" if answer else f"- {tool}: named none of the choices")
+             + _sampled(agreement.samples.get(tool, [])) for tool, answer in agreement.answers.items()]
     support = "; ".join(f"{c!r} {w:.2f}" for c, w in agreement.support().items())
     if agreement.agreed:
         verdict = (f"AGREEMENT: the {len(agreement.answers)} audio models, heard independently, all chose "
@@ -81,3 +106,9 @@ def describe(agreement: Agreement) -> str | None:
     else:
         verdict = "No agreement: not every audio model named a choice."
     return "## Audio models' answers\n" + "\n".join(lines) + "\n" + verdict
+
+
+def _sampled(votes: list[str | None]) -> str:
+    if len(votes) < 2:
+        return ""
+    return f" ({len(votes)} samples: {', '.join(v or 'none' for v in votes)})"

@@ -9,7 +9,7 @@ so that every family batches (and is tested) the same way.
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -163,11 +163,12 @@ class AudioLanguageModel:
     def transcribe(self, waveform: np.ndarray) -> str:
         return self.generate_batch([waveform], [TRANSCRIBE_PROMPT])[0]
 
-    def generate_batch(self, waveforms: list, prompts: list[str]) -> list[str]:
-        """Evidence text answering prompts[i] about waveforms[i], from one padded generate call."""
-        return [self._evidence(text) for text in self.generate_raw(waveforms, prompts)]
+    def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+        """Evidence text answering prompts[i] about waveforms[i], from one padded generate call
+        (`temperature`: sampled at it, e.g. self-consistency samples; None: the model's settings)."""
+        return [self._evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
 
-    def generate_raw(self, waveforms: list, prompts: list[str]) -> list[str]:
+    def generate_raw(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
         """The model's decoded replies, before any family-specific parsing."""
         if len(waveforms) != len(prompts):
             raise ValueError(f"{len(waveforms)} waveforms but {len(prompts)} prompts")
@@ -185,9 +186,14 @@ class AudioLanguageModel:
         # Floating inputs (audio features) follow the model's dtype; ids and masks keep theirs.
         inputs = inputs.to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, **self.generation.generate_kwargs())
+            output = self.model.generate(**inputs, **self._decoding(temperature).generate_kwargs())
         texts = self.processor.batch_decode(_new_tokens(output, inputs["input_ids"]), skip_special_tokens=True)
         return [t.strip() for t in texts]
+
+    def _decoding(self, temperature: float | None) -> GenerationSettings:
+        if temperature is None or temperature <= 0:
+            return self.generation
+        return replace(self.generation, do_sample=True, temperature=temperature, num_beams=1)
 
     # --- what families may change ---
 

@@ -25,6 +25,8 @@ _PART_ARGS = {
     "parts": {"type": "integer", "minimum": 1, "maximum": 12, "description": "into how many equal segments to cut"},
 }
 _CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "description": "the options to choose from"}}
+# `sample` (1, 2, ...): one of several self-consistency answers, decoded at
+# AGR_ANSWER_SAMPLE_TEMPERATURE; the planner sets it (AGR_ALM_ANSWER_SAMPLES), agents do not.
 
 
 def route_name(route: str, slot: int) -> str:
@@ -42,15 +44,22 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
 
     model = audio_language_model(slot)
     pieces = [(i, window) for i, (_, clip, _) in enumerate(calls) for window in covering(clip, model.window_seconds())]
-    prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in pieces]
-    # A long clip is many windows: at most a GPU batch of them per generate call, so a
-    # 30-minute clip's 60 windows never go through the model at once.
-    size = get_settings().gpu_batch_size
-    texts = [text for start in range(0, len(pieces), size) for text in model.generate_batch(
-        [_at_rate(w, model.sampling_rate) for _, w in pieces[start:start + size]], prompts[start:start + size])]
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
-    for (i, window), text in zip(pieces, texts, strict=True):
-        heard[i].append((window, text.strip()))
+    # A self-consistency sample of an answer is decoded at the sampling temperature; the
+    # rest as the model is configured (greedy by default): one generate call each kind.
+    settings = get_settings()
+    for temperature in (None, settings.answer_sample_temperature):
+        kind = [(i, w) for i, w in pieces if ("sample" in calls[i][2]) == (temperature is not None)]
+        prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in kind]
+        # A long clip is many windows: at most a GPU batch of them per generate call, so a
+        # 30-minute clip's 60 windows never go through the model at once.
+        size = settings.gpu_batch_size
+        for start in range(0, len(kind), size):
+            part = kind[start:start + size]
+            texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in part],
+                                         prompts[start:start + size], temperature)
+            for (i, window), text in zip(part, texts, strict=True):
+                heard[i].append((window, text.strip()))
     return [_result(route_of(name)[0], args, clip, heard[i]) for i, (name, clip, args) in enumerate(calls)]
 
 
