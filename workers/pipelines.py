@@ -23,7 +23,7 @@ from workers.mechanisms import is_on
 PIPELINES = ("agr", "cascade", "direct", "crosscheck")
 DEFAULT_PIPELINE = "agr"
 # Round 0 of `crosscheck`: each ≤ 0.2 s warm on a devset clip (bench/tool_latency.py), in
-# the order their evidence is read; the speech tools only where voice activity found speech.
+# the order their evidence is read; transcription only where voice activity found speech.
 CROSSCHECK_TOOLS = ("signal_facts", "voice_activity", "steady_sounds", "sound_events", "loudness", "voice_pitch",
                     "speakers", "transcription")
 # TalTech's dual-model fusion: each audio model describes the whole clip and three equal parts.

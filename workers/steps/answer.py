@@ -47,7 +47,11 @@ def execute(claim) -> FinalAnswer:
     if heard and claim.iteration > 0:
         _, before = load_job_and_iteration(claim.job_id, claim.iteration - 1)
         return _with_audio_decision(claim, job, _text_side(claim, job, before.document), heard[0], current.document)
-    return _text_side(claim, job, current.document)
+    final = _text_side(claim, job, current.document)
+    if job.pipeline == "crosscheck":  # how it was decided, whichever mechanisms ran
+        why = "no final listening: audio_decision is off, or no audio model answers"
+        return replace(final, decision={"by": "text_side", "answer": final.answer, "why": why})
+    return final
 
 
 def _text_side(claim, job, document: str) -> FinalAnswer:
