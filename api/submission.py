@@ -16,6 +16,7 @@ from models.db import session_scope
 from workers import outbox
 from workers.perception import catalogue
 from workers.perception.tools.base import calls_as_json
+from workers.mechanisms import PIPELINES_WITH_MECHANISMS
 from workers.pipelines import DEFAULT_PIPELINE, first_round_calls, round_zero_kind
 
 
@@ -92,7 +93,7 @@ def _create(session, request: BatchRequest, staged: dict, batch: Batch | None) -
         audio = staged[i.audio]
         jobs.append(Job(batch_id=batch.id, custom_id=i.custom_id, audio_id=audio_ids[audio.sha256],
                         audio_name=audio.name[:1000], question=i.question, choices=i.choices,
-                        options=request.options | i.options, item_metadata=i.metadata,
+                        options=item_options(request.options, i.options), item_metadata=i.metadata,
                         reference_answer=i.answer, catalogue_version=tools.version))
     session.add_all(jobs)
     session.flush()
@@ -101,6 +102,15 @@ def _create(session, request: BatchRequest, staged: dict, batch: Batch | None) -
     session.add_all(steps)
     session.flush()
     return batch.id, [s.id for s in steps]
+
+
+def item_options(batch: dict, item: dict) -> dict:
+    """A job's options: the batch's, then its line's own. A line running another pipeline
+    than the batch's (a Batch API line's model) drops the batch's crosscheck switches."""
+    options = batch | item
+    if "mechanisms" in options and options.get("pipeline") not in PIPELINES_WITH_MECHANISMS:
+        options.pop("mechanisms")
+    return options
 
 
 class _FirstCalls:

@@ -223,12 +223,17 @@ def parse_alms(listed: str | None) -> list[tuple[str, str]]:
     """AGR_ALMS as (family, path) pairs, in order; ValueError names a bad entry."""
     pairs = []
     for entry in filter(None, (e.strip() for e in (listed or "").split(","))):
-        family, _, path = entry.rpartition("=")
-        family = family.strip() or "auto"
+        # A family holds no "=" or "/", a path may hold both: "family=" is what precedes the
+        # first "=" when that has no "/" in it.
+        head, _, rest = entry.partition("=")
+        family, path = (head.strip() or "auto", rest) if "=" in entry and "/" not in head else ("auto", entry)
         if family not in ("auto", *ALM_FAMILIES) or not path.strip():
             raise ValueError(f"AGR_ALMS entry {entry!r}: write family=path (family one of auto, "
                              f"{', '.join(ALM_FAMILIES)}) or a bare path")
         pairs.append((family, path.strip()))
+    if len({path for _, path in pairs}) < len(pairs):
+        # One model twice would agree with itself: agreement gating needs independent models.
+        raise ValueError(f"AGR_ALMS lists a model twice: {listed}")
     if len(pairs) > MAX_ALMS:
         raise ValueError(f"AGR_ALMS lists {len(pairs)} models; at most {MAX_ALMS}")
     return pairs

@@ -55,19 +55,22 @@ def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_m
     model.generate_batch = lambda waves, prompts, t=None: sizes.append(len(waves)) or generate(waves, prompts, t)
     try:
         long, short = _tone(75.0), _tone(2.0)
-        results = run_prompts(1, [("caption", long, {}), ("audio_answer", short, {"question": "What?",
-                                                                                    "choices": ["a", "b"]})])
+        results = run_prompts(1, [("caption", long, {"cover": True}), ("audio_answer", short, {"question": "What?",
+                                                                                               "choices": ["a", "b"]}),
+                                  ("caption", long, {})])
     finally:
         model.generate_batch = generate
     windows = results[0].output["windows"]
     assert [(w["start"], w["end"]) for w in windows] == [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0)]
     assert results[0].text.startswith("[0.0-25.0 s] ")
-    assert sizes == [2, 2]  # four sequences (three windows and the short clip), two per call
+    assert sizes == [2, 2, 1]  # five sequences (three windows, the short clip, the uncovered clip)
     assert results[1].text.startswith("Answer: ") and "windows" not in results[1].output
+    assert "windows" not in results[2].output  # not asked to cover: heard as the processor passes it (agr's)
 
 
 @pytest.mark.parametrize("listed, error", [
-    ("qwen3=/m", "family=path"), ("qwen2_audio=", "family=path"), (",".join(["/m"] * 5), "at most 4"),
+    ("qwen3=/m", "family=path"), ("qwen2_audio=", "family=path"), (",".join(f"/m{k}" for k in range(5)), "at most 4"),
+    ("/m,auto=/m", "a model twice"),
 ])
 def test_bad_alms_entries_are_refused_with_the_entry_named(listed, error, monkeypatch):
     monkeypatch.setenv("AGR_ALMS", listed)
@@ -78,22 +81,22 @@ def test_bad_alms_entries_are_refused_with_the_entry_named(listed, error, monkey
 def test_alms_entries_parse_with_or_without_a_family():
     assert parse_alms("/models/a, audio_flamingo3=/models/b") == [("auto", "/models/a"),
                                                                  ("audio_flamingo3", "/models/b")]
+    assert parse_alms("qwen2_audio=/models/x=1,/models/y=2") == [("qwen2_audio", "/models/x=1"), ("auto", "/models/y=2")]
 
 
 def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monkeypatch):
     from workers.perception.loaded_models import audio_language_model
     from workers.perception.tools.alm_routes import run_prompts
 
-    monkeypatch.setenv("AGR_ANSWER_SAMPLE_TEMPERATURE", "0.7")
-    get_settings.cache_clear()
     model = audio_language_model(2)
     temperatures = []
     generate = model.generate_batch
     model.generate_batch = lambda waves, prompts, t=None: temperatures.append((len(waves), t)) or generate(waves, prompts, t)
     asked = {"question": "What?", "choices": ["a", "b"]}
     try:
-        run_prompts(2, [("caption_2", _tone(1.0), {}), ("audio_answer_2", _tone(1.0), {**asked, "sample": 1}),
-                        ("audio_answer_2", _tone(1.0), {**asked, "sample": 2})])
+        run_prompts(2, [("caption_2", _tone(1.0), {}),
+                        ("audio_answer_2", _tone(1.0), {**asked, "sample": 1, "temperature": 0.7}),
+                        ("audio_answer_2", _tone(1.0), {**asked, "sample": 2, "temperature": 0.7})])
     finally:
         model.generate_batch = generate
     assert temperatures == [(1, None), (2, 0.7)]  # the caption greedy, both samples sampled together
@@ -106,9 +109,11 @@ def test_crosscheck_plans_each_models_samples(two_models, monkeypatch):
     monkeypatch.setenv("AGR_ALM_ANSWER_SAMPLES", "3")
     get_settings.cache_clear()
     calls = first_round_calls("crosscheck", "What?", ["a", "b"], catalogue.current())
-    answers = [(c.tool, c.args.get("sample")) for c in calls if c.tool.startswith("audio_answer")]
-    assert answers == [("audio_answer", 1), ("audio_answer", 2), ("audio_answer", 3),
-                       ("audio_answer_2", 1), ("audio_answer_2", 2), ("audio_answer_2", 3)]
+    answers = [(c.tool, c.args.get("sample"), c.args.get("temperature")) for c in calls
+               if c.tool.startswith("audio_answer")]
+    assert answers == [(tool, k, 0.7) for tool in ("audio_answer", "audio_answer_2") for k in (1, 2, 3)]
+    open_question = first_round_calls("crosscheck", "What is heard?", [], catalogue.current())
+    assert not [c for c in open_question if c.tool.startswith("audio_answer")]  # no choice to name
 
 
 def _answer(tool: str, choice: str | None, sample: int) -> dict:

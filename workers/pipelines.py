@@ -64,9 +64,11 @@ def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool)
     calls = []
     for slot in slots:
         caption = route_name("caption", slot)
-        calls.append(catalogue.call(caption, {}))
-        calls += [catalogue.call(caption, {"part": k, "parts": CAPTION_PARTS}) for k in range(1, CAPTION_PARTS + 1)]
-        if catalogue.tool(route_name(ANSWER_ROUTE, slot)):
+        # Covered in windows: a clip longer than the model hears is not cut off.
+        calls.append(catalogue.call(caption, {"cover": True}))
+        calls += [catalogue.call(caption, {"part": k, "parts": CAPTION_PARTS, "cover": True})
+                  for k in range(1, CAPTION_PARTS + 1)]
+        if choices and catalogue.tool(route_name(ANSWER_ROUTE, slot)):  # an open question has no choice to name
             calls += [catalogue.call(route_name(ANSWER_ROUTE, slot), args) for args in answer_args(question, choices)]
     return calls
 
@@ -74,8 +76,12 @@ def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool)
 def answer_args(question: str, choices: list[str]) -> list[dict]:
     """Each model's own answers: one greedy, or AGR_ALM_ANSWER_SAMPLES samples to vote on."""
     asked = {"question": question, "choices": choices}
-    samples = get_settings().alm_answer_samples
-    return [asked] if samples == 1 else [{**asked, "sample": k} for k in range(1, samples + 1)]
+    settings = get_settings()
+    if settings.alm_answer_samples == 1:
+        return [asked]
+    # The temperature is an argument, so it is in the result cache's key.
+    return [{**asked, "sample": k, "temperature": settings.answer_sample_temperature}
+            for k in range(1, settings.alm_answer_samples + 1)]
 
 
 def round_zero_kind(pipeline: str, question: str, choices: list[str], mechanisms: dict | None = None) -> tuple | None:
@@ -109,6 +115,17 @@ def shows_sources(pipeline: str, mechanisms: dict | None = None) -> bool:
     """Whether the evidence document shows each item's source, trust and declared limits
     (workers/perception/trust.py); `agr` keeps the paper's document."""
     return pipeline == "crosscheck" and is_on(mechanisms, "trust_labels")
+
+
+def tools_for(pipeline: str, tools) -> list:
+    """The tools a pipeline's agents are offered. Only `crosscheck` has the audio models'
+    own answers and the models after the first: `agr` stays the paper's single-ALM method
+    whatever the deployment has configured."""
+    from workers.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+
+    if pipeline == "crosscheck":
+        return list(tools)
+    return [t for t in tools if route_of(t.name)[0] != ANSWER_ROUTE and route_of(t.name)[1] == 1]
 
 
 def gates_on_agreement(pipeline: str, mechanisms: dict | None = None) -> bool:

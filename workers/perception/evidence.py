@@ -67,6 +67,8 @@ def _render_item(item: dict, with_sources: bool = False) -> str:
     if is_final_listening(item) or "choices" in args:
         args.pop("question", None)  # the job's own question and choices, shown with the document
     args.pop("choices", None)
+    for pipeline_only in ("cover", "temperature"):  # how it was heard, not what was asked
+        args.pop(pipeline_only, None)
     args.pop("evidence", None)  # the document itself, summarised
     shown = "".join(f" {k}={v!r}" for k, v in args.items())
     text = item["text"].replace("\n", "\n    ")

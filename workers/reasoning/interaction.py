@@ -69,5 +69,13 @@ def plan_from(parsed: dict | None, tools: list) -> list[dict]:
 
 
 def accepted_calls(plan: list[dict], catalogue) -> list[PlannedCall]:
-    """The next round's calls, with the models of the job's tool catalogue."""
-    return [catalogue.call(c["tool"], c["args"]) for c in plan if c["accepted"]]
+    """The next round's calls, with the models of the job's tool catalogue, each with only
+    the arguments its schema declares: what only the pipeline sets (an audio model's
+    final-listening `evidence`, a sample's `temperature`) an agent cannot."""
+    calls = []
+    for c in plan:
+        if c["accepted"]:
+            entry = catalogue.tool(c["tool"])
+            declared = entry.args_schema()["properties"] if entry else c["args"]
+            calls.append(catalogue.call(c["tool"], {k: v for k, v in c["args"].items() if k in declared}))
+    return calls

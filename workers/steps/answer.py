@@ -16,6 +16,7 @@ from core.settings import get_settings
 from models import Job, JobStatus
 from workers.job_state import close_batch_if_done_by_id
 from workers.perception.agreement import answer_in, is_final_listening
+from workers.pipelines import hears_again_to_answer
 from workers.reasoning import answerer, arbiter
 from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
@@ -44,7 +45,7 @@ def execute(claim) -> FinalAnswer:
     if (current.verdict or {}).get("gate") == "agreement":
         return _gated(current.verdict)
     heard = [e for e in current.evidence if e["iteration"] == claim.iteration and is_final_listening(e)]
-    if heard and claim.iteration > 0:
+    if heard and claim.iteration > 0 and hears_again_to_answer(job.pipeline, job.mechanisms):
         _, before = load_job_and_iteration(claim.job_id, claim.iteration - 1)
         return _with_audio_decision(claim, job, _text_side(claim, job, before.document), heard[0], current.document)
     final = _text_side(claim, job, current.document)
@@ -77,13 +78,18 @@ def _with_audio_decision(claim, job, text: FinalAnswer, heard: dict, document: s
     record = {"text_answer": text.answer, "audio_answer": audio, "audio_tool": heard["tool"],
               "audio_item": heard["id"]}
     if audio is None or audio == text.answer:
-        why = "the audio model named none of the choices" if audio is None else "they agree"
+        why = "they agree" if audio is not None else (
+            "the audio model's call failed" if heard["text"].startswith("tool error") else
+            "the audio model named none of the choices")
         return replace(text, decision={**record, "by": "text_side", "answer": text.answer, "why": why})
     reply = ask_agent(claim.job_id, claim.iteration, "arbiter",
                       arbiter.messages(job.question, job.choices, document, text.answer or text.raw_answer,
                                        text.reasoning, audio, heard["text"]),
                       arbiter.schema(job.choices))
     judged = _final(reply, job.choices)
+    if judged.answer is None:  # an arbiter naming no choice decides nothing: the text side stands
+        return replace(text, decision={**record, "by": "text_side", "answer": text.answer,
+                                       "why": f"the arbiter named no choice: {judged.raw_answer[:200]}"})
     decision = {**record, "by": "arbiter", "answer": judged.answer, "arbiter_reasoning": judged.reasoning}
     return replace(judged, vote=text.vote, decision=decision)
 

@@ -11,7 +11,8 @@ from models import Iteration, StepKind
 from workers.perception import catalogue
 from workers.reasoning import interaction
 from workers.reasoning.agent_call import ask_agent
-from workers.steps import NextStep
+from workers.pipelines import tools_for
+from workers.steps import NextStep, final_listening
 
 ITERATIONS = Iteration.__table__
 from workers.steps.context import load_job_and_iteration
@@ -21,19 +22,22 @@ from workers.steps.context import load_job_and_iteration
 class ToolPlan:
     plan: list[dict]  # every proposed call, accepted or dropped (the audit's record)
     calls: tuple  # the accepted ones as the next round's PlannedCalls
+    final_listening: tuple = ()  # none accepted: crosscheck's final listening, if it has one
 
 
 def execute(claim) -> ToolPlan:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     tools = catalogue.of_job(job.catalogue_version)
+    offered = tools_for(job.pipeline, tools.tools)
     reply = ask_agent(
         claim.job_id, claim.iteration, "interaction",
         interaction.messages(job.question, job.choices, current.document,
-                             (current.verdict or {}).get("missing", []), tools.tools),
-        interaction.schema(tools.tools),
+                             (current.verdict or {}).get("missing", []), offered),
+        interaction.schema(offered),
     )
-    plan = interaction.plan_from(reply.valid_json, tools.tools)
-    return ToolPlan(plan, tuple(interaction.accepted_calls(plan, tools)))
+    plan = interaction.plan_from(reply.valid_json, offered)
+    calls = tuple(interaction.accepted_calls(plan, tools))
+    return ToolPlan(plan, calls, () if calls else final_listening.calls(job, current.evidence, tools))
 
 
 def commit(session, claim, result: ToolPlan) -> NextStep:
@@ -42,6 +46,8 @@ def commit(session, claim, result: ToolPlan) -> NextStep:
         .where(ITERATIONS.c.job_id == claim.job_id, ITERATIONS.c.index == claim.iteration)
         .values(tool_plan=result.plan)
     )
+    if result.final_listening:  # nothing usable was asked for: the loop ends here
+        return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU, calls=result.final_listening)
     if not result.calls:
         # Nothing usable was asked for: another round would see the same document.
         return NextStep(claim.iteration, StepKind.ANSWER)

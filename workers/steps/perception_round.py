@@ -20,7 +20,7 @@ from workers.perception.executor import RoundExecutor
 from workers.perception.tools import TOOLS, PlannedCall
 from workers.pipelines import after_first_document, first_round_calls, shows_sources
 from workers.reasoning.interaction import accepted_calls
-from workers.steps import NextStep
+from workers.steps import NextStep, final_listening
 from workers.steps.context import IterationView, load_round
 
 
@@ -33,10 +33,10 @@ class Round:
         self.iteration = claim.iteration
         job, stored, before = load_round(claim.job_id, claim.step_id, claim.iteration)
         self.job, self.pipeline = job, job.pipeline
-        # The round after the planner's final verdict: the audio model's final listening.
-        self.answers_next = bool(before and (before.verdict or {}).get("final"))
         self.previous: list[dict] = [] if before is None else list(before.evidence)
         self.calls: list[PlannedCall] = stored if stored is not None else _planned_as_before(job, before)
+        # crosscheck's final listening: the answer follows it (workers/steps/final_listening.py).
+        self.answers_next = self.iteration > 0 and final_listening.is_final_listening(self.calls)
         unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
         if unknown:
             raise ToolUnavailableError(f"round {self.iteration} asks for tool(s) {unknown}, unknown to this worker")

@@ -14,11 +14,10 @@ from sqlalchemy import func, update
 from models import Iteration, StepKind
 from workers.perception import catalogue
 from workers.perception.agreement import of_round_zero
-from workers.perception.evidence import neutral_summary
-from workers.pipelines import gates_on_agreement, hears_again_to_answer
+from workers.pipelines import gates_on_agreement, tools_for
 from workers.reasoning import planner
 from workers.reasoning.agent_call import ask_agent
-from workers.steps import NextStep
+from workers.steps import NextStep, final_listening
 
 ITERATIONS = Iteration.__table__
 from workers.steps.context import load_job_and_iteration
@@ -35,35 +34,35 @@ class Plan:
 def execute(claim) -> Plan:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     tools = catalogue.of_job(job.catalogue_version)
+    offered = tools_for(job.pipeline, tools.tools)
     reply = ask_agent(
         claim.job_id, claim.iteration, "planner",
-        planner.messages(job.question, job.choices, current.document, list(tools.tools)),
-        planner.schema([t.name for t in tools.tools]),
+        planner.messages(job.question, job.choices, current.document, offered),
+        planner.schema([t.name for t in offered]),
     )
     verdict = planner.verdict_from(reply.valid_json, reply.text).as_json()
     # The loop stops on "sufficient" or when the refinement budget is spent; the planner
     # has re-checked the document after every round, the last one included.
     verdict["final"] = verdict["sufficient"] or claim.iteration >= job.max_iters
-    if gates_on_agreement(job.pipeline, job.mechanisms):
-        _gate(verdict, of_round_zero(current.evidence, job.choices), claim.iteration, job.max_iters)
-    if verdict["final"] and "gated_answer" not in verdict and hears_again_to_answer(job.pipeline, job.mechanisms) \
-            and tools.tool("audio_answer"):
-        summary = neutral_summary(current.evidence)
-        return Plan(verdict, (tools.call("audio_answer", {"question": job.question, "choices": job.choices,
-                                                          "evidence": summary}),))
+    if claim.iteration == 0 and gates_on_agreement(job.pipeline, job.mechanisms):
+        _gate(verdict, of_round_zero(current.evidence, job.choices), job.max_iters)
+    if verdict["final"] and "gated_answer" not in verdict:
+        return Plan(verdict, final_listening.calls(job, current.evidence, tools))
     return Plan(verdict)
 
 
-def _gate(verdict: dict, agreement, iteration: int, max_iters: int) -> None:
-    """The audio models' agreement as a decision: stored on the verdict, for the audit."""
+def _gate(verdict: dict, agreement, max_iters: int) -> None:
+    """Round 0's agreement as a decision, stored on the verdict for the audit. Only round 0
+    gates: after a refinement round the planner judges what the round found, and the
+    answering agent reads it, rather than the models' first answers deciding alone."""
     verdict["agreement"] = agreement.as_json()
     if agreement.agreed and verdict["sufficient"]:
         verdict["gate"] = "agreement"
         verdict["gated_answer"] = agreement.agreed
         verdict["final"] = True
-    elif agreement.conflict and iteration == 0 and iteration < max_iters:
-        # Round 0's conflict is resolved by a round planned for it, whatever the planner
-        # thought of the rest; later rounds are the planner's to judge.
+    elif agreement.conflict and max_iters > 0:
+        # The conflict is resolved by a round planned for it, whatever the planner thought
+        # of the rest.
         verdict["gate"] = "disagreement"
         verdict["final"] = False
         verdict["missing"] = [RESOLVE_CONFLICT, *verdict["missing"]]

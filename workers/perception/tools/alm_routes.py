@@ -20,13 +20,11 @@ from core.settings import MAX_ALMS, get_settings
 from workers.perception.tools.base import Tool, ToolResult
 
 ANSWER_ROUTE = "audio_answer"
-_PART_ARGS = {
-    "part": {"type": "integer", "minimum": 1, "description": "which of `parts` equal segments to hear (1 = first)"},
-    "parts": {"type": "integer", "minimum": 1, "maximum": 12, "description": "into how many equal segments to cut"},
-}
 _CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "description": "the options to choose from"}}
-# `sample` (1, 2, ...): one of several self-consistency answers, decoded at
-# AGR_ANSWER_SAMPLE_TEMPERATURE; the planner sets it (AGR_ALM_ANSWER_SAMPLES), agents do not.
+# Set by the pipeline only, outside the schemas the agents see (an agent's calls keep their
+# declared arguments): `cover` (hear the whole clip or part in windows), `part` of `parts`
+# (equal segments: workers/perception/executor.py clip_for), `sample` and `temperature`
+# (one of several self-consistency answers), `evidence` (final listening's summary).
 
 
 def route_name(route: str, slot: int) -> str:
@@ -43,17 +41,19 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     from workers.perception.loaded_models import audio_language_model
 
     model = audio_language_model(slot)
-    pieces = [(i, window) for i, (_, clip, _) in enumerate(calls) for window in covering(clip, model.window_seconds())]
+    # A call asking to `cover` its clip is heard in windows covering all of it (crosscheck's
+    # captions); any other hears what the processor passes (the first 30 s, say), as before.
+    pieces = [(i, window) for i, (_, clip, args) in enumerate(calls)
+              for window in (covering(clip, model.window_seconds()) if args.get("cover") else [clip])]
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
-    # A self-consistency sample of an answer is decoded at the sampling temperature; the
-    # rest as the model is configured (greedy by default): one generate call each kind.
-    settings = get_settings()
-    for temperature in (None, settings.answer_sample_temperature):
-        kind = [(i, w) for i, w in pieces if ("sample" in calls[i][2]) == (temperature is not None)]
+    # A self-consistency sample is decoded at its own temperature, the rest as the model
+    # is configured (greedy by default): one generate call per kind.
+    size = get_settings().gpu_batch_size
+    for temperature in dict.fromkeys(calls[i][2].get("temperature") for i, _ in pieces):
+        kind = [(i, w) for i, w in pieces if calls[i][2].get("temperature") == temperature]
         prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in kind]
         # A long clip is many windows: at most a GPU batch of them per generate call, so a
         # 30-minute clip's 60 windows never go through the model at once.
-        size = settings.gpu_batch_size
         for start in range(0, len(kind), size):
             part = kind[start:start + size]
             texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in part],
@@ -142,7 +142,7 @@ def model_name(slot: int) -> str:
 
 def _routes(slot: int) -> list[Tool]:
     run_batch = partial(run_prompts, slot)  # one object per model: its calls batch together
-    which = "an audio-language model" if slot == 1 else f"audio-language model {slot} (a second opinion)"
+    which = "an audio-language model" if slot == 1 else f"audio-language model {slot} (another opinion)"
 
     def route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
         tool = route_name(name, slot)
@@ -153,12 +153,13 @@ def _routes(slot: int) -> list[Tool]:
                     args=args or {}, required=required, run_batch=run_batch)
 
     return [
-        route("caption", "A detailed description of the audio from {which}.", _PART_ARGS),
+        # The first model's descriptions are the paper's, word for word: what `agr` is offered.
+        route("caption", "A detailed description of the whole audio from {which}."),
         route("audio_qa", "Ask {which} a specific question about the audio.",
               {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
-        route("re_caption", "Describe the audio again with {which}, paying attention to one aspect "
-                            "(e.g. the background sounds).",
-              {"focus": {"type": "string", "description": "what to attend to"}, **_PART_ARGS}, ("focus",)),
+        route("re_caption", "Describe the audio again" + ("" if slot == 1 else " with {which}")
+              + ", paying attention to one aspect (e.g. the background sounds).",
+              {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
         route(ANSWER_ROUTE, "{which} answers a multiple-choice question itself, from what it hears.",
               {"question": {"type": "string", "description": "the question"}, **_CHOICES_ARG}, ("question",)),
     ]

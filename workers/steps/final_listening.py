@@ -1,0 +1,24 @@
+"""crosscheck's final listening: once the loop ends, the primary audio model hears the clip
+again and answers, given a neutral summary of the evidence (Audio-Mind keeps the audio
+model in the final decision). Planned by whichever step ends the loop: the planner's
+final verdict, or the interaction agent finding nothing more to ask for. The answer step
+then weighs it against the text side (workers/steps/answer.py)."""
+
+from workers.perception.evidence import neutral_summary
+from workers.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+from workers.pipelines import hears_again_to_answer
+
+
+def calls(job, evidence: list[dict], tools) -> tuple:
+    """The final-listening call, or () where there is none: another pipeline, the mechanism
+    off, no audio model in the job's catalogue, or an open question (no choice to name)."""
+    if not (hears_again_to_answer(job.pipeline, job.mechanisms) and job.choices and tools.tool(ANSWER_ROUTE)):
+        return ()
+    args = {"question": job.question, "choices": list(job.choices), "evidence": neutral_summary(evidence)}
+    return (tools.call(ANSWER_ROUTE, args),)
+
+
+def is_final_listening(calls) -> bool:
+    """Whether a round is the final listening: only an answer route given the evidence,
+    which only the pipeline gives (an agent's calls carry their declared arguments only)."""
+    return bool(calls) and all(route_of(c.tool)[0] == ANSWER_ROUTE and "evidence" in c.args for c in calls)
