@@ -54,6 +54,8 @@ def _script(scripted_llm) -> None:
     """The interaction agent plans the resolving calls only when told of the conflict; the
     answerer's samples on the conflict split 2:1; the arbiter sides with the audio model."""
     def interaction(body):
+        if "- rain\n- rain dog" in _user_text(body):
+            return {"calls": []}  # nothing to ask for: the loop ends there
         if "DISAGREEMENT" in _user_text(body):
             return {"calls": RESOLVING_CALLS}
         return {"calls": [{"tool": "signal_facts", "args": {}, "purpose": "check the level"}]}
@@ -79,6 +81,8 @@ def test_agreement_conflict_vote_arbitration_and_windows(crosscheck_api, scripte
     lines = [{"custom_id": "agree", "audio": "short.wav", "question": "What is heard?", "choices": ["rain", "silence"]},
              {"custom_id": "conflict", "audio": "short.wav", "question": "What is heard?",
               "choices": ["rain dog", "rain"]},
+             {"custom_id": "conflict-unresolved", "audio": "short.wav", "question": "What is heard?",
+              "choices": ["rain", "rain dog"]},
              {"custom_id": "long", "audio": "long.wav", "question": "What fills the recording?",
               "choices": ["silence", "speech"]}]
     http, url, key = crosscheck_api
@@ -124,6 +128,12 @@ def test_agreement_conflict_vote_arbitration_and_windows(crosscheck_api, scripte
     assert job["answer"] == "rain dog"
     assert [c["agent"] for c in final["llm_calls"]].count("arbiter") == 1
 
+    # A conflict the interaction agent finds nothing to ask about: final listening still comes.
+    unresolved = chains["conflict-unresolved"]
+    assert [i["index"] for i in unresolved["iterations"]] == [0, 1]
+    assert [t["tool"] for t in unresolved["iterations"][1]["tool_calls"]] == ["audio_answer"]
+    assert unresolved["job"]["decision"]["audio_answer"] == "rain dog"
+
     # The 75 s clip: the first model's caption covers it in windows, none cut off.
     long_zero = chains["long"]["iterations"][0]
     (whole,) = [t for t in long_zero["tool_calls"] if t["tool"] == "caption" and "part" not in t["args"]]
@@ -149,7 +159,7 @@ def _an_ablation_pays_no_perception(http, lines: list[dict]) -> None:
     assert batch["options"]["mechanisms"]["agreement_gate"] is False
     jobs = {j["custom_id"]: j for j in http.get(f"/v1/batches/{batch['id']}/jobs").json()["data"]}
     assert all(j["status"] == "succeeded" for j in jobs.values()), jobs
-    for job in jobs.values():
+    for job in [j for name, j in jobs.items() if name != "conflict-unresolved"]:
         zero = http.get(f"/v1/jobs/{job['id']}/evidence").json()["iterations"][0]
         assert zero["tool_calls"] and all(t["cache_hit"] for t in zero["tool_calls"]), zero["tool_calls"]
         assert "gate" not in zero["verdict"]

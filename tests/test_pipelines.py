@@ -73,3 +73,43 @@ def test_crosscheck_through_the_workers_shows_sources_and_votes(stack, scripted_
     assert all(e["trust"] == declared(e["tool"]).trust for e in first.evidence)
     assert "[E0.1] signal_facts {analytic 1.00}:" in first.document
     assert job.vote["samples"] == 3 and job.vote["margin"] == 1.0  # the scripted answerer never dissents
+
+
+def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
+    """With several audio models configured, `agr`'s agents still see one ALM's caption,
+    question and re-caption routes, with the paper's descriptions; crosscheck sees them all."""
+    from core.settings import get_settings
+    from workers.pipelines import tools_for
+
+    monkeypatch.setenv("AGR_ALMS", "qwen2_audio=/models/a,audio_flamingo3=/models/b")
+    get_settings.cache_clear()
+    try:
+        tools = catalogue.current().tools
+    finally:
+        get_settings.cache_clear()
+    offered = {t.name for t in tools_for("agr", tools)}
+    assert {"caption", "audio_qa", "re_caption"} <= offered
+    assert not offered & {"audio_answer", "caption_2", "audio_answer_2", "re_caption_2"}
+    assert {"audio_answer", "caption_2", "audio_answer_2"} <= {t.name for t in tools_for("crosscheck", tools)}
+    caption = next(t for t in tools if t.name == "caption")
+    assert caption.description == "A detailed description of the whole audio from an audio-language model."
+
+
+def test_an_agents_call_keeps_only_its_declared_arguments():
+    """What only the pipeline sets (final listening's evidence, a sample's temperature, covering
+    windows) an agent's call cannot: it would pass for the pipeline's own decision."""
+    from workers.reasoning.interaction import accepted_calls, plan_from
+
+    tools = catalogue.current()
+    plan = plan_from({"calls": [{"tool": "signal_facts", "args": {"start": 1, "evidence": "x", "cover": True}}]},
+                     list(tools.tools))
+    (call,) = accepted_calls(plan, tools)
+    assert call.args == {"start": 1}
+
+
+def test_a_line_of_another_pipeline_drops_the_batch_switches():
+    from api.submission import item_options
+
+    batch = {"pipeline": "crosscheck", "max_iters": 2, "mechanisms": {"agreement_gate": False}}
+    assert item_options(batch, {"pipeline": "agr"}) == {"pipeline": "agr", "max_iters": 2}
+    assert item_options(batch, {})["mechanisms"] == {"agreement_gate": False}
