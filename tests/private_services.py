@@ -82,8 +82,18 @@ class PrivatePostgres:
                 pass  # a backend that noticed its postmaster's death and left
         psutil.wait_procs(processes, timeout=10)
 
-    def restart(self) -> None:
-        self.server.ensure_postgres_running()
+    def restart(self, within_s: float = 120.0) -> None:
+        """Start it again once it can start: on a loaded machine a killed backend may hold the
+        shared memory a moment after the kill, and pg_ctl refuses until it lets go."""
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                self.server.ensure_postgres_running()
+                return
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
 
     def stop(self) -> None:
         if self.server is not None:

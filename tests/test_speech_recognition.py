@@ -110,7 +110,7 @@ def test_the_cpu_step_runs_transcription_and_hands_nothing_to_the_gpu_queue(data
     claim = _transcription_job(speech_paths[1], tmp_path)
     assert not Round(claim).has_gpu_calls
     result = perceive_cpu.execute(claim)
-    assert result.evidence is not None  # the round is closed here: no PERCEIVE_GPU step
+    assert result.written is not None  # the round is closed here: no PERCEIVE_GPU step
     (row,) = result.tool_calls
     assert (row["tool"], row["device"], row["model"]) == ("transcription", "cpu", "faster-whisper/tiny.en")
     assert "repeat" in row["text"].lower()  # "... code is 792, I repeat 792": a clear sentence of the clip
