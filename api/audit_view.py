@@ -16,6 +16,8 @@ def render_audit(console: Console, chain: dict) -> None:
     for iteration in chain["iterations"]:
         console.print(Panel(_iteration(iteration), title=_iteration_title(iteration["index"]), expand=True))
     console.print(_steps(chain["steps"]))
+    for line in _how_decided(job):
+        console.print(line)
     console.print(_verdict_line(job))
 
 
@@ -50,6 +52,9 @@ def _iteration(it: dict) -> Group:
         parts.append(Text(f"planner: {'sufficient' if v.get('sufficient') else 'insufficient'}"
                           f"{' (final)' if v.get('final') else ''}"
                           f"{' · missing: ' + _short(str(missing), 300) if missing else ''}", style="cyan"))
+        if v.get("agreement"):  # crosscheck: the audio models' own answers and the gate
+            answers = ", ".join(f"{tool}: {answer or 'no choice'}" for tool, answer in v["agreement"]["answers"].items())
+            parts.append(Text(f"audio models: {answers} · gate: {v.get('gate') or 'none'}", style="cyan"))
     if it["tool_plan"]:
         parts.append(Text("tool plan: " + _short(json.dumps(it["tool_plan"]), 600), style="magenta"))
     for call in it["llm_calls"]:
@@ -65,6 +70,21 @@ def _steps(steps: list[dict]) -> Table:
         table.add_row(s["kind"], str(s["iteration"]), s["status"], str(s["attempts"]), s["created_at"][11:23],
                       (s["finished_at"] or "")[11:23], Text(_short(s["last_error"] or "", 120)))
     return table
+
+
+def _how_decided(job: dict) -> list[Text]:
+    """The vote of the answer samples and (crosscheck) who decided, with both sides' answers."""
+    lines = []
+    if vote := job.get("vote"):
+        counts = ", ".join(f"{v['answer']}: {v['votes']}" for v in vote["votes"])
+        lines.append(Text(f"vote of {vote['samples']} samples: {counts} · margin {vote['margin']}", style="cyan"))
+    if decision := job.get("decision"):
+        sides = (f" · text side: {decision.get('text_answer')} · audio model: {decision.get('audio_answer')}"
+                 if "text_answer" in decision else "")
+        why = decision.get("why") or decision.get("arbiter_reasoning") or ""
+        lines.append(Text(f"decided by {decision['by']}{sides}{' · ' + _short(why, 300) if why else ''}",
+                          style="cyan"))
+    return lines
 
 
 def _verdict_line(job: dict) -> Text:

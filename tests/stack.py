@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -230,3 +231,9 @@ def tone_batch_file(folder: Path, items: int) -> Path:
     path = folder / "batch.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     return path
+
+
+def run_cli(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`agr ARGS` as a user runs it, in its own process with `env`."""
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)

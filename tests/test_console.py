@@ -5,6 +5,7 @@ an evidence span. Each page's screenshot is saved under test-artifacts/console/.
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,22 @@ INSUFFICIENT = {"reason": "the start is unclear", "sufficient": False, "confiden
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--autoplay-policy=no-user-gesture-required"]
+
+
+@contextmanager
+def console_page(playwright):
+    """A headless Chromium page, and the list its script errors and refused resources land in."""
+    browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # The API serves the console with a Content-Security-Policy: nothing it needs may be refused.
+    page.on("console", lambda message: errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    try:
+        yield page, errors
+    finally:
+        browser.close()
 
 
 def _chromium() -> str:
@@ -56,14 +73,7 @@ def test_console_batches_batch_and_job_pages(finished_batch):
     api, key, batch_id, jobs = finished_batch
     assert all(j["status"] == "succeeded" for j in jobs.values()), jobs
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        # The API serves the console with a Content-Security-Policy: nothing it needs may be refused.
-        page.on("console", lambda message: errors.append(message.text)
-                if "Content Security Policy" in message.text else None)
+    with sync_playwright() as playwright, console_page(playwright) as (page, errors):
 
         # A wrong key is refused; the right one is kept for the session.
         page.goto(f"{api}/console/")
@@ -114,6 +124,5 @@ def test_console_batches_batch_and_job_pages(finished_batch):
                                f"&& document.querySelector('audio').currentTime > {start}", timeout=15_000)
         expect(asr).to_have_class("span playing")
         page.screenshot(path=str(ARTIFACTS / "job.png"), full_page=True)
-        browser.close()
     assert errors == [], errors
     print(f"screenshots in {ARTIFACTS}")

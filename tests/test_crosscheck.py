@@ -20,8 +20,8 @@ import threading
 import pytest
 
 from api.keys import create_key
-from tests.stack import api_client, tone_wav
-from tests.test_console import ARTIFACTS, CHROMIUM_ARGS, _chromium
+from tests.stack import api_client, run_cli, tone_wav
+from tests.test_console import ARTIFACTS, console_page
 from tests.test_api_batches import ended, wait_for
 from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio, steer_to_words
 
@@ -145,6 +145,11 @@ def test_agreement_conflict_vote_arbitration_and_windows(crosscheck_api, scripte
     assert chains["long"]["job"]["decision"]["by"] == "text_side"  # the models named no choice
 
     _console_shows_the_decisions(url, key, agree["job"]["id"], conflict["job"]["id"])
+    audited = run_cli({**os.environ, "AGR_API_URL": url, "AGR_API_KEY": key, "COLUMNS": "200"},
+                      "audit", conflict["job"]["id"])
+    assert audited.returncode == 0, audited.stderr
+    assert "gate: disagreement" in audited.stdout and "vote of 3 samples: rain: 2, rain dog: 1" in audited.stdout
+    assert "decided by arbiter · text side: rain · audio model: rain dog" in audited.stdout
     _an_ablation_pays_no_perception(http, lines)
 
 
@@ -172,11 +177,7 @@ def _console_shows_the_decisions(url: str, key: str, agree_id: str, conflict_id:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with sync_playwright() as playwright, console_page(playwright) as (page, errors):
         page.goto(f"{url}/console/")
         page.fill("input[name=key]", key)
         page.click("button[type=submit]")
@@ -200,5 +201,4 @@ def _console_shows_the_decisions(url: str, key: str, agree_id: str, conflict_id:
         expect(final.locator(".decision[data-by=arbiter]")).to_contain_text("Text side: rain")
         expect(final.locator(".decision")).to_contain_text("the model heard a dog too")
         page.screenshot(path=str(ARTIFACTS / "crosscheck-job.png"), full_page=True)
-        browser.close()
     assert errors == [], errors

@@ -6,8 +6,6 @@ reasoner)."""
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,6 +13,7 @@ import pytest
 import redis
 
 from api.cli_eval import column_label
+from tests.stack import run_cli
 
 ITEMS = {"item-1": "tones", "item-2": "tones", "item-3": "voices", "item-4": "voices"}
 
@@ -103,15 +102,12 @@ def two_batches(database_url, tmp_path_factory):
         llm.close()
 
 
-def _agr(env: dict, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_two_batches_side_by_side_over_their_common_items(two_batches, tmp_path):
     env, a, b = two_batches
     report_path = tmp_path / "compare.json"
-    run = _agr(env, "eval", "--batch", a, "--batch", b, "--json", str(report_path))
+    run = run_cli(env, "eval", "--batch", a, "--batch", b, "--json", str(report_path))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = run.stdout
     assert (f"warning: the batches do not cover the same items ({a}: 3, {b}: 3): scored over the 2 item(s) "
@@ -136,7 +132,7 @@ def test_two_batches_side_by_side_over_their_common_items(two_batches, tmp_path)
 
 def test_one_batch_still_reports_as_before(two_batches):
     env, a, _ = two_batches
-    run = _agr(env, "eval", "--batch", a)
+    run = run_cli(env, "eval", "--batch", a)
     assert run.returncode == 0, run.stderr
     assert "rule token: official 66.7% (items without a prediction dropped: 0), strict 66.7%" in run.stdout
     assert "warning" not in run.stdout and "common item" not in run.stdout
@@ -144,7 +140,7 @@ def test_one_batch_still_reports_as_before(two_batches):
 
 def test_the_same_batch_twice_is_refused(two_batches):
     env, a, _ = two_batches
-    run = _agr(env, "eval", "--batch", a, "--batch", a)
+    run = run_cli(env, "eval", "--batch", a, "--batch", a)
     assert run.returncode == 2 and "the same batch is given twice" in run.stdout
 
 

@@ -7,8 +7,6 @@ and as judge."""
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,6 +14,7 @@ import pytest
 from core.benchmark_exports import export_mmar_challenge
 from core.trace_rubric import (TRACE_LIMIT, ItemScore, TraceFigures, TraceItem, judge_messages, middle_mean,
                                parse_score, thinking_prediction)
+from tests.stack import run_cli
 
 
 def _chain(rounds: int, evidence_chars: int, reasoning: str = "The steady 440 Hz line and no speech mean a tone.",
@@ -173,16 +172,13 @@ def judged_batch(database_url, tmp_path_factory):
         llm.close()
 
 
-def _agr(env: dict, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_eval_rubric_judges_right_answers_five_times_and_reports_both_means(judged_batch, tmp_path):
     env, batch_id, llm = judged_batch
     report_path = tmp_path / "report.json"
     started = time.monotonic()
-    run = _agr(env, "eval", "--batch", batch_id, "--rubric", "--judge-model", "rubric-judge",
+    run = run_cli(env, "eval", "--batch", batch_id, "--rubric", "--judge-model", "rubric-judge",
                "--json", str(report_path))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     out = " ".join(run.stdout.split())  # as read, whatever the terminal's width wrapped
@@ -209,7 +205,7 @@ def test_eval_rubric_judges_right_answers_five_times_and_reports_both_means(judg
 def test_the_challenge_export_carries_a_trace_from_the_stored_chain(judged_batch, tmp_path):
     env, batch_id, _ = judged_batch
     out = tmp_path / "challenge.jsonl"
-    run = _agr(env, "results", batch_id, "-o", str(out), "--format", "mmar-challenge")
+    run = run_cli(env, "results", batch_id, "-o", str(out), "--format", "mmar-challenge")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     lines = {line["id"]: line for line in map(json.loads, out.read_text().splitlines())}
     assert set(lines) == {"item-a", "item-b", "item-c"}
