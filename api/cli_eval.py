@@ -3,18 +3,18 @@ side by side over their common items, and the MMAR challenge's trace score (--ru
 the right answers, judged through the configured reasoner endpoint (core/trace_rubric.py)."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from api.cli_common import app, console, fail
-from api.cli_remote import _api, _client, _failure, _pct, _print_score, _progress
+from api.cli_remote import _api, _client, _pct, _print_score, each_at_once
 from api.client import ApiClient
 from core.scoring import GROUP_FIELDS, ScoredItem, common_items, read_benchmark, read_predictions, report_of, score
 from core.settings import get_settings
 from core.trace_rubric import JUDGE_RUNS, TraceItem, TraceJudge, TraceReport, judge_messages, thinking_prediction
+from workers.mechanisms import switched_off
 
 JUDGE_THREADS = 4  # right answers judged at once (each one's runs in turn): calls in flight to the judge
 
@@ -69,9 +69,7 @@ def column_label(batch: dict) -> str:
     ("crosscheck -agreement_gate"); just the pipeline when none is off."""
     options = batch.get("options") or {}
     pipeline = batch.get("pipeline") or options.get("pipeline") or "agr"
-    mechanisms = options.get("mechanisms") or {}
-    off = [f"-{name}" for name, on in sorted(mechanisms.items()) if on is False]
-    return " ".join([pipeline, *off])
+    return " ".join([pipeline, *(f"-{name}" for name in sorted(switched_off(options.get("mechanisms"))))])
 
 
 def _compare(client: ApiClient, batch_ids: list[str], rule: str, judge: TraceJudge | None,
@@ -170,19 +168,8 @@ def _judge_traces(client: ApiClient, judge: TraceJudge, items: list[dict], rubri
                                   thinking_prediction(chain), reference.get("rubric"), reference.get("thinking"))
         return TraceItem(item["id"], True, judge.score(messages), item.get("groups") or {})
 
-    scores: dict[str, TraceItem] = {}
-    with _progress() as bar, ThreadPoolExecutor(JUDGE_THREADS) as pool:
-        task = bar.add_task(f"judging traces ({JUDGE_RUNS} runs each)", total=len(right))
-        futures = [pool.submit(judged, item) for item in right]
-        try:
-            for future in as_completed(futures):
-                done = future.result()
-                scores[done.id] = done
-                bar.advance(task)
-        except Exception as exc:  # the judge or the API failed: the rest is not worth asking
-            for f in futures:
-                f.cancel()
-            fail(_failure(exc))
+    scores = each_at_once(f"judging traces ({JUDGE_RUNS} runs each)", right, lambda item: item["id"], judged,
+                          JUDGE_THREADS)
     return TraceReport.of([scores.get(i["id"]) or TraceItem(i["id"], i["correct"], None, i.get("groups") or {})
                            for i in items], model=judge.model)
 

@@ -147,19 +147,26 @@ def audit(job_id: str) -> None:
 
 def _traces(client: ApiClient, job_ids: list[str]) -> dict[str, str]:
     """Each job's thinking_prediction, built from its evidence chain (a few fetched at once)."""
-    traces: dict[str, str] = {}
-    with _progress() as bar, ThreadPoolExecutor(EVIDENCE_THREADS) as pool:
-        task = bar.add_task("traces from the evidence chains", total=len(job_ids))
-        futures = {pool.submit(client.evidence, job_id): job_id for job_id in job_ids}
+    return each_at_once("traces from the evidence chains", job_ids, lambda job_id: job_id,
+                        lambda job_id: thinking_prediction(client.evidence(job_id)), EVIDENCE_THREADS)
+
+
+def each_at_once(description: str, items: list, key, work, threads: int) -> dict:
+    """{key(item): work(item)} for every item, `threads` at a time, with a progress bar; the
+    first failure (the API or the judge) cancels the rest and ends the command."""
+    done = {}
+    with _progress() as bar, ThreadPoolExecutor(threads) as pool:
+        task = bar.add_task(description, total=len(items))
+        futures = {pool.submit(work, item): key(item) for item in items}
         try:
             for future in as_completed(futures):
-                traces[futures[future]] = thinking_prediction(future.result())
+                done[futures[future]] = future.result()
                 bar.advance(task)
-        except Exception as exc:
+        except Exception as exc:  # the rest is not worth asking
             for f in futures:
                 f.cancel()
             fail(_failure(exc))
-    return traces
+    return done
 
 
 def _failure(exc: Exception) -> str:

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/pipelines.py (which imports models)
+# workers/perception/alm/loading.py FAMILIES (which imports torch)
+ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")
+MAX_ALMS = 4  # configured audio-language models: each has its slot of routes
 
 
 class Settings(BaseSettings):
@@ -91,13 +94,13 @@ class Settings(BaseSettings):
     alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM
     # Several audio-language models (the crosscheck pipeline asks each): "family=path,family=path",
     # family one of alm_family's or omitted ("auto"). The first is the primary model and takes
-    # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/perception/alm_slots.py).
+    # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/perception/tools/alm_routes.py).
     alms: str | None = None
     alm_device: str = "auto"
     alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024
     # auto: from the checkpoint's model_type (and an "Audio-Reasoner" name); or force a family
     alm_family: str = Field(
-        "auto", pattern="^(auto|qwen2_audio|audio_reasoner|audio_flamingo3|qwen2_5_omni|midashenglm)$"
+        "auto", pattern=f"^(auto|{'|'.join(ALM_FAMILIES)})$"
     )
     # Decoding. Greedy by default: reproducible evidence, and batched = one-at-a-time output.
     alm_do_sample: bool = False
@@ -215,8 +218,6 @@ class Settings(BaseSettings):
         return self.broker_transport_options.get("visibility_timeout", self.task_time_limit_s * 2)
 
 
-ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")
-MAX_ALMS = 4
 
 
 def parse_alms(listed: str | None) -> list[tuple[str, str]]:

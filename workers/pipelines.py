@@ -8,7 +8,7 @@ audio and the same stored perception results:
   already holds the evidence (every cheap offline tool in round 0, the music analysis when
   the question asks about music, rhythm, pitch or counts, and every configured audio model's
   captions of the clip and its thirds and its own answer), each item shown with its source,
-  trust and limits; the audio models' agreement gates the loop (workers/reasoning/agreement.py),
+  trust and limits; the audio models' agreement gates the loop (workers/perception/agreement.py),
   the answering agent is sampled and voted on, and the audio model hears the clip again to
   answer with the evidence before the reasoner arbitrates (workers/steps/answer.py). Each
   mechanism can be switched off per batch (workers/mechanisms.py).

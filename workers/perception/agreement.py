@@ -54,11 +54,14 @@ class Agreement:
 
 def is_preliminary(item: dict) -> bool:
     """A round-0 answer of a model: not one given later with the evidence (final listening)."""
-    return route_of(item["tool"])[0] == ANSWER_ROUTE and "evidence" not in item["args"] and item["iteration"] == 0
+    return (route_of(item["tool"])[0] == ANSWER_ROUTE and not is_final_listening(item["tool"], item["args"])
+            and item["iteration"] == 0)
 
 
-def is_final_listening(item: dict) -> bool:
-    return route_of(item["tool"])[0] == ANSWER_ROUTE and "evidence" in item["args"]
+def is_final_listening(tool: str, args: dict) -> bool:
+    """A call (or its item) of crosscheck's final listening: an answer route given the
+    evidence, which only the pipeline gives (an agent's calls keep their declared arguments)."""
+    return route_of(tool)[0] == ANSWER_ROUTE and "evidence" in args
 
 
 def answer_in(item: dict, choices: list[str]) -> str | None:

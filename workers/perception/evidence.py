@@ -45,7 +45,7 @@ def render_document(items: list[dict], with_sources: bool = False, choices: list
 def _title(iteration: int, items: list[dict]) -> str:
     if iteration == 0:
         return "Coarse evidence"
-    if all(is_final_listening(i) for i in items):
+    if all(is_final_listening(i["tool"], i["args"]) for i in items):
         return "Final listening (the audio model answers with the evidence)"
     return f"Refinement round {iteration}"
 
@@ -64,7 +64,7 @@ def _render_item(item: dict, with_sources: bool = False) -> str:
         window = f" [window {args.pop('start', 0)}-{args.pop('end', 'end')} s]"
     if "parts" in args:
         window = f" [part {args.pop('part', 1)} of {args.pop('parts')}]"
-    if is_final_listening(item) or "choices" in args:
+    if "choices" in args:  # an answer route: the question is the job's own
         args.pop("question", None)  # the job's own question and choices, shown with the document
     args.pop("choices", None)
     for pipeline_only in ("cover", "temperature"):  # how it was heard, not what was asked

@@ -22,7 +22,7 @@ from workers.reasoning.agent_call import ask_agent
 from workers.reasoning.normalise import normalise
 from workers.reasoning.json_reply import as_confidence
 from workers.reasoning.vote import Sample, vote
-from workers.steps.context import load_job_and_iteration
+from workers.steps.context import load_iteration, load_job_and_iteration
 
 JOBS = Job.__table__
 
@@ -44,9 +44,10 @@ def execute(claim) -> FinalAnswer:
         return _direct_answer(job, current)
     if (current.verdict or {}).get("gate") == "agreement":
         return _gated(current.verdict)
-    heard = [e for e in current.evidence if e["iteration"] == claim.iteration and is_final_listening(e)]
+    heard = [e for e in current.evidence
+             if e["iteration"] == claim.iteration and is_final_listening(e["tool"], e["args"])]
     if heard and claim.iteration > 0 and hears_again_to_answer(job.pipeline, job.mechanisms):
-        _, before = load_job_and_iteration(claim.job_id, claim.iteration - 1)
+        before = load_iteration(claim.job_id, claim.iteration - 1)  # the document the text side reads
         return _with_audio_decision(claim, job, _text_side(claim, job, before.document), heard[0], current.document)
     final = _text_side(claim, job, current.document)
     if job.pipeline == "crosscheck":  # how it was decided, whichever mechanisms ran

@@ -4,8 +4,9 @@ model in the final decision). Planned by whichever step ends the loop: the plann
 final verdict, or the interaction agent finding nothing more to ask for. The answer step
 then weighs it against the text side (workers/steps/answer.py)."""
 
+from workers.perception.agreement import is_final_listening
 from workers.perception.evidence import neutral_summary
-from workers.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+from workers.perception.tools.alm_routes import ANSWER_ROUTE
 from workers.pipelines import hears_again_to_answer
 
 
@@ -18,7 +19,6 @@ def calls(job, evidence: list[dict], tools) -> tuple:
     return (tools.call(ANSWER_ROUTE, args),)
 
 
-def is_final_listening(calls) -> bool:
-    """Whether a round is the final listening: only an answer route given the evidence,
-    which only the pipeline gives (an agent's calls carry their declared arguments only)."""
-    return bool(calls) and all(route_of(c.tool)[0] == ANSWER_ROUTE and "evidence" in c.args for c in calls)
+def is_final_round(calls) -> bool:
+    """Whether a round is the final listening: its calls are all final-listening calls."""
+    return bool(calls) and all(is_final_listening(c.tool, c.args) for c in calls)

@@ -36,7 +36,7 @@ class Round:
         self.previous: list[dict] = [] if before is None else list(before.evidence)
         self.calls: list[PlannedCall] = stored if stored is not None else _planned_as_before(job, before)
         # crosscheck's final listening: the answer follows it (workers/steps/final_listening.py).
-        self.answers_next = self.iteration > 0 and final_listening.is_final_listening(self.calls)
+        self.answers_next = self.iteration > 0 and final_listening.is_final_round(self.calls)
         unknown = sorted({c.tool for c in self.calls if c.tool not in TOOLS})
         if unknown:
             raise ToolUnavailableError(f"round {self.iteration} asks for tool(s) {unknown}, unknown to this worker")
