@@ -29,10 +29,10 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import write_result  # noqa: E402
+from bench.harness import DEVSET, write_result  # noqa: E402
 from core.embedded import EMBEDDED_LLMS  # noqa: E402
 
-DEVSET = ROOT.parent / "shared" / "devset" / "meta.jsonl"
+META = DEVSET / "meta.jsonl"
 RESULT = ROOT / "bench" / "results" / "embedded_reasoner.json"
 POLL_S = 0.2
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     base = args.data_dir or Path(tempfile.mkdtemp(prefix="agr-bench-reasoner-"))
     base.mkdir(parents=True, exist_ok=True)
-    lines = DEVSET.read_text().splitlines()
+    lines = META.read_text().splitlines()
     if args.items:
         lines = lines[::max(1, len(lines) // args.items)][:args.items]
     batch = base / f"devset-{len(lines)}.jsonl"
@@ -55,7 +55,7 @@ def main() -> None:
     # Runs of other models already in the file are kept: models can be measured one at a time.
     kept = [r for r in (json.loads(RESULT.read_text())["runs"] if RESULT.is_file() else [])
             if r["model"] not in args.models]
-    write_result("embedded_reasoner", {"devset": os.path.relpath(DEVSET, ROOT), "cpus": len(os.sched_getaffinity(0)), "runs": kept + runs})
+    write_result("embedded_reasoner", {"devset": os.path.relpath(META, ROOT), "cpus": len(os.sched_getaffinity(0)), "runs": kept + runs})
 
 
 def measure(model: str, batch: Path, base: Path) -> dict:
@@ -64,7 +64,7 @@ def measure(model: str, batch: Path, base: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("AGR_LLM_BASE_URL", "AGR_DATABASE_URL", "AGR_BROKER_URL")}  # all embedded
     env.update(AGR_LLM_MODEL=model, AGR_DATA_DIR=str(data_dir), COLUMNS="250")  # COLUMNS: rows unwrapped
-    command = [str(Path(sys.executable).with_name("agr")), "run", str(batch), "--audio-dir", str(DEVSET.parent)]
+    command = [str(Path(sys.executable).with_name("agr")), "run", str(batch), "--audio-dir", str(DEVSET)]
     print(f"{model}: {' '.join(command)} (AGR_DATA_DIR={data_dir})", flush=True)
     started = time.monotonic()
     with (data_dir / "agr-run.log").open("w") as out:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+DEVSET = ROOT.parent / "shared" / "devset"  # ../shared/devset, beside the checkout as in CI
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

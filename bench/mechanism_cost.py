@@ -51,9 +51,8 @@ from uuid import uuid4
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT  # noqa: E402
+from bench.harness import DEVSET, ROOT  # noqa: E402
 
-DEVSET = ROOT.parent / "shared" / "devset"
 DEFAULT_JSON = ROOT / "bench" / "results" / "mechanism_cost.json"
 BATCH_TIMEOUT_S = 900
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import threading
+from contextlib import contextmanager
 import time
 
 import pytest
@@ -29,6 +30,27 @@ def fresh_broker() -> str:
     broker.flushdb()
     broker.set(BROKER_MARKER_KEY, "1")
     return BROKER_URL
+
+
+@contextmanager
+def tone_service(database_url: str, tmp, llm):
+    """A module's own stack (the scripted `llm` as reasoner) with the API, and a key whose
+    audio root holds tone.wav; yields (API URL, key) and stops everything after."""
+    from tests.stack import Stack, tone_wav
+
+    stack = Stack(database_url, fresh_broker(), tmp)
+    stack.configure(llm_base_url=llm.base_url, coarse_tools='["signal_facts", "voice_activity"]',
+                    data_dir=str(tmp / "data"))
+    try:
+        stack.start()
+        url = stack.start_api()
+        root = tmp / "audio"
+        root.mkdir()
+        tone_wav(root / "tone.wav")
+        yield url, make_key(root)
+    finally:
+        stack.stop_all()
+        llm.close()
 
 
 def make_key(audio_root) -> str:
@@ -69,21 +91,11 @@ def two_batches(database_url, tmp_path_factory):
     """Batch A (pipeline agr) over items 1-3, then batch B (cascade) over items 1, 2 and 4;
     returns (the CLI's environment, A's id, B's id)."""
     from tests.scripted_llm import ScriptedLLM
-    from tests.stack import Stack, api_client, tone_wav
+    from tests.stack import api_client
 
-    tmp = tmp_path_factory.mktemp("side-by-side")
     llm = ScriptedLLM()
     llm.default_replies["answerer"] = _FirstTimeWrong()
-    stack = Stack(database_url, fresh_broker(), tmp)
-    stack.configure(llm_base_url=llm.base_url, coarse_tools='["signal_facts", "voice_activity"]',
-                    data_dir=str(tmp / "data"))
-    try:
-        stack.start()
-        url = stack.start_api()
-        root = tmp / "audio"
-        root.mkdir()
-        tone_wav(root / "tone.wav")
-        key = make_key(root)
+    with tone_service(database_url, tmp_path_factory.mktemp("side-by-side"), llm) as (url, key):
         ids = []
         with api_client(url, key) as http:
             for pipeline, items in (("agr", ["item-1", "item-2", "item-3"]), ("cascade", ["item-1", "item-2", "item-4"])):
@@ -97,9 +109,6 @@ def two_batches(database_url, tmp_path_factory):
                 wait_ended(http, ids[-1])  # in turn: the first batch is the one that gets item-2 wrong
         env = {**os.environ, "AGR_API_URL": url, "AGR_API_KEY": key, "COLUMNS": "220"}
         yield env, ids[0], ids[1]
-    finally:
-        stack.stop_all()
-        llm.close()
 
 
 

@@ -138,22 +138,12 @@ def judged_batch(database_url, tmp_path_factory):
     """One batch of three items (two answered right, one wrong) through the stack; returns
     (the CLI's environment, the batch id, the scripted server)."""
     from tests.scripted_llm import ScriptedLLM
-    from tests.stack import FAST_DURABILITY, Stack, api_client, tone_wav
-    from tests.test_eval_side_by_side import fresh_broker, make_key, wait_ended
+    from tests.stack import FAST_DURABILITY, api_client
+    from tests.test_eval_side_by_side import tone_service, wait_ended
 
-    tmp = tmp_path_factory.mktemp("rubric")
     llm = ScriptedLLM()
     llm.default_replies["unknown"] = _judge_reply  # the judge: no agent's system prompt
-    stack = Stack(database_url, fresh_broker(), tmp)
-    stack.configure(llm_base_url=llm.base_url, coarse_tools='["signal_facts", "voice_activity"]',
-                    data_dir=str(tmp / "data"))
-    try:
-        stack.start()
-        url = stack.start_api()
-        root = tmp / "audio"
-        root.mkdir()
-        tone_wav(root / "tone.wav")
-        key = make_key(root)
+    with tone_service(database_url, tmp_path_factory.mktemp("rubric"), llm) as (url, key):
         lines = [{"custom_id": cid, "audio": "tone.wav", "question": f"What is heard in {cid}?",
                   "choices": ["A tone", "A voice"], "answer": answer, "metadata": {"category": category}}
                  for cid, answer, category in (("item-a", "A tone", "tones"), ("item-b", "A tone", "voices"),
@@ -167,11 +157,6 @@ def judged_batch(database_url, tmp_path_factory):
         env = {**os.environ, **FAST_DURABILITY, "AGR_API_URL": url, "AGR_API_KEY": key,
                "AGR_LLM_BASE_URL": llm.base_url, "AGR_LLM_MODEL": "judge-model", "COLUMNS": "200"}
         yield env, batch_id, llm
-    finally:
-        stack.stop_all()
-        llm.close()
-
-
 
 
 def test_eval_rubric_judges_right_answers_five_times_and_reports_both_means(judged_batch, tmp_path):
