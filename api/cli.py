@@ -24,6 +24,7 @@ from rich.text import Text
 from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
 from api.db_outage import Outage
 from api.local_stack import LocalStack
+from api.stop_signals import exit_status, stop_on_sigint_and_sigterm
 from api.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
 from workers.pipelines import PIPELINES
@@ -48,7 +49,7 @@ def run(
     without: list[str] = typer.Option([], help="crosscheck: switch a mechanism off (repeatable): " + ", ".join(MECHANISMS)),
 ) -> None:
     """Submit a benchmark file as one batch, show progress, print answers and accuracy."""
-    _configure_logging()
+    _start_command()
     items = _read_items(file, audio_dir)[:limit]
     settings = get_settings()
     if pipeline not in PIPELINES:
@@ -74,7 +75,7 @@ def run(
 @app.command()
 def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")) -> None:
     """Finish a batch that was interrupted: re-send its unfinished steps and watch it."""
-    _configure_logging()
+    _start_command()
     with _stack(True) as stack:
         from workers.sweeper import resend_unfinished
 
@@ -97,8 +98,9 @@ def up(
     audio_root: Path | None = typer.Option(None, help="server folder the tenant may name audio paths in"),
 ) -> None:
     """Run the service in the foreground: the HTTP API, its workers and the sweeper, on the
-    embedded defaults (or the configured services). Prints the URL and a key; Ctrl-C stops all."""
-    _configure_logging()
+    embedded defaults (or the configured services). Prints the URL and a key; Ctrl-C or
+    SIGTERM stops all."""
+    _start_command()
     if audio_root is not None and not audio_root.is_dir():
         raise typer.BadParameter(f"{audio_root} is not a folder", param_hint="--audio-root")
     try:
@@ -149,6 +151,12 @@ def migrate() -> None:
     console.print("database schema is at head")
 
 
+def _start_command() -> None:
+    """A self-contained command: it stops on SIGTERM as on Ctrl-C (api/stop_signals.py)."""
+    stop_on_sigint_and_sigterm()
+    _configure_logging()
+
+
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -180,10 +188,10 @@ def _watch_and_report(batch_id: UUID, stack: LocalStack | None) -> None:
     try:
         _watch(batch_id, stack, outage)
         results = outage.read(lambda: batch_results(batch_id), lambda: _keep_workers_alive(stack))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         console.print(f"\n[yellow]interrupted; nothing is lost. Continue with:[/] agr resume {batch_id}",
                       soft_wrap=True)  # a command to copy must not be broken across lines
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_status(interrupt)) from None
     _report(results)
 
 

@@ -1,11 +1,13 @@
 """Operator commands that work on the database directly: API keys, and serving the API."""
 
 import json
+import os
 from pathlib import Path
 
 import typer
 
 from api.cli_common import app, console, fail
+from core import embedded
 from core.settings import get_settings
 
 keys = typer.Typer(help="API keys (stored hashed; a key is shown once, when made)", no_args_is_help=True)
@@ -97,7 +99,17 @@ def serve(
 
 
 def _need_database() -> str:
-    url = get_settings().database_url
-    if not url:
-        fail("AGR_DATABASE_URL is not set")
+    """The configured database; without one, the embedded Postgres of AGR_DATA_DIR, the one
+    `agr up` and `agr run` use there (shared with a running `agr up`, or started for this
+    command and stopped after it), so a second tenant's key can be made beside `agr up`."""
+    settings = get_settings()
+    if settings.database_url:
+        return settings.database_url
+    data_dir = Path(settings.data_dir).resolve()
+    if not embedded.has_postgres(data_dir):
+        fail(f"AGR_DATABASE_URL is not set, and AGR_DATA_DIR ({data_dir}) holds no embedded database: "
+             "run this where `agr up` runs (the same AGR_DATA_DIR), or set AGR_DATABASE_URL")
+    url = embedded.start_postgres(data_dir)
+    os.environ["AGR_DATABASE_URL"] = url  # this process's sessions use it from here on
+    get_settings.cache_clear()
     return url

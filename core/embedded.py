@@ -50,6 +50,11 @@ def _keep(handle, stop) -> None:
 # --- Postgres (pgserver) ---------------------------------------------------------------
 
 
+def has_postgres(data_dir: Path) -> bool:
+    """Whether `data_dir` holds an embedded database (made by an earlier start_postgres)."""
+    return (Path(data_dir) / "pg" / "PG_VERSION").is_file()
+
+
 def start_postgres(data_dir: Path) -> str:
     """Start (or reuse) Postgres under ``data_dir/pg``; return a psycopg 3 SQLAlchemy URL."""
     server, url = _launch_postgres(Path(data_dir))

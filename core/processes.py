@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -71,9 +73,10 @@ def wait_until_serving(url: str, process: subprocess.Popen, within_s: float) -> 
     return False
 
 
-def tied_to_this_process(command: list[str]) -> list[str]:
-    """`command`, stopped by the kernel if this process dies (see core/die_with_parent.py)."""
-    return [sys.executable, str(ROOT / "core" / "die_with_parent.py"), str(os.getpid()), *command]
+def tied_to_this_process(command: list[str], sigint: str = "default") -> list[str]:
+    """`command`, stopped by the kernel if this process dies, with SIGINT at `sigint`
+    ("default" or "ignore") and SIGQUIT at its default (see core/tied_child.py)."""
+    return [sys.executable, str(ROOT / "core" / "tied_child.py"), str(os.getpid()), f"--sigint={sigint}", *command]
 
 
 def _spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
@@ -81,29 +84,98 @@ def _spawn(command: list[str], env: dict, log_path: Path) -> subprocess.Popen:
     log = log_path.open("ab")
     return subprocess.Popen(
         tied_to_this_process(command), cwd=ROOT, env={**os.environ, **env}, stdout=log,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: stopping it stops its pool children
     )
 
 
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Warm shutdown (SIGTERM lets Celery finish its current task), then force."""
-    stop_all([process], timeout)
+def stop(process: subprocess.Popen, timeout: float = 20, first: int = signal.SIGTERM) -> str:
+    """Stop one process and everything it started; how it ended (see stop_all)."""
+    return stop_all([process], timeout, first)[process.pid]
 
 
-def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
-    """Stop several at once: all are told first, so none keeps taking new work while
-    another is still shutting down; any still running after `timeout` is killed."""
+def stop_all(processes: list[subprocess.Popen], timeout: float = 20, first: int = signal.SIGTERM) -> dict[int, str]:
+    """Stop several at once by an escalation that always ends: `first` (SIGTERM: Celery's
+    warm shutdown finishes the current task; SIGINT: a Ctrl-C) to each, a wait of up to
+    `timeout`; then SIGTERM and a wait of up to TERM_GRACE_S; then SIGKILL to each one's
+    whole tree, its process group and every descendant, wherever it moved to.
+
+    All are told first, so none keeps taking new work while another is still shutting down.
+    Returns, by pid, what ended each: "exited" (before we asked), the name of the signal
+    it obeyed, or "SIGKILL". A descendant still running once its root has ended is stopped
+    too: nothing this call was asked to stop outlives it."""
     running = [p for p in processes if p.poll() is None]
+    ended = {p.pid: "exited" for p in processes if p not in running}
+    trees = {p.pid: _descendants(p.pid) for p in running}  # now: a dead parent's children move away
+    steps = [(first, timeout)] + ([(signal.SIGTERM, TERM_GRACE_S)] if first != signal.SIGTERM else [])
+    for signum, grace in steps:
+        for process in running:
+            # The main process only: it stops taking messages and waits for its pool children
+            # to finish their tasks. A signal to the whole group would kill those children
+            # mid-task, losing (and later re-paying) an LLM reply that was about to be stored.
+            process.send_signal(signum)
+        running = _wait_all(running, grace)
+        for process in processes:
+            if process.pid not in ended and process.poll() is not None:
+                ended[process.pid] = signal.Signals(signum).name
     for process in running:
-        # The main process only: it stops taking messages and waits for its pool children
-        # to finish their tasks. SIGTERM to the whole group would kill those children
-        # mid-task, losing (and later re-paying) an LLM reply that was about to be stored.
-        process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for process in running:
+        trees[process.pid] += _descendants(process.pid)
+        _kill_group(process.pid)
+        process.kill()
+        process.wait()
+        ended[process.pid] = "SIGKILL"
+    end_processes([child for tree in trees.values() for child in tree])
+    return ended
+
+
+TERM_GRACE_S = 10.0
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _wait_all(processes: list[subprocess.Popen], within_s: float) -> list[subprocess.Popen]:
+    """Those of `processes` still running after waiting up to `within_s` for all."""
+    deadline = time.monotonic() + within_s
+    for process in processes:
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            pass
+    return [p for p in processes if p.poll() is None]
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # not a group leader (started without a session of its own), or already gone
+
+
+def end_processes(children: list[psutil.Process]) -> None:
+    """SIGTERM, a short grace, SIGKILL: descendants that outlived the process that started them."""
+    alive = [c for c in children if _alive(c)]
+    for child in alive:
+        _signal(child, signal.SIGTERM)
+    _, alive = psutil.wait_procs(alive, timeout=TERM_GRACE_S)
+    for child in alive:
+        _signal(child, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=TERM_GRACE_S)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _signal(process: psutil.Process, signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except psutil.NoSuchProcess:
+        pass
