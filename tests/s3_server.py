@@ -17,13 +17,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from tests import children
 
 REGION = "us-east-1"
 BUCKET = "agr-audio"
@@ -40,6 +42,7 @@ class S3Server:
     secret_access_key: str
     bucket: str
     region: str = REGION
+    process: subprocess.Popen | None = field(default=None, compare=False, repr=False)
 
     def client(self, secret: str | None = None):
         """A boto3 client signing with this server's keys (or another secret, to be refused)."""
@@ -93,8 +96,8 @@ def _launch(folder: Path, config: Path) -> tuple[subprocess.Popen, int]:
             f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
             "-admin.ui=false", "-master.telemetry=false"]  # no traffic leaves the machine
     args += [f"-{flag}={port}" for flag, port in ports.items()]
-    log = (folder / "weed.log").open("ab")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), ports["s3.port"]
+    with (folder / "weed.log").open("ab") as log:
+        return children.start(args, stdout=log, stderr=subprocess.STDOUT), ports["s3.port"]
 
 
 def _wait_ready(process: subprocess.Popen, server: S3Server, deadline_s: float = 60.0) -> bool:
@@ -131,6 +134,7 @@ def running_s3_server(folder: Path, bucket: str = BUCKET) -> Iterator[S3Server]:
         process, port = _launch(folder, config)
         server = S3Server(f"http://127.0.0.1:{port}", key, secret, bucket)
         if _wait_ready(process, server):
+            server = replace(server, process=process)
             break
         _stop(process)
     else:
@@ -145,4 +149,5 @@ def running_s3_server(folder: Path, bucket: str = BUCKET) -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        children.outlives_modules(server.process)
         yield server

@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select, update
 from api.batch_input import Item
 from api.submission import BatchRequest, create_batch, submit
 from core import processes
+from tests import children
 from core.settings import get_settings
 from models import Batch, BatchStatus, Iteration, Job, Step, StepKind
 from models.db import session_scope
@@ -233,7 +234,10 @@ def tone_batch_file(folder: Path, items: int) -> Path:
     return path
 
 
+def agr_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "api.cli", *args]
+
+
 def run_cli(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`agr ARGS` as a user runs it, in its own process with `env`."""
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    """`agr ARGS` as a user runs it, in its own process with `env` (tests/children.run)."""
+    return children.run(agr_command(*args), env, timeout)

@@ -6,14 +6,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
 from api.keys import create_key
-from tests.stack import SHARED_BENCHMARKS, api_client, tone_wav
+from tests.stack import SHARED_BENCHMARKS, api_client, run_cli, tone_wav
 
 QUICK_COARSE_TOOLS = '["signal_facts", "voice_activity"]'  # the flow is under test here, not perception
 METRICS_TOKEN = "scraper-" + os.urandom(8).hex()  # /metrics answers only its token
@@ -67,8 +66,7 @@ def stand_in_audio(root, paths) -> None:
 
 def _agr(*args, env_extra: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", **env_extra}
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return run_cli(env, *args, timeout=timeout)
 
 
 def test_devset_through_the_cli_over_http(served, devset, tmp_path):

@@ -6,15 +6,13 @@ has to wait out. No worker runs: what is under test ends once the batch is queue
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from api.keys import create_key
 from models import Job, Upload
-from tests.stack import api_client, count_rows, tone_wav
+from tests.stack import api_client, count_rows, run_cli, tone_wav
 
 
 @pytest.fixture
@@ -104,8 +102,7 @@ def test_cli_submit_resumes_uploads_only_what_is_missing_and_waits_out_the_rate_
     env = {**os.environ, "AGR_API_URL": api, "AGR_API_KEY": key, "COLUMNS": "200"}
 
     def submit(audio_dir):
-        done = subprocess.run([sys.executable, "-m", "api.cli", "submit", str(meta), "--audio-dir", str(audio_dir),
-                               "--max-iters", "0"], env=env, capture_output=True, text=True, timeout=600)
+        done = run_cli(env, "submit", str(meta), "--audio-dir", str(audio_dir), "--max-iters", "0", timeout=600)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 

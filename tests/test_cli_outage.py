@@ -9,7 +9,6 @@ see the outage as the API's 503, and wait it out the same way."""
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -21,9 +20,10 @@ from sqlalchemy import create_engine, func, select
 from api.client import ApiError
 from core.migrate import upgrade_to_head
 from models import Batch, Job, JobStatus
+from tests import children
 from tests.private_services import PrivatePostgres, PrivateRedis
 from tests.scripted_llm import default_reply
-from tests.stack import FAST_DURABILITY, tone_batch_file
+from tests.stack import FAST_DURABILITY, agr_command, tone_batch_file
 
 ITEMS = 6
 OUTAGE_S = 20  # longer than the lease below: steps running when it began lapse meanwhile
@@ -74,8 +74,8 @@ def test_agr_run_waits_out_a_database_outage(private_services, scripted_llm, tmp
            "AGR_LLM_BASE_URL": scripted_llm.base_url, "AGR_REASONING_CONCURRENCY": "2",
            "AGR_COARSE_TOOLS": '["signal_facts"]',  # no model to load: the perception workers start fast
            "AGR_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
-    run = subprocess.Popen([sys.executable, "-m", "api.cli", "run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "outage",
-                            "--max-iters", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = children.start(agr_command("run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "outage", "--max-iters", "0"),
+                         env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     engine = create_engine(postgres.url, pool_pre_ping=True)
     try:
         deadline = time.monotonic() + 120
@@ -95,7 +95,7 @@ def test_agr_run_waits_out_a_database_outage(private_services, scripted_llm, tmp
     finally:
         crashed.set()  # released however the test ends
         if run.poll() is None:
-            run.kill()
+            children.stop(run)
         engine.dispose()
 
     logs = tmp_path / "data" / "logs"

@@ -1,17 +1,19 @@
-"""Ctrl-C during `agr run` loses nothing: `agr resume` finishes the batch, and no LLM
+"""Ctrl-C (or SIGTERM) during `agr run` loses nothing: `agr resume` finishes the batch, and no LLM
 reply that was already paid for is asked for again."""
 
 import os
 import signal
 import subprocess
-import sys
 import time
 
+import psutil
+import pytest
 from sqlalchemy import func, select
 
 from models import Batch, Job, JobStatus, LLMCall
 from models.db import session_scope
-from tests.stack import FAST_DURABILITY, tone_batch_file
+from tests import children
+from tests.stack import FAST_DURABILITY, agr_command, run_cli, tone_batch_file
 
 ITEMS = 12
 
@@ -44,42 +46,54 @@ def _wait_for_first_paid_reply(name: str, timeout: float = 120) -> Batch:
     raise AssertionError(f"no LLM reply of {name} stored in {timeout}s")
 
 
-def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scripted_llm, tmp_path):
+# How a user stops `agr run`: a terminal's Ctrl-C; and SIGTERM (docker, systemd, a
+# supervisor) to a run whose SIGINT was ignored from the start (nohup, a CI runner, a
+# script's background job), which must not depend on SIGINT at all.
+STOPS = {"ctrl-c": ("default", signal.SIGINT), "sigterm-with-sigint-ignored": ("ignore", signal.SIGTERM)}
+
+
+@pytest.mark.parametrize("stop", STOPS)
+def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scripted_llm, tmp_path, stop):
+    sigint, signum = STOPS[stop]
     # Two reasoning threads and a planner of 1 s: 12 planner calls need >= 5 s more after
-    # the first reply is stored, so the Ctrl-C lands mid-batch however fast the machine.
+    # the first reply is stored, so the stop lands mid-batch however fast the machine.
     scripted_llm.delays["planner"] = 1.0
     env = _cli_env(scripted_llm, tmp_path) | {"AGR_REASONING_CONCURRENCY": "2"}
-    command = [sys.executable, "-m", "api.cli"]
-    # SIGINT as a terminal's Ctrl-C delivers it: a CI runner that started the suite in the
-    # background hands its children SIGINT ignored, and Python then installs no handler.
-    run = subprocess.Popen([*command, "run", str(tone_batch_file(tmp_path, ITEMS)), "--name", "resumable", "--max-iters", "0"],
-                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    batch = _wait_for_first_paid_reply("resumable")
-    run.send_signal(signal.SIGINT)
-    output, _ = run.communicate(timeout=120)
+    name = f"resumable-{stop}"  # the module's tests share its database
+    run = children.start(agr_command("run", str(tone_batch_file(tmp_path, ITEMS)), "--name", name, "--max-iters", "0"),
+                         env, sigint=sigint, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    batch = _wait_for_first_paid_reply(name)
+    started = psutil.Process(run.pid).children(recursive=True)  # its workers, sweeper, Redis, Postgres
+    run.send_signal(signum)
+    try:
+        output, _ = run.communicate(timeout=120)
+    finally:
+        how = children.stop(run)
+    assert how == "exited", f"{stop} did not stop agr run: it took {how}"
 
-    assert run.returncode == 130, output
+    assert run.returncode == 128 + signum, output
     assert f"agr resume {batch.id}" in output
-    _, statuses = _statuses("resumable")
+    assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+        f"{stop} left processes of agr run running"
+    _, statuses = _statuses(name)
     assert statuses.count(JobStatus.SUCCEEDED) < ITEMS, "the batch finished before the interrupt"
 
     scripted_llm.delays["planner"] = 0.0
-    resumed = subprocess.run([*command, "resume", str(batch.id)], env=env, capture_output=True, text=True, timeout=300)
+    resumed = run_cli(env, "resume", str(batch.id))
 
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    _, statuses = _statuses("resumable")
+    _, statuses = _statuses(name)
     assert statuses == [JobStatus.SUCCEEDED] * ITEMS
     assert f"{ITEMS}/{ITEMS} correct, accuracy 1.000" in resumed.stdout
     with session_scope() as session:
         stored = session.scalar(select(func.count()).select_from(LLMCall).join(Job).where(Job.batch_id == batch.id))
-    # Workers stop warm on Ctrl-C, so every reply paid for was stored and none asked twice.
+    # Workers stop warm on Ctrl-C and on SIGTERM, so every reply paid for was stored and
+    # none asked twice.
     assert len(scripted_llm.requests) == stored
 
 
 def test_resume_of_unknown_batch_is_a_clear_error(database_url, broker_url, scripted_llm, tmp_path):
     unknown = "00000000-0000-0000-0000-000000000000"
-    result = subprocess.run([sys.executable, "-m", "api.cli", "resume", unknown], env=_cli_env(scripted_llm, tmp_path),
-                            capture_output=True, text=True, timeout=120)
+    result = run_cli(_cli_env(scripted_llm, tmp_path), "resume", unknown, timeout=120)
     assert result.returncode == 2
     assert f"no batch {unknown}" in result.stdout

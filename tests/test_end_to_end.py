@@ -11,14 +11,13 @@ scripted LLM)."""
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 from sqlalchemy import func, select
 
 from models import Batch, Iteration, Job, JobStatus, LLMCall, ToolCall
 from models.db import session_scope
-from tests.stack import count_rows
+from tests.stack import count_rows, run_cli
 
 E2E_TIMEOUT_S = 1800  # SmolLM2 reads a ~600-token coarse document per call, one call at a time
 
@@ -26,8 +25,7 @@ E2E_TIMEOUT_S = 1800  # SmolLM2 reads a ~600-token coarse document per call, one
 def _agr(*args: str, data_dir, timeout: float) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "AGR_LLM_BASE_URL"}  # embedded reasoner
     env |= {"AGR_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run_cli(env, *args, timeout=timeout)
 
 
 def _batch(name: str) -> Batch | None:

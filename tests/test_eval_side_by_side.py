@@ -11,7 +11,6 @@ from contextlib import contextmanager
 import time
 
 import pytest
-import redis
 
 from api.cli_eval import column_label
 from tests.stack import run_cli
@@ -19,26 +18,15 @@ from tests.stack import run_cli
 ITEMS = {"item-1": "tones", "item-2": "tones", "item-3": "voices", "item-4": "voices"}
 
 
-def fresh_broker() -> str:
-    """The test broker emptied for a module's own stack (as the `broker_url` fixture does for
-    one test): no earlier test's message or unfinished job is worked on by these workers."""
-    from tests.conftest import BROKER_URL, _cancel_earlier_tests_unfinished_jobs
-    from workers.sweeper import BROKER_MARKER_KEY
-
-    _cancel_earlier_tests_unfinished_jobs()
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()
-    broker.set(BROKER_MARKER_KEY, "1")
-    return BROKER_URL
-
-
 @contextmanager
-def tone_service(database_url: str, tmp, llm):
-    """A module's own stack (the scripted `llm` as reasoner) with the API, and a key whose
-    audio root holds tone.wav; yields (API URL, key) and stops everything after."""
+def tone_service(services, tmp, llm):
+    """A module's own stack on its `services` (conftest.ModuleServices; the broker emptied
+    first), the scripted `llm` as reasoner, with the API, and a key whose audio root holds
+    tone.wav; yields (API URL, key) and stops everything after."""
+    from tests.conftest import fresh_broker
     from tests.stack import Stack, tone_wav
 
-    stack = Stack(database_url, fresh_broker(), tmp)
+    stack = Stack(services.database_url, fresh_broker(services.broker_url), tmp)
     stack.configure(llm_base_url=llm.base_url, coarse_tools='["signal_facts", "voice_activity"]',
                     data_dir=str(tmp / "data"))
     try:
@@ -87,7 +75,7 @@ class _FirstTimeWrong:
 
 
 @pytest.fixture(scope="module")
-def two_batches(database_url, tmp_path_factory):
+def two_batches(module_services, tmp_path_factory):
     """Batch A (pipeline agr) over items 1-3, then batch B (cascade) over items 1, 2 and 4;
     returns (the CLI's environment, A's id, B's id)."""
     from tests.scripted_llm import ScriptedLLM
@@ -95,7 +83,7 @@ def two_batches(database_url, tmp_path_factory):
 
     llm = ScriptedLLM()
     llm.default_replies["answerer"] = _FirstTimeWrong()
-    with tone_service(database_url, tmp_path_factory.mktemp("side-by-side"), llm) as (url, key):
+    with tone_service(module_services, tmp_path_factory.mktemp("side-by-side"), llm) as (url, key):
         ids = []
         with api_client(url, key) as http:
             for pipeline, items in (("agr", ["item-1", "item-2", "item-3"]), ("cascade", ["item-1", "item-2", "item-4"])):

@@ -2,7 +2,6 @@
 ~20 s of librosa compiles that the first one paid."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from core.numba_cache import use_persistent_numba_cache
 from core.settings import get_settings
+from tests import children
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,8 +33,7 @@ def fresh_settings():
 def test_music_tool_writes_numba_cache_under_data_dir(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "AGR_NUMBA_CACHE_DIR")}
     env["AGR_DATA_DIR"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", MUSIC_ON_A_TONE], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = children.run([sys.executable, "-c", MUSIC_ON_A_TONE], env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     cache = tmp_path / "numba-cache"
     assert list(cache.rglob("*.nbi")), f"no numba index files under {cache}"

@@ -5,7 +5,8 @@ completions with audio in each shape harnesses send it, a retry attaching to its
 streaming, the Files and Batch APIs, refusals, and lmms-eval's exact MMAR request.
 
 One `agr up` serves the whole module (started once: the suite's time is a budget), and
-the module ends by stopping it with Ctrl-C, as a user would."""
+the module ends by stopping it with Ctrl-C, as a user would (started with SIGINT at its
+default, as from a terminal, whatever the suite inherited)."""
 
 import base64
 import io
@@ -14,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,15 +26,15 @@ import httpx
 import openai
 import psutil
 import pytest
-import redis
 from sqlalchemy import func, select
 
 from models import Batch, Job, LLMCall
 from models.batch import BatchInterface
 from models.db import session_scope
-from tests.conftest import BROKER_URL, SHARED, _cancel_earlier_tests_unfinished_jobs
+from tests.conftest import SHARED, fresh_broker
 from tests.scripted_llm import ScriptedLLM
-from tests.stack import FAST_DURABILITY, _free_port, tone_wav
+from tests import children
+from tests.stack import FAST_DURABILITY, _free_port, agr_command, tone_wav
 
 AUDIO_LIMIT = 2_000_000  # AGR_MAX_AUDIO_BYTES for this service: a 3 MB part is "huge"
 LENGTHS = {"about one second": 1.0, "about two and a half seconds": 2.5, "about four seconds": 4.0}
@@ -79,57 +79,38 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(database_url, tmp_path_factory):
-    """`agr up` on the test's services."""
+def served(module_services, tmp_path_factory):
+    """`agr up` on the module's services."""
     tmp = tmp_path_factory.mktemp("front-door")
-    _cancel_earlier_tests_unfinished_jobs()
-    broker = redis.Redis.from_url(BROKER_URL)
-    broker.flushdb()
-    from workers.sweeper import BROKER_MARKER_KEY
-
-    broker.set(BROKER_MARKER_KEY, "1")
+    database_url, broker_url = module_services.database_url, fresh_broker(module_services.broker_url)
     llm, gate = ScriptedLLM(), _Gate()
     llm.default_replies["answerer"] = gate.reply
     remote = _AudioServer(tmp / "remote")
     port = _free_port()
-    env = {**os.environ, **FAST_DURABILITY, "AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": BROKER_URL,
+    env = {**os.environ, **FAST_DURABILITY, "AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": broker_url,
            "AGR_LLM_BASE_URL": llm.base_url, "AGR_COARSE_TOOLS": '["signal_facts", "voice_activity"]',
            "AGR_DATA_DIR": str(tmp / "data"), "AGR_MAX_AUDIO_BYTES": str(AUDIO_LIMIT),
            "AGR_MODEL_ALIASES": json.dumps({MODEL_ALIAS: "cascade"}),
            "AGR_AUDIO_URL_ALLOWLIST": json.dumps([f"{remote.url}/allowed/"]), "COLUMNS": "300"}
-    up = subprocess.Popen([sys.executable, "-m", "api.cli", "up", "--port", str(port)], env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    printed = _lines_until(up, "OPENAI_API_KEY=", timeout=300)
-    base_url, key = re.search(r"OPENAI_BASE_URL=(\S+) OPENAI_API_KEY=(\S+)", printed).groups()
-    assert base_url == f"http://127.0.0.1:{port}/v1"
-    yield Served(base_url, key, llm, gate, tmp, remote.url)
-    gate.open.set()
-    children = psutil.Process(up.pid).children(recursive=True)
-    up.send_signal(signal.SIGINT)  # Ctrl-C
-    out, _ = up.communicate(timeout=120)
+    up = children.start(agr_command("up", "--port", str(port)), env, sigint="default",  # a terminal's Ctrl-C reaches it
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        printed = children.read_until(up, "OPENAI_API_KEY=", timeout=300)
+        base_url, key = re.search(r"OPENAI_BASE_URL=(\S+) OPENAI_API_KEY=(\S+)", printed).groups()
+        assert base_url == f"http://127.0.0.1:{port}/v1"
+        yield Served(base_url, key, llm, gate, tmp, remote.url)
+    finally:
+        gate.open.set()
+        started = psutil.Process(up.pid).children(recursive=True)
+        how = children.stop(up, first=signal.SIGINT)  # Ctrl-C, then escalation if it is not obeyed
+        remote.close()
+        llm.close()
+    out = up.stdout.read()
+    assert how == "SIGINT", f"Ctrl-C did not stop agr up: it took {how}\n{out}"
     assert up.returncode == 0, out
     assert "stopped" in out
-    assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+    assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
         "Ctrl-C left processes of agr up running"
-    remote.close()
-    llm.close()
-
-
-def _lines_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
-    seen, found = [], threading.Event()
-
-    def read():
-        for line in process.stdout:
-            seen.append(line)
-            if marker in line:
-                break
-        found.set()  # the marker, or the end of its output (it exited)
-
-    threading.Thread(target=read, daemon=True).start()
-    if not found.wait(timeout) or marker not in "".join(seen):
-        process.kill()
-        raise AssertionError("agr up printed no key:\n" + "".join(seen))
-    return "".join(seen)
 
 
 class _AudioServer:
@@ -474,7 +455,7 @@ def test_lmms_eval_gpt4o_audio_request_for_an_mmar_item_byte_for_byte(served):
                          headers={"Content-Type": "application/json"}).headers["x-agr-job-id"] == job["id"]
 
 
-def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(served, client, database_url):
+def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(served, client, module_services):
     """A second API process on the same services whose ceiling is 1 s: the held call ends
     with 504 and the job id; the job goes on, and the same request sent again (to the
     first API) waits for that job instead of making another."""
@@ -482,7 +463,8 @@ def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(serve
 
     served.gate.word, served.gate.open = "ceiling", threading.Event()
     port = _free_port()
-    env = {"AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": BROKER_URL, "AGR_CHAT_TIMEOUT_S": "1",
+    env = {"AGR_DATABASE_URL": module_services.database_url, "AGR_BROKER_URL": module_services.broker_url,
+           "AGR_CHAT_TIMEOUT_S": "1",
            "AGR_COARSE_TOOLS": '["signal_facts", "voice_activity"]', "AGR_MAX_AUDIO_BYTES": str(AUDIO_LIMIT)}
     api = processes.start_api(env, served.tmp / "short-api.log", port)
     try:

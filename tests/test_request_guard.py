@@ -15,10 +15,10 @@ import redis
 from typer.testing import CliRunner
 
 from api.keys import create_key
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from models import Tenant
 from models.db import session_scope
-from tests.conftest import BROKER_URL, SHARED
+from tests.conftest import SHARED
 from tests.stack import Stack, api_client, tone_wav
 
 MiB = 1024 * 1024
@@ -32,10 +32,10 @@ RSS_GIVE_UP = 96 * MiB  # a body the API buffers is cut off here, so that the te
 
 
 @pytest.fixture(scope="module")
-def api(database_url, tmp_path_factory):
+def api(module_services, tmp_path_factory):
     """One API process for the module, with tiny limits: (url, pid)."""
     tmp = tmp_path_factory.mktemp("isolation")
-    stack = Stack(database_url, BROKER_URL, tmp)
+    stack = Stack(module_services.database_url, module_services.broker_url, tmp)
     stack.configure(max_request_bytes=REQUEST_LIMIT, max_audio_bytes=AUDIO_LIMIT,
                     unauthenticated_rate_limit_per_minute=UNAUTHENTICATED_LIMIT,
                     metrics_token=METRICS_TOKEN, data_dir=str(tmp / "data"))
@@ -46,7 +46,7 @@ def api(database_url, tmp_path_factory):
 
 def _forget_counts() -> None:
     """Every rate-limit window of this Redis db emptied: each test starts within its limits."""
-    broker = redis.Redis.from_url(BROKER_URL)
+    broker = redis.Redis.from_url(get_settings().broker_url)  # this module's
     for name in broker.scan_iter("agr:rate:*"):
         broker.delete(name)
 

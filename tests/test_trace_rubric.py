@@ -134,7 +134,7 @@ def _judge_reply(body: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def judged_batch(database_url, tmp_path_factory):
+def judged_batch(module_services, tmp_path_factory):
     """One batch of three items (two answered right, one wrong) through the stack; returns
     (the CLI's environment, the batch id, the scripted server)."""
     from tests.scripted_llm import ScriptedLLM
@@ -143,7 +143,7 @@ def judged_batch(database_url, tmp_path_factory):
 
     llm = ScriptedLLM()
     llm.default_replies["unknown"] = _judge_reply  # the judge: no agent's system prompt
-    with tone_service(database_url, tmp_path_factory.mktemp("rubric"), llm) as (url, key):
+    with tone_service(module_services, tmp_path_factory.mktemp("rubric"), llm) as (url, key):
         lines = [{"custom_id": cid, "audio": "tone.wav", "question": f"What is heard in {cid}?",
                   "choices": ["A tone", "A voice"], "answer": answer, "metadata": {"category": category}}
                  for cid, answer, category in (("item-a", "A tone", "tones"), ("item-b", "A tone", "voices"),
