@@ -42,7 +42,7 @@ echo "== rehearsal: exit status $status in ${took}s (one core: ${one_core:-no}; 
 of_this_run() {  # pid: whether the run started it
   local p=$1
   case "$(ps -o args= -p "$p" 2>/dev/null)" in *"$work"*) return 0 ;; esac
-  tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -q '^AGR_TEST_SESSION='
+  { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -q '^AGR_TEST_SESSION='  # gone meanwhile: not left
 }
 left=$(comm -13 <(echo "$before") <(ps -eo pid= | sort) | while read -r p; do
   [ "$p" != "$$" ] && of_this_run "$p" && echo "$p $(ps -o args= -p "$p" 2>/dev/null)"; done)

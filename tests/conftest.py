@@ -43,7 +43,7 @@ os.environ[children.SESSION_MARK] = SESSION_ID
 _TEMPLATE = f"agr_test_{SESSION_ID}_template"
 # How long a module's processes may take to finish exiting once its fixtures are done (a
 # killed worker's pool children wake to their parent-death signal) before they count as left.
-LEAK_GRACE_S = 15.0
+LEAK_GRACE_S = float(os.environ.get("AGR_TEST_LEAK_GRACE_S", "15"))
 
 # One audio store for the session, shared by this process and every process it starts
 # (they inherit the environment), and removed at the end. Stored audio is addressed by content.
