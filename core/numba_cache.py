@@ -7,9 +7,12 @@ is first imported: this must run before anything imports librosa, which is why
 workers/perception/__init__.py calls it.
 """
 
+import fcntl
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -33,3 +36,23 @@ def use_persistent_numba_cache() -> Path:
     if "numba" in sys.modules:
         log.warning("numba was imported before its cache folder was set; it may not use %s", folder)
     return folder
+
+
+@contextmanager
+def compiling_alone() -> Iterator[None]:
+    """Hold the cache folder's lock: while it is held no other process of ours compiles into it.
+
+    numba's on-disk cache is not safe when two processes compile and write the same function
+    at once: a guvectorize'd function (librosa's onset peak picker is one) is cached in two
+    files written one after the other, and a process that loads one from each writer
+    segfaults, on that call and on every later one (numba issue #10128, open). Two perception
+    workers on one machine share the folder, and so do the tests running side by side; seen
+    here as a segfault in librosa.util.peak_pick. Code whose first run compiles runs it once
+    per process under this lock; later runs load what the first wrote, and need no lock."""
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_persistent_numba_cache())
+    with (folder / ".compile.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -5,9 +5,12 @@ Every time is absolute (seconds in the original file), so a windowed call stays
 comparable with the rest of the evidence.
 """
 
+import threading
+
 import librosa
 import numpy as np
 
+from core.numba_cache import compiling_alone
 from workers.perception.audio_io import AudioClip
 
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -23,7 +26,32 @@ PITCH_MAX_S = 60.0  # pyin is the slow part; longer clips are tracked over their
 LIST_LIMIT = 8  # how many times or notes the text names before "…" (the output has all)
 
 
+_compiled = threading.Event()  # this process has compiled (or loaded) every jitted function below
+_compiling = threading.Lock()
+
+
 def analyse(clip: AudioClip) -> dict:
+    _compile_once()
+    return _analyse(clip)
+
+
+def _compile_once() -> None:
+    """Run the analysis once on a clip that takes every branch (a tone with a gap: bursts,
+    the beat tracker, chroma, pyin), holding the numba cache's lock (core.numba_cache.compiling_alone):
+    every jitted function this module calls is then compiled, or loaded, before real clips run
+    without the lock."""
+    with _compiling:
+        if _compiled.is_set():
+            return
+        rate = 16000
+        t = np.arange(rate) / rate
+        tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+        with compiling_alone():
+            _analyse(AudioClip(np.concatenate([tone, np.zeros(rate // 2, np.float32), tone]), rate, "warm-up", 0.0))
+        _compiled.set()
+
+
+def _analyse(clip: AudioClip) -> dict:
     y, sr, offset = clip.waveform.astype(np.float32), clip.sample_rate, clip.offset_s
     onsets = librosa.onset.onset_detect(y=y, sr=sr, units="time", backtrack=False)
     bursts = _bursts(y, sr, offset)
