@@ -8,9 +8,11 @@ workers/perception/__init__.py calls it.
 """
 
 import fcntl
+import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +50,8 @@ def compiling_alone() -> Iterator[None]:
     segfaults, on that call and on every later one (numba issue #10128, open). Two perception
     workers on one machine share the folder, and so do the tests running side by side; seen
     here as a segfault in librosa.util.peak_pick. Code whose first run compiles runs it once
-    per process under this lock; later runs load what the first wrote, and need no lock."""
+    per process under this lock (librosa_compiled, music._compile_once); later runs load
+    what the first wrote, and need no lock."""
     folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_persistent_numba_cache())
     with (folder / ".compile.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -56,3 +59,24 @@ def compiling_alone() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# librosa's modules that compile (and write the cache) as they are imported: guvectorize and
+# vectorize with their signatures given (peak_pick, localmax, ...) compile at decoration.
+# librosa loads its submodules lazily, so the first librosa call, whichever, imports these.
+LIBROSA_COMPILED_AT_IMPORT = ("librosa.util.utils", "librosa.beat", "librosa.onset", "librosa.sequence",
+                              "librosa.feature", "librosa.effects", "librosa.core.pitch")
+_librosa_ready = threading.Event()
+_librosa_loading = threading.Lock()
+
+
+def librosa_compiled():
+    """librosa, its compiled-at-import functions compiled (or loaded from the cache) by this
+    process alone: every module of ours that calls librosa takes it from here."""
+    with _librosa_loading:
+        if not _librosa_ready.is_set():
+            with compiling_alone():
+                for name in LIBROSA_COMPILED_AT_IMPORT:
+                    importlib.import_module(name)
+            _librosa_ready.set()
+    return importlib.import_module("librosa")

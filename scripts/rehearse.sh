@@ -7,10 +7,11 @@
 # usage: scripts/rehearse.sh [--one-core] [--keep]
 #
 # Prints the run's last lines, its wall time and exit status, and any process it left
-# behind: one whose command line names the clone, or that carries the test session's mark
-# (AGR_TEST_SESSION, which every process the suite starts inherits, daemons included). Such
-# a process would take the next run's messages; it is stopped (SIGTERM, then SIGKILL) and
-# the rehearsal fails. Exit status: CI's, or 3 for a leak after a green run.
+# behind: one whose command line names the clone, or that carries this rehearsal's mark
+# (AGR_REHEARSAL in its environment, inherited by everything the run starts, daemons
+# included; another run's processes carry another mark or none). Such a process would take
+# the next run's messages; it is stopped (SIGTERM, then SIGKILL) and the rehearsal fails.
+# Exit status: CI's, or 3 for a leak after a green run.
 set -u
 one_core=; keep=
 for a in "$@"; do
@@ -32,7 +33,7 @@ pin=""; [ -n "$one_core" ] && pin="taskset -c 0"
 started=$(date +%s)
 # An explicit trap: bash ignores SIGINT only for some kinds of background job, and the
 # ignored disposition is what every child then inherits.
-bash -c "trap '' INT QUIT; cd '$work/main' && CI=true exec $pin bash .ci/run" < /dev/null > "$log" 2>&1
+AGR_REHEARSAL=$work bash -c "trap '' INT QUIT; cd '$work/main' && CI=true exec $pin bash .ci/run" < /dev/null > "$log" 2>&1
 status=$?
 took=$(( $(date +%s) - started ))
 sleep 3  # what is exiting anyway has exited
@@ -42,7 +43,7 @@ echo "== rehearsal: exit status $status in ${took}s (one core: ${one_core:-no}; 
 of_this_run() {  # pid: whether the run started it
   local p=$1
   case "$(ps -o args= -p "$p" 2>/dev/null)" in *"$work"*) return 0 ;; esac
-  { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -q '^AGR_TEST_SESSION='  # gone meanwhile: not left
+  { tr '\0' '\n' < "/proc/$p/environ"; } 2>/dev/null | grep -qx "AGR_REHEARSAL=$work"  # gone meanwhile: not left
 }
 left=$(comm -13 <(echo "$before") <(ps -eo pid= | sort) | while read -r p; do
   [ "$p" != "$$" ] && of_this_run "$p" && echo "$p $(ps -o args= -p "$p" 2>/dev/null)"; done)

@@ -7,11 +7,12 @@ comparable with the rest of the evidence.
 
 import threading
 
-import librosa
 import numpy as np
 
-from core.numba_cache import compiling_alone
+from core.numba_cache import compiling_alone, librosa_compiled
 from workers.perception.audio_io import AudioClip
+
+librosa = librosa_compiled()  # its compiled parts by this process alone (core/numba_cache.py)
 
 PITCH_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # Krumhansl-Kessler key profiles (probe-tone ratings), C major and C minor.

@@ -12,12 +12,14 @@ import importlib.resources
 import tempfile
 from pathlib import Path
 
-import librosa
 import numpy as np
 from scipy.special import expit
 
+from core.numba_cache import librosa_compiled
 from workers.perception.audio_io import AudioClip
 from workers.perception.tools.sound_events import MODEL_NAME, installed
+
+librosa = librosa_compiled()  # its compiled parts by this process alone (core/numba_cache.py)
 
 RATE = 16000
 PATCH_FRAMES, PATCH_HOP_FRAMES, FRAME_HOP_S = 96, 48, 0.010

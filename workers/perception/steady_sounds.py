@@ -7,10 +7,12 @@ noise beneath it, which is exactly what "what is in the background?" asks about.
 """
 
 import numpy as np
-import librosa
 from scipy.ndimage import median_filter
 
+from core.numba_cache import librosa_compiled
 from workers.perception.audio_io import AudioClip
+
+librosa = librosa_compiled()  # its compiled parts by this process alone (core/numba_cache.py)
 
 N_FFT, HOP = 2048, 512
 PEAK_OVER_NEIGHBOURS_DB = 20.0  # a tone stands this far above the bins around it

@@ -97,9 +97,9 @@ def _prompt(route: str, args: dict) -> str:
 def _at_rate(clip, rate: int):
     if clip.sample_rate == rate:
         return clip.waveform
-    import librosa
+    from core.numba_cache import librosa_compiled
 
-    return librosa.resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
+    return librosa_compiled().resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
 
 
 def _span(clip) -> dict:
