@@ -50,7 +50,7 @@ def compiling_alone() -> Iterator[None]:
     segfaults, on that call and on every later one (numba issue #10128, open). Two perception
     workers on one machine share the folder, and so do the tests running side by side; seen
     here as a segfault in librosa.util.peak_pick. Code whose first run compiles runs it once
-    per process under this lock (librosa_compiled, music._compile_once); later runs load
+    per process under this lock (librosa_compiled, music.compile_once); later runs load
     what the first wrote, and need no lock."""
     folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_persistent_numba_cache())
     with (folder / ".compile.lock").open("a") as lock:

@@ -45,6 +45,11 @@ _TEMPLATE = f"agr_test_{SESSION_ID}_template"
 # killed worker's pool children wake to their parent-death signal) before they count as left.
 LEAK_GRACE_S = float(os.environ.get("AGR_TEST_LEAK_GRACE_S", "15"))
 
+# One numba cache for every process of the session, whatever data folder a test gives it
+# (an explicit NUMBA_CACHE_DIR wins over <data_dir>/numba-cache): compiled once, by
+# `librosa_compiled_first` below, before any worker needs it.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".agr" / "numba-cache"))
+
 # One audio store for the session, shared by this process and every process it starts
 # (they inherit the environment), and removed at the end. Stored audio is addressed by content.
 AUDIO_STORE = Path(tempfile.mkdtemp(prefix="agr-test-store-"))
@@ -84,6 +89,19 @@ def template_database():
     yield _TEMPLATE
     _admin(f'DROP DATABASE IF EXISTS "{_TEMPLATE}" WITH (FORCE)')
     shutil.rmtree(AUDIO_STORE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def librosa_compiled_first():
+    """librosa's jitted functions compiled into the session's numba cache before any test
+    runs. A worker's first music call would otherwise compile them under its step's lease:
+    ~25 s holding the GIL on 2 cores, over a minute on one, which starves the lease's renewal
+    thread past the tests' 4-s lease (seen on one core: the step taken back three times, its
+    job errored). Workers then only load them. Side by side, one session compiles while the
+    other waits on the cache's lock (core.numba_cache.compiling_alone)."""
+    from workers.perception import music  # its import compiles librosa's compiled-at-import parts
+
+    music.compile_once()
 
 
 @dataclass(frozen=True)

@@ -32,11 +32,11 @@ _compiling = threading.Lock()
 
 
 def analyse(clip: AudioClip) -> dict:
-    _compile_once()
+    compile_once()
     return _analyse(clip)
 
 
-def _compile_once() -> None:
+def compile_once() -> None:
     """Run the analysis once on a clip that takes every branch (a tone with a gap: bursts,
     the beat tracker, chroma, pyin), holding the numba cache's lock (core.numba_cache.compiling_alone):
     every jitted function this module calls is then compiled, or loaded, before real clips run
