@@ -158,7 +158,7 @@ def _kill_group(pid: int) -> None:
 
 def end_processes(children: list[psutil.Process]) -> None:
     """SIGTERM, a short grace, SIGKILL: descendants that outlived the process that started them."""
-    alive = [c for c in children if _alive(c)]
+    alive = [c for c in children if is_alive(c)]
     for child in alive:
         _signal(child, signal.SIGTERM)
     _, alive = psutil.wait_procs(alive, timeout=TERM_GRACE_S)
@@ -167,7 +167,8 @@ def end_processes(children: list[psutil.Process]) -> None:
     psutil.wait_procs(alive, timeout=TERM_GRACE_S)
 
 
-def _alive(process: psutil.Process) -> bool:
+def is_alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (an exited child its parent has not reaped yet)."""
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

@@ -10,6 +10,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
+from core import processes
 from models import Batch, Job, JobStatus, LLMCall
 from models.db import session_scope
 from tests import children
@@ -73,7 +74,7 @@ def test_interrupted_run_resumes_without_repaying(database_url, broker_url, scri
 
     assert run.returncode == 128 + signum, output
     assert f"agr resume {batch.id}" in output
-    assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+    assert not [p for p in started if processes.is_alive(p)], \
         f"{stop} left processes of agr run running"
     _, statuses = _statuses(name)
     assert statuses.count(JobStatus.SUCCEEDED) < ITEMS, "the batch finished before the interrupt"

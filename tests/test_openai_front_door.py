@@ -28,6 +28,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
+from core import processes
 from models import Batch, Job, LLMCall
 from models.batch import BatchInterface
 from models.db import session_scope
@@ -109,7 +110,7 @@ def served(module_services, tmp_path_factory):
     assert how == "SIGINT", f"Ctrl-C did not stop agr up: it took {how}\n{out}"
     assert up.returncode == 0, out
     assert "stopped" in out
-    assert not [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+    assert not [p for p in started if processes.is_alive(p)], \
         "Ctrl-C left processes of agr up running"
 
 
