@@ -310,6 +310,8 @@ def parse_window(text: str) -> timedelta:
     return timedelta(**{unit: int(text[:-1])})
 
 
+INTAKE_THREAD = "batch-intake"  # the name of the thread that checks submitted files
+
 class IntakeLoop:
     """The API process's intake thread: checks `validating` batches one after another,
     woken at once by this process's own submissions, and every AGR_INTAKE_POLL_S for
@@ -318,7 +320,7 @@ class IntakeLoop:
     def __init__(self):
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="batch-intake", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=INTAKE_THREAD, daemon=True)
 
     def start(self) -> "IntakeLoop":
         self._thread.start()
