@@ -95,6 +95,26 @@ def test_kill_reasoning_worker_mid_llm_call_then_resume(stack, scripted_llm, tmp
     assert len(scripted_llm.requests_of("planner")) == 2
 
 
+def test_a_step_holding_the_interpreter_past_its_lease_keeps_it(stack, scripted_llm, devset, tmp_path):
+    """The music tool's pitch tracker (librosa's pyin: a numba loop that never lets go of
+    Python's interpreter lock) runs for seconds on half a minute of clicks, longer than
+    this lease. The step must keep its lease and finish on its first attempt."""
+    clicks = sf.read(devset / "audio" / "dev-tempo-00.wav", dtype="float32")[0]
+    sf.write(str(tmp_path / "clicks.wav"), np.tile(clicks, 3), 16000)  # 36 s
+    stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["music"]', step_lease_s="3")
+    stack.start()
+    batch_id = stack.submit([question_item("clicks", tmp_path / "clicks.wav")])
+    stack.wait_for_batch(batch_id, timeout=180)
+
+    (job,) = stack.jobs(batch_id)
+    assert job.status == "succeeded", job.error
+    perceive = next(s for s in _steps(job.id) if s.kind == "perceive_cpu")
+    assert perceive.attempts == 1, perceive.last_error
+    with session_scope() as session:
+        document = session.scalar(select(Iteration.document).where(Iteration.job_id == job.id))
+    assert "BPM" in document
+
+
 def test_replaying_a_step_whose_reply_is_stored_pays_nothing(stack, scripted_llm, tmp_path):
     """The state a crash between 'LLM reply stored' and 'step committed' leaves behind,
     made directly: the answer step is re-run and must reuse the stored reply."""

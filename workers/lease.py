@@ -141,3 +141,8 @@ def confirm_lease() -> None:
     held = _held.get()
     if held is not None:
         held[0].confirm(held[1])
+
+
+def lease_held() -> bool:
+    """Whether this thread runs a step under a lease (lease_heartbeat)."""
+    return _held.get() is not None

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.numba_cache import compiling_alone, librosa_compiled
 from workers.perception.audio_io import AudioClip
+from workers.perception.helper_process import run_apart
 
 librosa = librosa_compiled()  # its compiled parts by this process alone (core/numba_cache.py)
 
@@ -32,6 +33,12 @@ _compiling = threading.Lock()
 
 
 def analyse(clip: AudioClip) -> dict:
+    # In a step, apart from the lease's renewals: pyin's decoder holds the interpreter lock
+    # for seconds (workers/perception/helper_process.py).
+    return run_apart(analysed_here, clip)
+
+
+def analysed_here(clip: AudioClip) -> dict:
     compile_once()
     return _analyse(clip)
 
