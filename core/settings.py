@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.alm_endpoint import is_endpoint, parse_endpoint
+
 
 PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/pipelines.py (which imports models)
 # workers/perception/alm/loading.py FAMILIES (which imports torch)
@@ -96,6 +98,14 @@ class Settings(BaseSettings):
     # family one of alm_family's or omitted ("auto"). The first is the primary model and takes
     # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/perception/tools/alm_routes.py).
     alms: str | None = None
+    # Engine-backed models (core/alm_endpoint.py): the servers' key, how many requests one
+    # worker process keeps in flight to one engine, how long one may take, and the longest
+    # clip one request carries (a longer one is heard in windows; 30 s: the Whisper encoder
+    # of Qwen2-Audio and its kin, which an engine truncates silently as a processor does).
+    alm_api_key: SecretStr = SecretStr("not-needed")
+    alm_engine_max_in_flight: int = Field(64, ge=1, le=1024)
+    alm_engine_timeout_s: float = Field(300.0, gt=0)
+    alm_engine_window_s: float = Field(30.0, gt=0)
     alm_device: str = "auto"
     alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024
     # auto: from the checkpoint's model_type (and an "Audio-Reasoner" name); or force a family
@@ -184,6 +194,11 @@ class Settings(BaseSettings):
         listed = parse_alms(self.alms)
         if listed:
             self.alm_family, self.alm_model = listed[0]
+        elif self.alm_model and is_endpoint(self.alm_model):
+            try:
+                parse_endpoint(self.alm_model)
+            except ValueError as exc:
+                raise ValueError(f"AGR_ALM_MODEL: {exc}") from None
         return self
 
     @model_validator(mode="after")
@@ -231,6 +246,11 @@ def parse_alms(listed: str | None) -> list[tuple[str, str]]:
         if family not in ("auto", *ALM_FAMILIES) or not path.strip():
             raise ValueError(f"AGR_ALMS entry {entry!r}: write family=path (family one of auto, "
                              f"{', '.join(ALM_FAMILIES)}) or a bare path")
+        if is_endpoint(path.strip()):
+            try:
+                parse_endpoint(path)
+            except ValueError as exc:
+                raise ValueError(f"AGR_ALMS entry {entry!r}: {exc}") from None
         pairs.append((family, path.strip()))
     if len({path for _, path in pairs}) < len(pairs):
         # One model twice would agree with itself: agreement gating needs independent models.

@@ -68,7 +68,8 @@ class AudioReasonerModel(Qwen2AudioModel):
     family = "audio_reasoner"
     system_prompt = AUDIO_REASONER_SYSTEM_PROMPT
 
-    def _evidence(self, text: str) -> str:
+    @classmethod
+    def evidence(cls, text: str) -> str:
         parsed = parse_audio_reasoner_output(text)
         # A reply with sections but neither caption nor answer (cut off while planning) is still
         # all the model said: keep it rather than return nothing.

@@ -85,7 +85,27 @@ def _new_tokens(output: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return output
 
 
-class AudioLanguageModel:
+class AudioPrompts:
+    """The single-clip questions every audio-language model answers, in process or behind an
+    engine (workers/perception/alm/engine.py), through its generate_batch."""
+
+    def caption(self, waveform: np.ndarray) -> str:
+        return self.generate_batch([waveform], [CAPTION_PROMPT])[0]
+
+    def answer(self, waveform: np.ndarray, question: str) -> str:
+        return self.generate_batch([waveform], [question])[0]
+
+    def re_caption(self, waveform: np.ndarray, focus: str) -> str:
+        return self.generate_batch([waveform], [RE_CAPTION_PROMPT.format(focus=focus)])[0]
+
+    def transcribe(self, waveform: np.ndarray) -> str:
+        return self.generate_batch([waveform], [TRANSCRIBE_PROMPT])[0]
+
+    def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+        raise NotImplementedError
+
+
+class AudioLanguageModel(AudioPrompts):
     """An audio-language model answering text prompts about waveforms, whatever its family.
 
     Build one with `load_audio_language_model` (or `<Family>.load`); all families offer the
@@ -151,22 +171,10 @@ class AudioLanguageModel:
 
     # --- the interface ---
 
-    def caption(self, waveform: np.ndarray) -> str:
-        return self.generate_batch([waveform], [CAPTION_PROMPT])[0]
-
-    def answer(self, waveform: np.ndarray, question: str) -> str:
-        return self.generate_batch([waveform], [question])[0]
-
-    def re_caption(self, waveform: np.ndarray, focus: str) -> str:
-        return self.generate_batch([waveform], [RE_CAPTION_PROMPT.format(focus=focus)])[0]
-
-    def transcribe(self, waveform: np.ndarray) -> str:
-        return self.generate_batch([waveform], [TRANSCRIBE_PROMPT])[0]
-
     def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
         """Evidence text answering prompts[i] about waveforms[i], from one padded generate call
         (`temperature`: sampled at it, e.g. self-consistency samples; None: the model's settings)."""
-        return [self._evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
+        return [self.evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
 
     def generate_raw(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
         """The model's decoded replies, before any family-specific parsing."""
@@ -207,7 +215,9 @@ class AudioLanguageModel:
             conversation.insert(0, {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]})
         return self.processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
-    def _evidence(self, text: str) -> str:
+    @classmethod
+    def evidence(cls, text: str) -> str:
+        """The evidence a reply gives (Audio-Reasoner keeps its caption and response)."""
         return text
 
     def window_seconds(self) -> float | None:

@@ -8,6 +8,8 @@ explicitly (AGR_ALM_FAMILY=audio_reasoner).
 import os
 import re
 
+from core.alm_endpoint import is_endpoint, parse_endpoint
+
 from workers.perception.alm.audio_flamingo3 import AudioFlamingo3Model
 from workers.perception.alm.audio_reasoner import AudioReasonerModel
 from workers.perception.alm.base import AudioLanguageModel, GenerationSettings, read_model_config
@@ -57,9 +59,16 @@ def load_audio_language_model(
     """Load the checkpoint at `path` (a directory or hub id) as its family's model, on `device`
     ("auto": CUDA when available) in bf16 on CUDA and float32 on CPU.
 
+    `path` may instead name a serving engine (core/alm_endpoint.py): the model is then asked
+    over HTTP (workers/perception/alm/engine.py) and nothing is loaded here.
+
     Raises RuntimeError("could not load audio-language model '<path>': <reason>") for anything
     that does not load.
     """
+    if is_endpoint(path):
+        from workers.perception.alm.engine import EngineAudioLanguageModel
+
+        return EngineAudioLanguageModel(parse_endpoint(path), family, generation or GenerationSettings())
     try:
         config = read_model_config(path)
         family = choose_family(path, config, family)

@@ -1,0 +1,163 @@
+"""An audio-language model served by an engine behind the OpenAI chat API (vLLM, SGLang,
+`transformers serve`), offered with the interface of the in-process families.
+
+Named by an endpoint spec (core/alm_endpoint.py) where a checkpoint path would go. Its
+family still decides what the in-process family decides: the system prompt, where the
+audio goes in the user turn, and how a reply is read (Audio-Reasoner's structured
+<THINK>...<RESPONSE> output), so one model answers the same whether it runs in a worker or
+behind an engine. With the family "auto", a served name that says Audio-Reasoner is read
+as one, any other as Qwen2-Audio (plain replies, no system prompt).
+
+Each prompt is one chat-completions request carrying its clip as an `input_audio` part
+(16 kHz WAV, base64), the shape vLLM documents for audio input. A generate_batch sends its
+prompts at once, at most AGR_ALM_ENGINE_MAX_IN_FLIGHT per engine from this process: the
+engine batches requests as they come (continuous batching) rather than us padding them.
+"""
+
+import base64
+import io
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import soundfile as sf
+
+from core.alm_endpoint import Endpoint
+from core.settings import get_settings
+from workers.perception.alm.audio_reasoner import AudioReasonerModel
+from workers.perception.alm.base import AudioPrompts, GenerationSettings
+from workers.perception.alm.qwen2_audio import Qwen2AudioModel
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000  # what the served audio encoders take; the server resamples anything else
+_AUDIO_REASONER_NAME = re.compile(r"audio[-_ ]?reasoner", re.IGNORECASE)
+_in_flight: dict[str, threading.BoundedSemaphore] = {}  # per engine base URL, for this process
+_in_flight_lock = threading.Lock()
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine refused a request, failed it, or could not be reached."""
+
+
+class EngineAudioLanguageModel(AudioPrompts):
+    def __init__(self, endpoint: Endpoint, family: str, generation: GenerationSettings):
+        from workers.perception.alm.loading import FAMILIES
+
+        self.endpoint = endpoint
+        self.family = _family_of(endpoint, family)
+        self.behaves_as = FAMILIES[self.family]  # prompts and reply reading, not weights
+        self.name = endpoint.spec
+        self.sampling_rate = SAMPLE_RATE
+        self.device = "engine"
+        self.generation = generation
+        self._client = _client(endpoint)
+
+    def window_seconds(self) -> float:
+        return get_settings().alm_engine_window_s
+
+    def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+        return [self.behaves_as.evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
+
+    def generate_raw(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+        if len(waveforms) != len(prompts):
+            raise ValueError(f"{len(waveforms)} waveforms but {len(prompts)} prompts")
+        if not prompts:
+            return []
+        gate = _gate(self.endpoint)
+        decoding = self._decoding(temperature)
+
+        def ask(pair) -> str:
+            with gate:
+                return self._ask(pair[0], pair[1], decoding)
+
+        with ThreadPoolExecutor(min(len(prompts), get_settings().alm_engine_max_in_flight)) as pool:
+            return list(pool.map(ask, zip(waveforms, prompts, strict=True)))
+
+    def _decoding(self, temperature: float | None) -> dict:
+        g = self.generation
+        if temperature is not None and temperature > 0:
+            return {"temperature": temperature, "top_p": g.top_p}
+        if g.do_sample:
+            return {"temperature": g.temperature, "top_p": g.top_p}
+        return {"temperature": 0.0}  # greedy, as the in-process default
+
+    def _ask(self, waveform, prompt: str, decoding: dict) -> str:
+        import openai
+
+        audio = {"type": "input_audio", "input_audio": {"data": _wav_base64(waveform), "format": "wav"}}
+        text = {"type": "text", "text": prompt}
+        messages = [{"role": "user", "content": [audio, text] if self.behaves_as.audio_before_text else [text, audio]}]
+        if self.behaves_as.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.behaves_as.system_prompt})
+        try:
+            reply = self._client.chat.completions.create(
+                model=self.endpoint.model, messages=messages, max_tokens=self.generation.max_new_tokens, **decoding)
+        except openai.APIStatusError as exc:
+            raise EngineUnavailable(f"{self.name} answered {exc.status_code}: {_said(exc)}") from exc
+        except openai.APIError as exc:  # unreachable, timed out
+            raise EngineUnavailable(f"{self.name} could not be asked: {exc}") from exc
+        if not reply.choices:
+            raise EngineUnavailable(f"{self.name} answered with no choices")
+        return (reply.choices[0].message.content or "").strip()
+
+
+def _family_of(endpoint: Endpoint, family: str) -> str:
+    if family != "auto":
+        return family
+    return AudioReasonerModel.family if _AUDIO_REASONER_NAME.search(endpoint.model) else Qwen2AudioModel.family
+
+
+def _client(endpoint: Endpoint):
+    import openai
+
+    settings = get_settings()
+    # Retries are the step's (its attempts are audited); the client's own would hide them.
+    return openai.OpenAI(base_url=endpoint.base_url, api_key=settings.alm_api_key.get_secret_value(),
+                         timeout=settings.alm_engine_timeout_s, max_retries=0)
+
+
+def _gate(endpoint: Endpoint) -> threading.BoundedSemaphore:
+    with _in_flight_lock:
+        if endpoint.base_url not in _in_flight:
+            _in_flight[endpoint.base_url] = threading.BoundedSemaphore(get_settings().alm_engine_max_in_flight)
+        return _in_flight[endpoint.base_url]
+
+
+def _wav_base64(waveform) -> str:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _said(exc) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        body = body.get("message") or body.get("error") or body
+    return str(body or exc.message)[:300]
+
+
+def misconfigured_endpoints() -> list[str]:
+    """What is wrong with the configured engine endpoints, as far as their servers tell: one
+    line per model that its server answers without listing. An engine that does not answer
+    is not refused here (it may be starting); each call then fails its attempt with why."""
+    import openai
+
+    from core.alm_endpoint import is_endpoint, parse_endpoint
+
+    problems = []
+    for _, path in get_settings().alm_specs:
+        if not is_endpoint(path):
+            continue
+        endpoint = parse_endpoint(path)
+        try:
+            served = [m.id for m in _client(endpoint).with_options(timeout=10).models.list()]
+        except openai.APIError as exc:
+            log.warning("ALM engine %s does not answer yet (%s): its calls fail until it does", endpoint.base_url, exc)
+            continue
+        if endpoint.model not in served:
+            problems.append(f"AGR_ALMS / AGR_ALM_MODEL name model {endpoint.model!r} at {endpoint.base_url}, "
+                            f"which serves {served}")
+    return problems
