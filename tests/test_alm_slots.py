@@ -57,15 +57,22 @@ def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_m
         long, short = _tone(75.0), _tone(2.0)
         results = run_prompts(1, [("caption", long, {"cover": True}), ("audio_answer", short, {"question": "What?",
                                                                                                "choices": ["a", "b"]}),
-                                  ("caption", long, {})])
+                                  ("caption", long, {}), ("audio_answer", long, {"question": "What?",
+                                                                                 "choices": ["a", "b"]})])
     finally:
         model.generate_batch = generate
     windows = results[0].output["windows"]
     assert [(w["start"], w["end"]) for w in windows] == [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0)]
     assert results[0].text.startswith("[0.0-25.0 s] ")
-    assert sizes == [2, 2, 1]  # five sequences (three windows, the short clip, the uncovered clip)
+    # Eight sequences: each caption's three windows, the short clip, the long one's first 30 s.
+    assert sizes == [2, 2, 2, 2]
     assert results[1].text.startswith("Answer: ") and "windows" not in results[1].output
-    assert "windows" not in results[2].output  # not asked to cover: heard as the processor passes it (agr's)
+    assert "heard" not in results[1].output
+    # A description covers its clip whatever the pipeline asked (no silent cut at 30 s) ...
+    assert results[2].output["windows"] == windows
+    # ... and a question wanting one answer hears the first window and says so.
+    assert results[3].output["heard"] == {"start": 0.0, "end": 30.0} and "windows" not in results[3].output
+    assert "heard only 0.0-30.0 s of this 0.0-75.0 s clip" in results[3].text
 
 
 @pytest.mark.parametrize("listed, error", [

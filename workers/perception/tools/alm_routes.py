@@ -41,10 +41,12 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     from workers.perception.loaded_models import audio_language_model
 
     model = audio_language_model(slot)
-    # A call asking to `cover` its clip is heard in windows covering all of it (crosscheck's
-    # captions); any other hears what the processor passes (the first 30 s, say), as before.
-    pieces = [(i, window) for i, (_, clip, args) in enumerate(calls)
-              for window in (covering(clip, model.window_seconds()) if args.get("cover") else [clip])]
+    limit = model.window_seconds()
+    # A description covers its clip in windows (the model would hear only the first of them,
+    # and an engine cuts the rest silently, as a processor does); a question that wants one
+    # answer hears the first window, and its evidence says so (_result).
+    pieces = [(i, window) for i, (name, clip, args) in enumerate(calls)
+              for window in (covering(clip, limit) if _describes(name, args) else [heard_part(clip, limit)])]
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
     # A self-consistency sample is decoded at its own temperature, the rest as the model
     # is configured (greedy by default): one generate call per kind.
@@ -61,6 +63,27 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
             for (i, window), text in zip(part, texts, strict=True):
                 heard[i].append((window, text.strip()))
     return [_result(route_of(name)[0], args, clip, heard[i]) for i, (name, clip, args) in enumerate(calls)]
+
+
+def _cut_note(clip, heard: list[tuple[object, str]]) -> str | None:
+    """Said in the evidence when a question heard less than its clip: never a silent cut."""
+    end = max(w.offset_s + w.duration_s for w, _ in heard)
+    clip_end = clip.offset_s + clip.duration_s
+    if clip_end - end <= 0.01:
+        return None
+    return (f"(the model heard only {clip.offset_s:.1f}-{end:.1f} s of this {clip.offset_s:.1f}-{clip_end:.1f} s "
+            f"clip: ask about a window to hear the rest)")
+
+
+def _describes(tool: str, args: dict) -> bool:
+    return route_of(tool)[0] in ("caption", "re_caption") or bool(args.get("cover"))
+
+
+def heard_part(clip, limit: float | None):
+    """What a one-answer question hears of `clip`: all of it, or its first window."""
+    if not limit or clip.duration_s <= limit + 0.01:
+        return clip
+    return clip.window(0.0, limit)
 
 
 def covering(clip, limit: float | None) -> list:
@@ -114,6 +137,9 @@ def _result(route: str, args: dict, clip, heard: list[tuple[object, str]]) -> To
     if route == ANSWER_ROUTE:
         output["answer"] = _chosen([t for _, t in heard], args.get("choices") or [])
         text = f"Answer: {output['answer'] or 'none of the choices'}\n{text}"
+    if cut := _cut_note(clip, heard):
+        output["heard"] = {"start": round(heard[0][0].offset_s, 2), "end": round(max(w.offset_s + w.duration_s for w, _ in heard), 2)}
+        text = f"{text}\n{cut}"
     return ToolResult(output, text)
 
 
