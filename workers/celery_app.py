@@ -56,3 +56,17 @@ def _set_up_thread_pool_worker(sender, **_kwargs) -> None:
 
         size_pool_for_threads(sender.concurrency)
         watch_broker()
+
+
+@worker_init.connect
+def _refuse_misconfigured_engines(sender, **_kwargs) -> None:
+    # The GPU perception worker asks the ALM engines: a served-model name the engine does not
+    # serve is refused now, naming the setting, not once per call later.
+    from workers.routing import PERCEPTION_QUEUE
+
+    if PERCEPTION_QUEUE not in set(sender.app.amqp.queues.consume_from or {}):
+        return
+    from workers.perception.alm.engine import misconfigured_endpoints
+
+    if problems := misconfigured_endpoints():
+        raise SystemExit("refusing to start: " + "; ".join(problems))
