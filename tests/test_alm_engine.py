@@ -1,0 +1,158 @@
+"""An audio-language model behind a serving engine: a real `transformers serve` on 127.0.0.1
+with a tiny random Qwen2-Audio saved here (steered to reply "rain dog ..."), asked by the
+stack's GPU perception worker over the OpenAI chat API with `input_audio` parts.
+
+transformers serve is the engine that installs here (vLLM and SGLang need CUDA); it serves
+Qwen2-Audio from its `input_audio` and `audio_url` parts, as vLLM does."""
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from models import ToolCall
+from core import processes
+from models.db import session_scope
+from tests import children
+from tests.stack import _free_port, question_item, tone_wav
+from tests.tiny_models import build_tiny_qwen2_audio, steer_to_words
+
+INSUFFICIENT = {"reason": "ask the model", "sufficient": False, "confidence": 0.3, "missing": ["is it rain"]}
+ASK = {"calls": [{"tool": "audio_qa", "args": {"question": "Is it raining?"}, "purpose": "ask"},
+                 {"tool": "re_caption", "args": {"focus": "the dog"}, "purpose": "listen again"}]}
+REQUEST_LINE = re.compile(r'"POST /v1/chat/completions HTTP/1.1" (\d+)')
+
+
+class Engine:
+    def __init__(self, process, url: str, model: str, log: Path):
+        self.process, self.url, self.model, self.log = process, url, model, log
+
+    def spec(self, model: str | None = None) -> str:
+        return f"openai+{self.url}#{model or self.model}"
+
+    def requests(self) -> list[int]:
+        """The status of every chat request the engine answered so far (its access log)."""
+        return [int(s) for s in REQUEST_LINE.findall(self.log.read_text(errors="replace"))]
+
+
+def start_engine(folder: Path, words: list[str]) -> Engine:
+    """`transformers serve`, pinned to a tiny Qwen2-Audio that replies `words` over and over."""
+    model = steer_to_words(build_tiny_qwen2_audio(folder / "qwen2-audio"), words)
+    port, log = _free_port(), folder / "serve.log"
+    serve = Path(sys.executable).parent / "transformers"
+    with open(log, "w") as out:
+        process = children.start([str(serve), "serve", str(model), "--device", "cpu", "--host", "127.0.0.1",
+                                  "--port", str(port)], stdout=out, stderr=out, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    _wait_until_listed(url, str(model), process, log)
+    return Engine(process, url, str(model), log)
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    engine = start_engine(tmp_path_factory.mktemp("engine"), ["rain", "dog"])
+    yield engine
+    children.stop(engine.process)
+
+
+def _wait_until_listed(url: str, model: str, process, log: Path, within_s: float = 300) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if any(m["id"] == model for m in httpx.get(f"{url}/models", timeout=5).json()["data"]):
+                return
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"transformers serve never listed {model}:\n{log.read_text()[-3000:]}")
+
+
+def _calls(job_id) -> dict[str, ToolCall]:
+    with session_scope() as session:
+        rows = session.scalars(select(ToolCall).where(ToolCall.job_id == job_id).order_by(ToolCall.id)).all()
+    return {row.tool: row for row in rows}
+
+
+def test_every_model_call_goes_to_the_engine_long_clips_in_windows_and_reruns_from_the_cache(
+        engine, stack, scripted_llm, tmp_path):
+    scripted_llm.default_replies.update(planner=INSUFFICIENT, interaction=ASK)
+    stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["caption"]', alms=engine.spec(),
+                    alm_max_new_tokens=6)
+    stack.start()
+    items = [question_item("short", tone_wav(tmp_path / "short.wav")),
+             question_item("long", tone_wav(tmp_path / "long.wav", seconds=75.0))]
+    asked_before = len(engine.requests())
+    batch_id = stack.submit(items, max_iters=1)
+    stack.wait_for_batch(batch_id, timeout=300)
+
+    jobs = {j.custom_id: j for j in stack.jobs(batch_id)}
+    assert all(j.status == "succeeded" for j in jobs.values()), stack.job_summary(batch_id)
+    long = _calls(jobs["long"].id)
+    # Descriptions cover the 75 s clip in three 25 s windows, each the engine's reply.
+    for tool in ("caption", "re_caption"):
+        windows = long[tool].output["windows"]
+        assert [(w["start"], w["end"]) for w in windows] == [(0.0, 25.0), (25.0, 50.0), (50.0, 75.0)], tool
+        assert all("rain" in w["text"] for w in windows), windows
+    # A question wanting one answer hears the first 30 s, and its evidence says so.
+    qa = long["audio_qa"]
+    assert qa.output["heard"] == {"start": 0.0, "end": 30.0} and "rain" in qa.output["text"]
+    assert "heard only 0.0-30.0 s of this 0.0-75.0 s clip" in qa.text
+    short = _calls(jobs["short"].id)
+    assert "windows" not in short["caption"].output and "heard" not in short["audio_qa"].output
+    assert {row.model.split(" ")[0] for row in [*long.values(), *short.values()]} == {engine.spec()}
+    # Every model call went to the engine, once: 3 + 3 + 1 for the long clip, 3 for the short.
+    assert engine.requests()[asked_before:] == [200] * 10
+
+    # The same questions again: answered from the cache, nothing asked of the engine.
+    again = stack.submit(items, max_iters=1)
+    stack.wait_for_batch(again, timeout=300)
+    for job in stack.jobs(again):
+        assert job.status == "succeeded" and all(row.cache_hit for row in _calls(job.id).values()), job.custom_id
+    assert len(engine.requests()) == asked_before + 10
+
+
+def test_a_worker_naming_a_model_its_engine_does_not_serve_refuses_to_start(engine, database_url, broker_url, tmp_path):
+    env = {**os.environ, "AGR_DATABASE_URL": database_url, "AGR_BROKER_URL": broker_url,
+           "AGR_ALMS": engine.spec("Qwen/Qwen2-Audio-7B-Instruct")}
+    worker = processes.start_worker("perception", env, tmp_path / "worker.log")
+    try:
+        assert worker.wait(timeout=120) != 0
+    finally:
+        processes.stop(worker, 30)
+    said = (tmp_path / "worker.log").read_text()
+    assert "refusing to start" in said and "AGR_ALMS" in said and "Qwen/Qwen2-Audio-7B-Instruct" in said, said[-2000:]
+
+
+def test_another_deployment_is_never_served_the_first_ones_cached_captions(engine, stack, scripted_llm, tmp_path):
+    """The same clip captioned by the first engine, then by a second deployment (another
+    server and model): the second's caption is its own, not the first's from the cache."""
+    other = start_engine(tmp_path / "other", ["wind"])
+    try:
+        stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["caption"]', alms=engine.spec(),
+                        alm_max_new_tokens=6)
+        stack.start()
+        clip = tone_wav(tmp_path / "clip.wav")
+        captions = []
+        for served in (engine, other):
+            stack.configure(alms=served.spec())
+            stack.kill("perception")
+            stack.start_role("perception")
+            batch_id = stack.submit([question_item("clip", clip)], max_iters=1)
+            stack.wait_for_batch(batch_id, timeout=300)
+            (job,) = stack.jobs(batch_id)
+            assert job.status == "succeeded", stack.job_summary(batch_id)
+            captions.append(_calls(job.id)["caption"])
+        first, second = captions
+        assert "rain" in first.text and not first.cache_hit
+        assert "wind" in second.text and "rain" not in second.text and not second.cache_hit
+        assert first.cache_key != second.cache_key and other.requests() == [200]
+    finally:
+        children.stop(other.process)
+
+
+pytestmark = pytest.mark.timeout(600)
