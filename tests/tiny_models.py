@@ -25,7 +25,11 @@ from transformers import (
     Qwen2AudioConfig,
     Qwen2AudioForConditionalGeneration,
     Qwen2AudioProcessor,
+    WhisperConfig,
     WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizerFast,
 )
 
 AUDIO, AUDIO_BOS, AUDIO_EOS = "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"
@@ -390,4 +394,26 @@ def steer_to_words(directory: Path, words: list[str], bias: float = 100.0) -> Pa
     config = GenerationConfig.from_pretrained(directory)
     config.sequence_bias = sequence_bias
     config.save_pretrained(directory)
+    return directory
+
+
+def build_tiny_whisper(directory: Path) -> Path:
+    """A randomly initialised Whisper of a few thousand parameters with the real English
+    tokenizer (faster-whisper's bundled tiny.en's): what `transformers serve` transcribes
+    with, where production serves a real Whisper."""
+    from workers.perception.asr import bundled_model_dir
+
+    tokenizer = WhisperTokenizerFast(tokenizer_file=str(bundled_model_dir("tiny.en") / "tokenizer.json"))
+    start, end = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|endoftext|>"])
+    special = {"decoder_start_token_id": start, "eos_token_id": end, "pad_token_id": end, "bos_token_id": end}
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(WhisperConfig(
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=80,
+        max_source_positions=1500, max_target_positions=64, **special))
+    model.generation_config = GenerationConfig(
+        **special, no_timestamps_token_id=tokenizer.convert_tokens_to_ids("<|notimestamps|>"), is_multilingual=False,
+        max_length=20, forced_decoder_ids=None, begin_suppress_tokens=[], suppress_tokens=[])
+    model.save_pretrained(directory)
+    WhisperProcessor(WhisperFeatureExtractor(feature_size=80), tokenizer).save_pretrained(directory)
     return directory

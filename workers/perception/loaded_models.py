@@ -7,10 +7,16 @@ from core.settings import get_settings
 
 @lru_cache(maxsize=1)
 def speech_recognizer():
+    """faster-whisper in this process, or the transcription service AGR_ASR_BASE_URL names."""
+    settings = get_settings()
+    if settings.asr_base_url:
+        from workers.perception.speech_service import SpeechService
+
+        return SpeechService(settings.asr_base_url, settings.asr_model)
     from workers.perception.asr import SpeechRecognizer
     from workers.perception.tools.transcription import asr_device
 
-    return SpeechRecognizer(get_settings().asr_model, device=asr_device())
+    return SpeechRecognizer(settings.asr_model, device=asr_device())
 
 
 @lru_cache(maxsize=None)

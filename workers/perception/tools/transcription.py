@@ -51,11 +51,17 @@ def cuda_visible() -> bool:
 
 
 def device_class() -> str:
+    # A transcription service is asked over HTTP by the CPU worker: no GPU worker needed.
+    if get_settings().asr_base_url:
+        return "cpu"
     return "gpu" if asr_device() == "cuda" else "cpu"
 
 
 def model_name() -> str:
-    base = f"faster-whisper/{get_settings().asr_model}"
+    settings = get_settings()
+    if settings.asr_base_url:  # the deployment's identity: another service is cached apart
+        return f"{settings.asr_base_url.rstrip('/')}#{settings.asr_model}"
+    base = f"faster-whisper/{settings.asr_model}"
     return base if asr_device() == "cpu" else f"{base}@cuda-float16"
 
 
@@ -64,6 +70,9 @@ def render(result: dict) -> str:
     lines = [f"[{s['start']:.1f}-{s['end']:.1f}s] {s['text']}" for s in result["segments"]]
     if result.get("multilingual") and lines:
         lines.insert(0, f"language: {result['language']} (p={result['language_probability']:.2f})")
+    if result.get("timestamps") == "none" and lines:
+        lines.append("(the transcription service gave no timestamps: the text is of the whole span, "
+                     "not placed in time)")
     return "\n".join(lines) if lines else "no speech recognised"
 
 
