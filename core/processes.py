@@ -5,13 +5,16 @@ Used by `agr run`, the benches and the tests, so all exercise the same real proc
 A reasoning worker is one process with a pool of threads (AGR_REASONING_CONCURRENCY):
 its steps spend their time waiting on the LLM server, so tens of them share one process
 and one database pool. Perception workers are prefork processes (a model is loaded after
-the fork, and prefork keeps Celery's time limits), of concurrency 1 by default.
+the fork, and prefork keeps Celery's time limits), of concurrency 1 by default; except the
+GPU one when all its models are engines (Settings.gpu_models_remote): it then waits on
+HTTP as the reasoning worker does, with a pool of AGR_ENGINE_WORKER_CONCURRENCY threads.
 """
 
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 CELERY_APP = "workers.celery_app"
+_reading_settings = threading.Lock()
 
 
 def celery_command(*args: str, app: str = CELERY_APP) -> list[str]:
@@ -31,10 +35,10 @@ def start_worker(queue: str, env: dict, log_path: Path, concurrency: int | None 
                  name: str | None = None, app: str = CELERY_APP, pool: str | None = None) -> subprocess.Popen:
     """A worker on `queue`; the reasoning queue's gets the thread pool and the configured
     concurrency unless told otherwise."""
-    threaded = queue == "reasoning"
+    threaded = queue == "reasoning" or (queue == "perception" and _loads_no_model(env))
     pool = pool or ("threads" if threaded else "prefork")
     if concurrency is None:
-        concurrency = reasoning_concurrency(env) if threaded else 1
+        concurrency = threads_of(queue, env) if threaded else 1
     args = ["worker", "-Q", queue, "--pool", pool, "--concurrency", str(concurrency), "--prefetch-multiplier", "1",
             "-n", f"{name or queue}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
     return _spawn(celery_command(*args, app=app), env, log_path)
@@ -42,10 +46,36 @@ def start_worker(queue: str, env: dict, log_path: Path, concurrency: int | None 
 
 def reasoning_concurrency(env: dict) -> int:
     """AGR_REASONING_CONCURRENCY as the started worker will see it (`env` over ours)."""
-    from core.settings import get_settings
+    return _settings_of(env).reasoning_concurrency
 
-    configured = env.get("AGR_REASONING_CONCURRENCY")
-    return int(configured) if configured else get_settings().reasoning_concurrency
+
+def threads_of(queue: str, env: dict) -> int:
+    settings = _settings_of(env)
+    return settings.reasoning_concurrency if queue == "reasoning" else settings.engine_worker_concurrency
+
+
+def _loads_no_model(env: dict) -> bool:
+    try:
+        return _settings_of(env).gpu_models_remote
+    except ValueError:  # a bad setting: the worker itself refuses it, naming it, in its log
+        return False
+
+
+def _settings_of(env: dict):
+    """The settings a process started with `env` will read. Settings read os.environ only,
+    so `env`'s AGR_* stand in for ours while they are read (under a lock: starts are rare)."""
+    from core.settings import Settings
+
+    with _reading_settings:
+        saved = dict(os.environ)
+        try:
+            for name in [n for n in os.environ if n.startswith("AGR_")]:
+                del os.environ[name]
+            os.environ.update({k: v for k, v in env.items() if k.startswith("AGR_")})
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def start_sweeper(env: dict, log_path: Path) -> subprocess.Popen:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # default keeps a GPU worker >= 90% busy at 3-8 s per LLM call (bench/pipelining.py
     # --profile realistic); docker-compose.yml uses the same figure.
     reasoning_concurrency: int = Field(128, ge=1, le=1024)
+    # The GPU perception worker's threads when every model it would run is asked of an engine
+    # (core.settings.Settings.gpu_models_remote): its steps then wait on HTTP, like the
+    # reasoning worker's, and tens in flight keep a continuous-batching engine full.
+    engine_worker_concurrency: int = Field(32, ge=1, le=1024)
 
     # --- perception ---
     # The coarse document's tools (iteration 0); those unavailable (no ALM configured) are skipped,
@@ -226,6 +230,13 @@ class Settings(BaseSettings):
     def alm_specs(self) -> list[tuple[str, str]]:
         """Every configured audio-language model as (family, path), the primary first."""
         return parse_alms(self.alms) or ([(self.alm_family, self.alm_model)] if self.alm_model else [])
+
+    @property
+    def gpu_models_remote(self) -> bool:
+        """Whether the GPU perception worker loads no model: every ALM is an engine endpoint
+        and speech recognition is a service or on the CPU."""
+        asr_on_gpu = self.asr_device == "cuda" and not self.asr_base_url
+        return bool(self.alm_specs) and all(is_endpoint(p) for _, p in self.alm_specs) and not asr_on_gpu
 
     @property
     def lease_renew_interval_s(self) -> float:

@@ -104,6 +104,12 @@ class AudioPrompts:
     def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
         raise NotImplementedError
 
+    def prompts_at_once(self) -> int:
+        """How many prompts one generate_batch call should carry: a GPU batch in process."""
+        from core.settings import get_settings
+
+        return get_settings().gpu_batch_size
+
 
 class AudioLanguageModel(AudioPrompts):
     """An audio-language model answering text prompts about waveforms, whatever its family.

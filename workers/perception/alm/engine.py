@@ -58,6 +58,10 @@ class EngineAudioLanguageModel(AudioPrompts):
     def window_seconds(self) -> float:
         return get_settings().alm_engine_window_s
 
+    def prompts_at_once(self) -> int:
+        # All of them: the engine batches requests as they come, and _gate bounds the flight.
+        return get_settings().alm_engine_max_in_flight
+
     def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
         return [self.behaves_as.evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
 

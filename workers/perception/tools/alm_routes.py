@@ -50,12 +50,13 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
     # A self-consistency sample is decoded at its own temperature, the rest as the model
     # is configured (greedy by default): one generate call per kind.
-    size = get_settings().gpu_batch_size
+    size = model.prompts_at_once()
     for temperature in dict.fromkeys(calls[i][2].get("temperature") for i, _ in pieces):
         kind = [(i, w) for i, w in pieces if calls[i][2].get("temperature") == temperature]
         prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in kind]
         # A long clip is many windows: at most a GPU batch of them per generate call, so a
-        # 30-minute clip's 60 windows never go through the model at once.
+        # 30-minute clip's 60 windows never go through the model at once (an engine takes
+        # as many as may be in flight).
         for start in range(0, len(kind), size):
             part = kind[start:start + size]
             texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in part],
