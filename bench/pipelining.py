@@ -22,8 +22,18 @@ as docker-compose.yml and `agr run` use it) unless --reasoning-concurrency says 
 
 `--profile realistic` runs the production-shaped pair instead, 0.25 GPU-seconds per item
 with an LLM of 3 s and of 8 s per call, and writes bench/results/pipelining-realistic.json.
+
+`--profile engine` puts the audio-language models behind a serving engine instead: two ALMs
+(AGR_ALMS) as endpoints of a simulated continuous-batching engine (bench/simulated_engine.py:
+--engine-capacity requests decoded together, each --engine-latency-s seconds), asked over
+HTTP by the real client; the crosscheck pipeline (each model captions the clip and its
+thirds and answers: 10 model calls an item); one GPU perception worker process at its
+defaults (a thread pool, as every model is an engine). Writes bench/results/pipelining-engine.json
+with `ceiling_fraction`: the engine-bound ceiling (the batch's requests at capacity/latency
+requests per second) over the batch's seconds (target >= 0.90), and the requests in flight.
 Run: .venv/bin/python bench/pipelining.py [--items 200] [--gpu-s 0.25] [--llm-s 0.5]
      .venv/bin/python bench/pipelining.py --profile realistic [--items 100]
+     .venv/bin/python bench/pipelining.py --profile engine [--items 200] [--engine-capacity 64] [--engine-latency-s 2]
 """
 
 import argparse
@@ -54,13 +64,18 @@ def main() -> None:
                         help="threads of the one reasoning worker (default: AGR_REASONING_CONCURRENCY, the deployment's)")
     parser.add_argument("--reference-items", type=int, default=None,
                         help="items timed through the sequential loop (default 20; 3 per run of a profile)")
-    parser.add_argument("--profile", choices=["realistic"], default=None,
-                        help="realistic: --gpu-s 0.25 with --llm-s 3, then 8")
+    parser.add_argument("--profile", choices=["realistic", "engine"], default=None,
+                        help="realistic: --gpu-s 0.25 with --llm-s 3, then 8; engine: ALMs behind a simulated engine")
+    parser.add_argument("--engine-capacity", type=int, default=64, help="engine profile: requests decoded together")
+    parser.add_argument("--engine-latency-s", type=float, default=2.0, help="engine profile: seconds per request")
     parser.add_argument("--result", default="pipelining", help="name of the file written under bench/results/")
     args = parser.parse_args()
     if args.reasoning_concurrency is None:
         args.reasoning_concurrency = get_settings().reasoning_concurrency
-    if args.profile == "realistic":
+    if args.profile == "engine":
+        write_result("pipelining-engine", measure_engine(args.items or 200, args.engine_capacity,
+                                                         args.engine_latency_s, args.llm_s, args.reasoning_concurrency))
+    elif args.profile == "realistic":
         runs = [run_alone(args.items or 100, llm_s, args.reasoning_concurrency, args.reference_items or 3)
                 for llm_s in REALISTIC_LLM_S]
         write_result("pipelining-realistic", {"profile": "realistic", "runs": runs})
@@ -110,6 +125,48 @@ def measure(items: int, gpu_s: float, llm_s: float, reasoning_concurrency: int, 
     return result
 
 
+def measure_engine(items: int, capacity: int, latency_s: float, llm_s: float, reasoning_concurrency: int) -> dict:
+    from bench.simulated_engine import SimulatedEngine
+    from tests.scripted_llm import ScriptedLLM
+
+    engine, llm = SimulatedEngine(capacity, latency_s, ["sim-a", "sim-b"]), ScriptedLLM()
+    try:
+        with bench_services("agr-bench-engine-", llm_latency_s=llm_s, llm=llm) as tmp:
+            os.environ.update(AGR_ALMS=f"{engine.spec('sim-a')},{engine.spec('sim-b')}",
+                              AGR_COARSE_TOOLS='["signal_facts"]')
+            get_settings.cache_clear()
+            reset_after_fork()
+            clips = distinct_clips(tmp / "clips", items + WARMUP_ITEMS)
+            options = {"max_iters": 1, "pipeline": "crosscheck", "mechanisms": {"round0_evidence": False}}
+            pipeline = run_pipeline(clips, items, reasoning_concurrency, tmp, llm, gpu_concurrency=None,
+                                    options=options, engine=engine)
+    finally:
+        engine.close()
+    requests = pipeline.pop("engine_requests")
+    ceiling_s = requests * latency_s / capacity
+    result = {
+        "items": items, "engine_capacity": capacity, "engine_latency_s": latency_s, "llm_s_per_call": llm_s,
+        "engine_requests": requests, "requests_per_item": round(requests / items, 2),
+        "gpu_worker": {"processes": 1, "threads": get_settings().engine_worker_concurrency},
+        "pipeline": pipeline,
+        "ceiling": {"requests_per_s": capacity / latency_s, "seconds": round(ceiling_s, 2)},
+        "ceiling_fraction": round(ceiling_s / pipeline["seconds"], 3),
+    }
+    report_engine(result)
+    return result
+
+
+def report_engine(result: dict) -> None:
+    pipeline, flight = result["pipeline"], result["pipeline"]["engine_in_flight"]
+    print(f"{result['items']} items, crosscheck, {result['requests_per_item']} model calls each; engine of "
+          f"{result['engine_capacity']} at {result['engine_latency_s']} s a request; one GPU worker of "
+          f"{result['gpu_worker']['threads']} threads")
+    print(f"  {pipeline['seconds']} s against the engine-bound ceiling's {result['ceiling']['seconds']} s: "
+          f"ceiling_fraction {result['ceiling_fraction']}")
+    print(f"  requests in flight: peak {flight['peak']}, mean {flight['mean']} over the batch, "
+          f"{flight['mean_while_running']} from its first to its last request")
+
+
 def distinct_clips(folder: Path, count: int) -> list[Path]:
     """Clips that differ by a sample, so no item reuses another's cached GPU result."""
     import numpy as np
@@ -148,7 +205,9 @@ def run_reference(clips: list[Path]) -> dict:
     return {"items_timed": len(clips), "seconds": round(elapsed, 2), "items_per_s": round(len(clips) / elapsed, 3)}
 
 
-def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp: Path, llm) -> dict:
+def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp: Path, llm,
+                 gpu_concurrency: int | None = 1, options: dict | None = None, engine=None) -> dict:
+    """The batch through the stack (`gpu_concurrency` None: the GPU worker's default)."""
     from api.batch_input import Item
     from api.batch_view import batch_progress
     from api.submission import submit
@@ -157,7 +216,7 @@ def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp:
     logs = tmp / "logs"
     workers = [
         processes.start_worker("perception-cpu", env, logs / "cpu.log", 1),
-        processes.start_worker("perception", env, logs / "gpu.log", 1),
+        processes.start_worker("perception", env, logs / "gpu.log", gpu_concurrency),
         processes.start_worker("reasoning", env, logs / "reasoning.log", reasoning_concurrency),
         processes.start_sweeper(env, logs / "sweeper.log"),
     ]
@@ -165,7 +224,7 @@ def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp:
     def batch(name: str, paths: list[Path]):
         items = [Item(f"{name}-{i:04d}", p, "What is heard?", ["A tone", "A voice"], "A tone")
                  for i, p in enumerate(paths)]
-        return submit(name, items, {"max_iters": 1})
+        return submit(name, items, options or {"max_iters": 1})
 
     def wait(batch_id) -> None:
         deadline = time.monotonic() + 3600
@@ -178,16 +237,27 @@ def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp:
         wait(batch("warmup", clips[:WARMUP_ITEMS]))
         measured = clips[WARMUP_ITEMS : WARMUP_ITEMS + items]
         llm.peak_in_flight = 0
+        asked_before = engine.answered if engine else 0
+        if engine:
+            engine.peak_in_flight = 0
         started, since = time.perf_counter(), time.monotonic()
         batch_id = batch("pipelining", measured)
         wait(batch_id)
-        elapsed = time.perf_counter() - started
+        elapsed, until = time.perf_counter() - started, time.monotonic()
         progress = batch_progress(batch_id)
         in_flight = {"peak": llm.peak_in_flight, "mean": round(llm.in_flight_seconds(since) / elapsed, 1)}
     finally:
         processes.stop_all(workers)
     if progress.counts.get("succeeded", 0) != len(measured):
         raise RuntimeError(f"not every item succeeded: {progress.counts}; logs in {logs}")
+    if engine:
+        first, last = engine.busy_span(since, until)
+        return {"seconds": round(elapsed, 2), "items_per_s": round(len(measured) / elapsed, 3),
+                "engine_requests": engine.answered - asked_before,
+                "engine_in_flight": {"peak": engine.peak_in_flight,
+                                     "mean": round(engine.mean_in_flight(since, until), 1),
+                                     "mean_while_running": round(engine.mean_in_flight(first, last), 1)},
+                "llm_calls_in_flight": in_flight}
     busy, span = gpu_busy_seconds(batch_id)
     return {"seconds": round(elapsed, 2), "items_per_s": round(len(measured) / elapsed, 3),
             "gpu_busy_s": round(busy, 2), "gpu_busy_share": round(busy / elapsed, 3),
