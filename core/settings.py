@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     alm_engine_max_in_flight: int = Field(64, ge=1, le=1024)
     alm_engine_timeout_s: float = Field(300.0, gt=0)
     alm_engine_window_s: float = Field(30.0, gt=0)
+    # An engine that cannot be reached (restarting, redeployed) is waited out this long, its
+    # requests asked again, before the call fails its attempt: a restart must not use up
+    # every queued step's attempts in seconds.
+    alm_engine_outage_tolerance_s: float = Field(600.0, ge=0)
     alm_device: str = "auto"
     alm_max_new_tokens: int = 256  # Audio-Reasoner's thinking runs long: give it ~1024
     # auto: from the checkpoint's model_type (and an "Audio-Reasoner" name); or force a family

@@ -32,10 +32,11 @@ class Served:
                 if path == route]
 
 
-def start_transformers_serve(model: Path, folder: Path, within_s: float = 300) -> Served:
-    port, log = _free_port(), folder / "serve.log"
+def start_transformers_serve(model: Path, folder: Path, port: int | None = None, within_s: float = 300) -> Served:
+    """Started on `port` (default: a free one), once it lists `model`; its log appended to."""
+    port, log = port or _free_port(), folder / "serve.log"
     serve = Path(sys.executable).parent / "transformers"
-    with open(log, "w") as out:
+    with open(log, "a") as out:
         process = children.start([str(serve), "serve", str(model), "--device", "cpu", "--host", "127.0.0.1",
                                   "--port", str(port)], stdout=out, stderr=out, start_new_session=True)
     served = Served(process, f"http://127.0.0.1:{port}/v1", str(model), log)

@@ -6,6 +6,8 @@ transformers serve is the engine that installs here (vLLM and SGLang need CUDA);
 Qwen2-Audio from its `input_audio` and `audio_url` parts, as vLLM does."""
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,43 @@ def test_another_deployment_is_never_served_the_first_ones_cached_captions(engin
         assert first.cache_key != second.cache_key and other.requests() == [200]
     finally:
         children.stop(other.process)
+
+
+def test_an_engine_killed_mid_batch_and_restarted_is_waited_out_and_nothing_is_stored_twice(
+        stack, scripted_llm, tmp_path):
+    folder = tmp_path / "restarted"
+    model = steer_to_words(build_tiny_qwen2_audio(folder / "qwen2-audio"), ["rain"])
+    served = start_transformers_serve(model, folder)
+    port = int(served.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["caption"]', alms=served.spec(),
+                        alm_max_new_tokens=6)
+        stack.start()
+        items = [question_item(f"long-{k}", tone_wav(tmp_path / f"long-{k}.wav", seconds=75.0, freq=300.0 + k))
+                 for k in range(6)]
+        batch_id = stack.submit(items, max_iters=1)
+        deadline = time.monotonic() + 120
+        while not served.requests() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served.requests(), "the engine was never asked"
+        assert children.stop(served.process, first=signal.SIGKILL) == "SIGKILL"
+        time.sleep(3)  # down for longer than a step's retries would last (0.2 s, 0.4 s)
+        served = start_transformers_serve(model, folder, port=port)
+        stack.wait_for_batch(batch_id, timeout=300)
+    finally:
+        children.stop(served.process)
+
+    for job in stack.jobs(batch_id):
+        assert job.status == "succeeded", stack.job_summary(batch_id)
+        captions = [row for row in _all_calls(job.id) if row.tool == "caption"]
+        assert len(captions) == 1 and len(captions[0].output["windows"]) == 3  # stored once
+        assert all("rain" in w["text"] for w in captions[0].output["windows"])
+    assert "unreachable" in stack.log_of("perception")  # the outage was waited out, and said so
+
+
+def _all_calls(job_id) -> list[ToolCall]:
+    with session_scope() as session:
+        return list(session.scalars(select(ToolCall).where(ToolCall.job_id == job_id)))
 
 
 pytestmark = pytest.mark.timeout(600)

@@ -19,6 +19,7 @@ import io
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,6 +37,7 @@ SAMPLE_RATE = 16000  # what the served audio encoders take; the server resamples
 _AUDIO_REASONER_NAME = re.compile(r"audio[-_ ]?reasoner", re.IGNORECASE)
 _in_flight: dict[str, threading.BoundedSemaphore] = {}  # per engine base URL, for this process
 _in_flight_lock = threading.Lock()
+OUTAGE_FIRST_WAIT_S, OUTAGE_MAX_WAIT_S = 0.5, 10.0
 
 
 class EngineUnavailable(RuntimeError):
@@ -97,15 +99,38 @@ class EngineAudioLanguageModel(AudioPrompts):
         if self.behaves_as.system_prompt:
             messages.insert(0, {"role": "system", "content": self.behaves_as.system_prompt})
         try:
-            reply = self._client.chat.completions.create(
-                model=self.endpoint.model, messages=messages, max_tokens=self.generation.max_new_tokens, **decoding)
+            reply = _through_outage(self.endpoint, lambda: self._client.chat.completions.create(
+                model=self.endpoint.model, messages=messages, max_tokens=self.generation.max_new_tokens, **decoding))
         except openai.APIStatusError as exc:
             raise EngineUnavailable(f"{self.name} answered {exc.status_code}: {_said(exc)}") from exc
-        except openai.APIError as exc:  # unreachable, timed out
+        except openai.APIError as exc:  # unreachable past the tolerance, timed out
             raise EngineUnavailable(f"{self.name} could not be asked: {exc}") from exc
         if not reply.choices:
             raise EngineUnavailable(f"{self.name} answered with no choices")
         return (reply.choices[0].message.content or "").strip()
+
+
+def _through_outage(endpoint: Endpoint, ask):
+    """`ask()`, asked again with backoff while the engine cannot be reached (connection
+    refused or dropped: a restart) or says 503 (loading), for up to
+    AGR_ALM_ENGINE_OUTAGE_TOLERANCE_S. The step's lease is confirmed before each try: a step
+    taken over meanwhile stops here. A timeout is not waited out: the engine is up, slow."""
+    import openai
+
+    from workers.lease import confirm_lease
+
+    deadline, wait = time.monotonic() + get_settings().alm_engine_outage_tolerance_s, OUTAGE_FIRST_WAIT_S
+    while True:
+        confirm_lease()
+        try:
+            return ask()
+        except (openai.APIConnectionError, openai.InternalServerError) as exc:
+            down = not isinstance(exc, openai.APITimeoutError) and getattr(exc, "status_code", 503) == 503
+            if not down or time.monotonic() + wait > deadline:
+                raise
+            log.warning("ALM engine %s unreachable (%s); asking again in %.1f s", endpoint.base_url, exc, wait)
+        time.sleep(wait)
+        wait = min(wait * 2, OUTAGE_MAX_WAIT_S)
 
 
 def _family_of(endpoint: Endpoint, family: str) -> str:
