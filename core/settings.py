@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # clip one request carries (a longer one is heard in windows; 30 s: the Whisper encoder
     # of Qwen2-Audio and its kin, which an engine truncates silently as a processor does).
     alm_api_key: SecretStr = SecretStr("not-needed")
-    alm_engine_max_in_flight: int = Field(64, ge=1, le=1024)
+    alm_engine_max_in_flight: int = Field(256, ge=1, le=4096)
     alm_engine_timeout_s: float = Field(300.0, gt=0)
     alm_engine_window_s: float = Field(30.0, gt=0)
     # An engine that cannot be reached (restarting, redeployed) is waited out this long, its

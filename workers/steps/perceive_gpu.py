@@ -11,10 +11,12 @@ worker can keep the model busy with one batch while it prepares or finishes anot
 """
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby
 
 from core.database_outage import database_unreachable
+from core.settings import get_settings
 from workers.perception.audio_io import AudioClip, BadAudioError
 from workers.perception.tools import TOOLS, PlannedCall, ToolResult
 from workers.steps.perception_round import Round, RoundWritten, write_iteration
@@ -84,32 +86,39 @@ def compute(batch: GpuBatch) -> list[ComputedChunk]:
     for p in batch.singles:
         if p.step_id not in outcomes:
             _attempt(outcomes, p.step_id, lambda p=p: p.round.executor.compute(p.index, p.call))
-    computed = []
-    for chunk in batch.chunks:
-        chunk = [(p, clip) for p, clip in chunk if p.step_id not in outcomes]
-        if not chunk:
-            continue
-        started = time.perf_counter()
-        try:
-            results = TOOLS[chunk[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
-            if len(results) != len(chunk):
-                raise RuntimeError(f"{chunk[0][0].call.tool}: {len(results)} results for {len(chunk)} calls")
-        except Exception as exc:
-            for p, _ in chunk:
-                outcomes.setdefault(p.step_id, exc)
-            continue
-        # A runner may put an exception in one call's place (transcription: that job's audio
-        # broke the decode): it fails that call's job only.
-        kept = []
-        for (p, _), result in zip(chunk, results, strict=True):
-            if isinstance(result, Exception):
-                outcomes.setdefault(p.step_id, result)
-            else:
-                kept.append((p, result))
-        if kept:
-            computed.append(ComputedChunk([p for p, _ in kept], [r for _, r in kept],
-                                          (time.perf_counter() - started) * 1000))
-    return computed
+    chunks = [[(p, clip) for p, clip in chunk if p.step_id not in outcomes] for chunk in batch.chunks]
+    chunks = [chunk for chunk in chunks if chunk]
+    if get_settings().gpu_models_remote and len(chunks) > 1:
+        # Every model is an engine: the chunks (each tool's calls, each model's) are HTTP
+        # requests, sent together so a step's calls wait on the engine at once, not in turn.
+        with ThreadPoolExecutor(len(chunks)) as pool:
+            computed = list(pool.map(lambda chunk: _run_chunk(chunk, outcomes), chunks))
+    else:
+        computed = [_run_chunk(chunk, outcomes) for chunk in chunks]
+    return [c for c in computed if c is not None]
+
+
+def _run_chunk(chunk: list, outcomes: dict) -> "ComputedChunk | None":
+    started = time.perf_counter()
+    try:
+        results = TOOLS[chunk[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
+        if len(results) != len(chunk):
+            raise RuntimeError(f"{chunk[0][0].call.tool}: {len(results)} results for {len(chunk)} calls")
+    except Exception as exc:
+        for p, _ in chunk:
+            outcomes.setdefault(p.step_id, exc)
+        return None
+    # A runner may put an exception in one call's place (transcription: that job's audio
+    # broke the decode): it fails that call's job only.
+    kept = []
+    for (p, _), result in zip(chunk, results, strict=True):
+        if isinstance(result, Exception):
+            outcomes.setdefault(p.step_id, result)
+        else:
+            kept.append((p, result))
+    if not kept:
+        return None
+    return ComputedChunk([p for p, _ in kept], [r for _, r in kept], (time.perf_counter() - started) * 1000)
 
 
 def finish(batch: GpuBatch, computed: list[ComputedChunk]) -> dict[int, RoundWritten | Exception]:
