@@ -8,6 +8,7 @@ BadAudioError whose message names the file and the reason.
 """
 
 import dataclasses
+import io
 import re
 import shutil
 import subprocess
@@ -157,3 +158,10 @@ def _resample(signal: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
 
     g = np.gcd(source_rate, rate)
     return resample_poly(signal, rate // g, source_rate // g).astype(np.float32)
+
+
+def wav_bytes(waveform: np.ndarray, rate: int) -> bytes:
+    """A waveform as a 16-bit WAV file's bytes: what a serving engine is sent."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()

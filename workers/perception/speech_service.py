@@ -8,14 +8,13 @@ again without it, and this process does not ask it again; a reply without segmen
 segment spanning the clip, marked `"timestamps": "none"`, and the evidence says so.
 """
 
-import io
 import logging
 import threading
 
 import numpy as np
-import soundfile as sf
 
 from core.settings import get_settings
+from workers.perception.audio_io import wav_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class SpeechService:
 
     def transcribe(self, waveform: np.ndarray, offset_s: float = 0.0) -> dict:
         """Segments and words with absolute timestamps (offset_s: where the clip starts)."""
-        reply = self._ask(_wav(waveform))
+        reply = self._ask(wav_bytes(waveform, SAMPLE_RATE))
         duration = len(waveform) / SAMPLE_RATE
         segments = [_segment(s, offset_s) for s in reply.get("segments") or []]
         words = [_word(w, offset_s) for w in reply.get("words") or []]
@@ -94,12 +93,6 @@ class SpeechService:
 
 def _as_dict(reply) -> dict:
     return reply if isinstance(reply, dict) else reply.model_dump(exclude_none=True)
-
-
-def _wav(waveform: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 def _segment(segment: dict, offset_s: float) -> dict:

@@ -15,21 +15,18 @@ engine batches requests as they come (continuous batching) rather than us paddin
 """
 
 import base64
-import io
 import logging
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-import soundfile as sf
-
 from core.alm_endpoint import Endpoint
 from core.settings import get_settings
 from workers.perception.alm.audio_reasoner import AudioReasonerModel
 from workers.perception.alm.base import AudioPrompts, GenerationSettings
 from workers.perception.alm.qwen2_audio import Qwen2AudioModel
+from workers.perception.audio_io import wav_bytes
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +153,7 @@ def _gate(endpoint: Endpoint) -> threading.BoundedSemaphore:
 
 
 def _wav_base64(waveform) -> str:
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(wav_bytes(waveform, SAMPLE_RATE)).decode("ascii")
 
 
 def _said(exc) -> str:
