@@ -15,8 +15,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class SimulatedEngine:
-    def __init__(self, capacity: int, latency_s: float, models: list[str], reply: str = "A tone"):
+    def __init__(self, capacity: int, latency_s: float, models: list[str], reply: str = "A tone",
+                 refuse_containing: str | None = None):
         self.capacity, self.latency_s, self.models, self.reply = capacity, latency_s, models, reply
+        self.refuse_containing = refuse_containing  # a request whose body holds it gets a 400
         self._slots = threading.BoundedSemaphore(capacity)
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -85,16 +87,20 @@ class SimulatedEngine:
                 self._send({"object": "list", "data": [{"id": m, "object": "model"} for m in engine.models]})
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
+                if engine.refuse_containing and engine.refuse_containing.encode() in raw:
+                    self._send({"error": {"message": "this request is refused", "type": "BadRequestError"}}, 400)
+                    return
                 engine._decode()
                 self._send({"id": "sim", "object": "chat.completion", "created": 0, "model": body["model"],
                             "choices": [{"index": 0, "finish_reason": "stop",
                                          "message": {"role": "assistant", "content": engine.reply}}],
                             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
 
-            def _send(self, payload: dict):
+            def _send(self, payload: dict, status: int = 200):
                 data = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

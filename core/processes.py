@@ -62,20 +62,23 @@ def _loads_no_model(env: dict) -> bool:
 
 
 def _settings_of(env: dict):
-    """The settings a process started with `env` will read. Settings read os.environ only,
-    so `env`'s AGR_* stand in for ours while they are read (under a lock: starts are rare)."""
+    """The settings a process started with `env` reads: its environment is ours updated with
+    `env` (_spawn). Settings read os.environ only, so `env`'s AGR_* stand in for ours while
+    they are read (under a lock; nothing but AGR_* is touched)."""
     from core.settings import Settings
 
+    overrides = {k: v for k, v in env.items() if k.startswith("AGR_")}
     with _reading_settings:
-        saved = dict(os.environ)
+        saved = {k: os.environ.get(k) for k in overrides}
         try:
-            for name in [n for n in os.environ if n.startswith("AGR_")]:
-                del os.environ[name]
-            os.environ.update({k: v for k, v in env.items() if k.startswith("AGR_")})
+            os.environ.update(overrides)
             return Settings()
         finally:
-            os.environ.clear()
-            os.environ.update(saved)
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def start_sweeper(env: dict, log_path: Path) -> subprocess.Popen:

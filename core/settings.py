@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.alm_endpoint import is_endpoint, parse_endpoint
+from core.cuda import cuda_visible
 
 
 PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/pipelines.py (which imports models)
@@ -239,7 +240,8 @@ class Settings(BaseSettings):
     def gpu_models_remote(self) -> bool:
         """Whether the GPU perception worker loads no model: every ALM is an engine endpoint
         and speech recognition is a service or on the CPU."""
-        asr_on_gpu = self.asr_device == "cuda" and not self.asr_base_url
+        asr_on_gpu = not self.asr_base_url and (
+            self.asr_device == "cuda" or (self.asr_device == "auto" and cuda_visible()))
         return bool(self.alm_specs) and all(is_endpoint(p) for _, p in self.alm_specs) and not asr_on_gpu
 
     @property

@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -159,3 +160,30 @@ def _all_calls(job_id) -> list[ToolCall]:
 
 
 pytestmark = pytest.mark.timeout(600)
+
+
+def test_a_request_the_engine_refuses_fails_its_own_call_only(monkeypatch):
+    """Three calls in one batch, the engine refusing one (400): that call's place holds the
+    refusal, the other two hold their replies (their jobs' steps are not charged for it)."""
+    from bench.simulated_engine import SimulatedEngine
+    from core.settings import get_settings
+    from workers.perception.alm.engine import EngineUnavailable
+    from workers.perception.audio_io import AudioClip
+    from workers.perception.loaded_models import audio_language_model
+    from workers.perception.tools.alm_routes import run_prompts
+
+    engine = SimulatedEngine(capacity=4, latency_s=0.0, models=["sim"], reply="rain", refuse_containing="REFUSE ME")
+    monkeypatch.setenv("AGR_ALMS", engine.spec("sim"))
+    get_settings.cache_clear()
+    audio_language_model.cache_clear()
+    try:
+        clip = AudioClip(np.zeros(16000, np.float32), 16000, "silence")
+        results = run_prompts(1, [("audio_qa", clip, {"question": "What is heard?"}),
+                                  ("audio_qa", clip, {"question": "REFUSE ME"}),
+                                  ("caption", clip, {})])
+    finally:
+        engine.close()
+        get_settings.cache_clear()
+        audio_language_model.cache_clear()
+    assert isinstance(results[1], EngineUnavailable) and "answered 400" in str(results[1])
+    assert results[0].output["text"] == results[2].output["text"] == "rain"

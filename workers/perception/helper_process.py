@@ -59,6 +59,7 @@ def run_in_helper(function: Callable[..., T], *args) -> T:
             connection.send((function, args))
             succeeded, value = connection.recv()
         except (EOFError, OSError) as exc:
+            connection.close()
             raise HelperDied(f"{function.__module__}.{function.__qualname__} ended the process it ran in "
                              f"({_ended(process)})") from exc
     if succeeded:
@@ -80,6 +81,8 @@ def stop_helper() -> None:
 def _started() -> tuple[subprocess.Popen, Connection]:
     global _helper
     if _helper is None or _helper[0].poll() is not None:
+        if _helper is not None:  # it died between calls
+            _helper[1].close()
         ours, theirs = socket.socketpair()
         with theirs:
             process = subprocess.Popen([sys.executable, "-m", __name__, str(theirs.fileno())],

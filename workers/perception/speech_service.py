@@ -45,14 +45,18 @@ class SpeechService:
         """Segments and words with absolute timestamps (offset_s: where the clip starts)."""
         reply = self._ask(wav_bytes(waveform, SAMPLE_RATE))
         duration = len(waveform) / SAMPLE_RATE
-        segments = [_segment(s, offset_s) for s in reply.get("segments") or []]
-        words = [_word(w, offset_s) for w in reply.get("words") or []]
+        try:
+            segments = [_segment(s, offset_s) for s in reply.get("segments") or []]
+            words = [_word(w, offset_s) for w in reply.get("words") or []]
+        except (KeyError, TypeError, ValueError) as exc:  # not the documented verbose_json shape
+            raise SpeechServiceError(f"{self.name} answered a transcription of an unknown shape: {exc!r}") from exc
         for segment in segments:  # words come apart from segments: each goes in the one it starts in
             segment["words"] = [w for w in words if segment["start"] <= w["start"] < segment["end"]] or segment["words"]
         timestamps = "words" if words else "segments" if segments else "none"
-        if not segments and (reply.get("text") or "").strip():
+        if not segments and ((reply.get("text") or "").strip() or words):
+            # Words without segments, or text alone: one segment spanning the clip.
             segments = [{"start": round(offset_s, 2), "end": round(offset_s + duration, 2),
-                         "text": reply["text"].strip(), "words": []}]
+                         "text": (reply.get("text") or " ".join(w["word"] for w in words)).strip(), "words": words}]
         return {"language": reply.get("language"), "language_probability": None, "multilingual": False,
                 "segments": segments, "timestamps": timestamps}
 

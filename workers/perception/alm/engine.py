@@ -32,8 +32,10 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000  # what the served audio encoders take; the server resamples anything else
 _AUDIO_REASONER_NAME = re.compile(r"audio[-_ ]?reasoner", re.IGNORECASE)
-_in_flight: dict[str, threading.BoundedSemaphore] = {}  # per engine base URL, for this process
-_in_flight_lock = threading.Lock()
+# The requests this process has in flight to each engine (by base URL): one pool of
+# AGR_ALM_ENGINE_MAX_IN_FLIGHT threads per engine bounds both the requests and the threads.
+_senders: dict[str, ThreadPoolExecutor] = {}
+_senders_lock = threading.Lock()
 OUTAGE_FIRST_WAIT_S, OUTAGE_MAX_WAIT_S = 0.5, 10.0
 
 
@@ -58,26 +60,30 @@ class EngineAudioLanguageModel(AudioPrompts):
         return get_settings().alm_engine_window_s
 
     def prompts_at_once(self) -> int:
-        # All of them: the engine batches requests as they come, and _gate bounds the flight.
+        # All of them: the engine batches requests as they come; _sender bounds the flight.
         return get_settings().alm_engine_max_in_flight
 
-    def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
-        return [self.behaves_as.evidence(text) for text in self.generate_raw(waveforms, prompts, temperature)]
+    def generate_batch(self, waveforms: list, prompts: list[str],
+                       temperature: float | None = None) -> list[str | EngineUnavailable]:
+        """Each prompt's evidence, or in its place the EngineUnavailable that failed it alone
+        (its batch-mates' replies stand)."""
+        return [text if isinstance(text, Exception) else self.behaves_as.evidence(text)
+                for text in self.generate_raw(waveforms, prompts, temperature)]
 
-    def generate_raw(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+    def generate_raw(self, waveforms: list, prompts: list[str],
+                     temperature: float | None = None) -> list[str | EngineUnavailable]:
         if len(waveforms) != len(prompts):
             raise ValueError(f"{len(waveforms)} waveforms but {len(prompts)} prompts")
-        if not prompts:
-            return []
-        gate = _gate(self.endpoint)
         decoding = self._decoding(temperature)
 
-        def ask(pair) -> str:
-            with gate:
-                return self._ask(pair[0], pair[1], decoding)
+        def ask(waveform, prompt) -> str | EngineUnavailable:
+            try:
+                return self._ask(waveform, prompt, decoding)
+            except EngineUnavailable as exc:
+                return exc
 
-        with ThreadPoolExecutor(min(len(prompts), get_settings().alm_engine_max_in_flight)) as pool:
-            return list(pool.map(ask, zip(waveforms, prompts, strict=True)))
+        sender = _sender(self.endpoint)
+        return [f.result() for f in [sender.submit(ask, w, p) for w, p in zip(waveforms, prompts, strict=True)]]
 
     def _decoding(self, temperature: float | None) -> dict:
         g = self.generation
@@ -110,15 +116,12 @@ class EngineAudioLanguageModel(AudioPrompts):
 def _through_outage(endpoint: Endpoint, ask):
     """`ask()`, asked again with backoff while the engine cannot be reached (connection
     refused or dropped: a restart) or says 503 (loading), for up to
-    AGR_ALM_ENGINE_OUTAGE_TOLERANCE_S. The step's lease is confirmed before each try: a step
-    taken over meanwhile stops here. A timeout is not waited out: the engine is up, slow."""
+    AGR_ALM_ENGINE_OUTAGE_TOLERANCE_S, the steps' leases renewed meanwhile by their batch. A
+    timeout is not waited out: the engine is up, slow."""
     import openai
-
-    from workers.lease import confirm_lease
 
     deadline, wait = time.monotonic() + get_settings().alm_engine_outage_tolerance_s, OUTAGE_FIRST_WAIT_S
     while True:
-        confirm_lease()
         try:
             return ask()
         except (openai.APIConnectionError, openai.InternalServerError) as exc:
@@ -145,11 +148,12 @@ def _client(endpoint: Endpoint):
                          timeout=settings.alm_engine_timeout_s, max_retries=0)
 
 
-def _gate(endpoint: Endpoint) -> threading.BoundedSemaphore:
-    with _in_flight_lock:
-        if endpoint.base_url not in _in_flight:
-            _in_flight[endpoint.base_url] = threading.BoundedSemaphore(get_settings().alm_engine_max_in_flight)
-        return _in_flight[endpoint.base_url]
+def _sender(endpoint: Endpoint) -> ThreadPoolExecutor:
+    with _senders_lock:
+        if endpoint.base_url not in _senders:
+            _senders[endpoint.base_url] = ThreadPoolExecutor(get_settings().alm_engine_max_in_flight,
+                                                             thread_name_prefix="alm-engine")
+        return _senders[endpoint.base_url]
 
 
 def _wav_base64(waveform) -> str:
@@ -177,7 +181,8 @@ def misconfigured_endpoints() -> list[str]:
             continue
         endpoint = parse_endpoint(path)
         try:
-            served = [m.id for m in _client(endpoint).with_options(timeout=10).models.list()]
+            with _client(endpoint) as client:
+                served = [m.id for m in client.with_options(timeout=10).models.list()]
         except openai.APIError as exc:
             log.warning("ALM engine %s does not answer yet (%s): its calls fail until it does", endpoint.base_url, exc)
             continue

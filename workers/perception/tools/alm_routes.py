@@ -37,7 +37,7 @@ def route_of(tool: str) -> tuple[str, int]:
     return (base, int(slot)) if slot.isdigit() and base else (tool, 1)
 
 
-def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
+def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolResult | Exception]:
     from workers.perception.loaded_models import audio_language_model
 
     model = audio_language_model(slot)
@@ -48,6 +48,7 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     pieces = [(i, window) for i, (name, clip, args) in enumerate(calls)
               for window in (covering(clip, limit) if _describes(name, args) else [heard_part(clip, limit)])]
     heard: list[list[tuple[object, str]]] = [[] for _ in calls]
+    failed: dict[int, Exception] = {}
     # A self-consistency sample is decoded at its own temperature, the rest as the model
     # is configured (greedy by default): one generate call per kind.
     size = model.prompts_at_once()
@@ -62,8 +63,14 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
             texts = model.generate_batch([_at_rate(w, model.sampling_rate) for _, w in part],
                                          prompts[start:start + size], temperature)
             for (i, window), text in zip(part, texts, strict=True):
-                heard[i].append((window, text.strip()))
-    return [_result(route_of(name)[0], args, clip, heard[i]) for i, (name, clip, args) in enumerate(calls)]
+                if isinstance(text, Exception):  # an engine failed this request alone
+                    failed.setdefault(i, text)
+                else:
+                    heard[i].append((window, text.strip()))
+    # A call with a failed window fails alone, in its place (Tool.run_batch): its job's step
+    # is retried, its batch-mates' results stand.
+    return [failed.get(i) or _result(route_of(name)[0], args, clip, heard[i])
+            for i, (name, clip, args) in enumerate(calls)]
 
 
 def _cut_note(clip, heard: list[tuple[object, str]]) -> str | None:
@@ -167,6 +174,12 @@ def model_name(slot: int) -> str:
             f"T={s.alm_temperature} top_p={s.alm_top_p} beams={s.alm_num_beams} rep={s.alm_repetition_penalty}]")
 
 
+def _raised(result):
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 def _routes(slot: int) -> list[Tool]:
     run_batch = partial(run_prompts, slot)  # one object per model: its calls batch together
     which = "an audio-language model" if slot == 1 else f"audio-language model {slot} (another opinion)"
@@ -174,7 +187,7 @@ def _routes(slot: int) -> list[Tool]:
     def route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
         tool = route_name(name, slot)
         return Tool(tool, description.format(which=which), "gpu",
-                    run=lambda clip, call_args: run_batch([(tool, clip, call_args)])[0],
+                    run=lambda clip, call_args: _raised(run_batch([(tool, clip, call_args)])[0]),
                     model_name=partial(model_name, slot),
                     available=lambda: len(get_settings().alm_specs) >= slot,
                     args=args or {}, required=required, run_batch=run_batch)

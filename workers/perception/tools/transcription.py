@@ -10,11 +10,7 @@ refuses the call by name (workers/steps/perception_round.py) instead of running 
 the other queue or leaving it for a step that never comes.
 """
 
-import ctypes
-import os
-import sys
-from functools import lru_cache
-
+from core.cuda import cuda_visible
 from core.settings import get_settings
 from workers.perception.tools.base import Tool, ToolResult
 
@@ -25,29 +21,6 @@ def asr_device(setting: str | None = None) -> str:
     if setting != "auto":
         return setting
     return "cuda" if cuda_visible() else "cpu"
-
-
-@lru_cache(maxsize=1)
-def cuda_visible() -> bool:
-    """Whether this process sees an NVIDIA GPU, asked of the driver's NVML: no torch or
-    CTranslate2 is loaded (the API and the CLI must stay slim) and no CUDA context is made
-    before a worker forks. A process that has imported torch asks torch."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        return bool(torch.cuda.is_available())
-    try:
-        nvml = ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False  # no NVIDIA driver here
-    if nvml.nvmlInit_v2() != 0:
-        return False
-    try:
-        count = ctypes.c_uint(0)
-        return nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) == 0 and count.value > 0
-    finally:
-        nvml.nvmlShutdown()
 
 
 def device_class() -> str:
