@@ -16,6 +16,7 @@ all their windows, in one padded generate call.
 import math
 from functools import partial
 
+from core.alm_endpoint import is_endpoint
 from core.settings import MAX_ALMS, get_settings
 from workers.perception.tools.base import Tool, ToolResult
 
@@ -170,8 +171,13 @@ def model_name(slot: int) -> str:
     if len(specs) < slot:
         return "none"
     family, path = specs[slot - 1]
+    # How a long clip is heard is part of it: descriptions cover it in windows (the window is
+    # configured for an engine, the processor's own in process), so replies cached when the
+    # model heard a cut clip are not served for a covered one.
+    window = f"window={s.alm_engine_window_s:g}s" if is_endpoint(path) else "window=processor"
     return (f"{path} [{family}; max_new_tokens={s.alm_max_new_tokens} sample={s.alm_do_sample} "
-            f"T={s.alm_temperature} top_p={s.alm_top_p} beams={s.alm_num_beams} rep={s.alm_repetition_penalty}]")
+            f"T={s.alm_temperature} top_p={s.alm_top_p} beams={s.alm_num_beams} rep={s.alm_repetition_penalty} "
+            f"{window}]")
 
 
 def _raised(result):
