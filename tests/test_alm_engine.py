@@ -5,6 +5,7 @@ stack's GPU perception worker over the OpenAI chat API with `input_audio` parts.
 transformers serve is the engine that installs here (vLLM and SGLang need CUDA); it serves
 Qwen2-Audio from its `input_audio` and `audio_url` parts, as vLLM does."""
 
+import json
 import os
 import signal
 import time
@@ -15,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from core import processes
-from models import ToolCall
+from bench.simulated_engine import SimulatedEngine
+from models import Step, ToolCall
 from models.db import session_scope
 from tests import children
 from tests.engines import Served, start_transformers_serve
@@ -159,13 +161,58 @@ def _all_calls(job_id) -> list[ToolCall]:
         return list(session.scalars(select(ToolCall).where(ToolCall.job_id == job_id)))
 
 
+REASONER_REPLY = "<THINK>Falling water, steady.</THINK><CAPTION>Rain on a roof.</CAPTION><RESPONSE>rain</RESPONSE>"
+
+
+def test_crosscheck_behind_two_engines_survives_its_perception_worker_killed_with_calls_in_flight(
+        engine, stack, scripted_llm, tmp_path):
+    """crosscheck with both audio models behind engines: the tiny Qwen2-Audio on `transformers
+    serve` and an Audio-Reasoner (its <THINK>/<RESPONSE> replies from a stand-in engine, as a
+    steered model cannot be made to write them). The perception worker is killed -9 while
+    requests wait on the engines; a new one replays the step: every call stored once, the
+    models' own answers read as in process, the attempt audited."""
+    reasoner = SimulatedEngine(capacity=64, latency_s=1.5, models=["Audio-Reasoner-7B"], reply=REASONER_REPLY)
+    try:
+        stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["signal_facts"]', alm_max_new_tokens=6,
+                        alms=f"{engine.spec()},{reasoner.spec('Audio-Reasoner-7B')}")
+        stack.start()
+        items = [question_item(f"clip-{k}", tone_wav(tmp_path / f"clip-{k}.wav", freq=500.0 + k),
+                               choices=("rain", "silence"), answer="rain") for k in range(3)]
+        batch_id = stack.submit(items, pipeline="crosscheck", max_iters=1)
+        deadline = time.monotonic() + 120
+        while reasoner.in_flight == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert reasoner.in_flight > 0, "the engines were never asked"
+        stack.kill("perception")
+        stack.start_role("perception")
+        stack.wait_for_batch(batch_id, timeout=400)
+    finally:
+        reasoner.close()
+
+    jobs = stack.jobs(batch_id)
+    assert all(j.status == "succeeded" and j.answer == "rain" for j in jobs), stack.job_summary(batch_id)
+    replayed = 0
+    for job in jobs:
+        calls = _all_calls(job.id)
+        asked = [(c.iteration, c.tool, json.dumps(c.args, sort_keys=True)) for c in calls]
+        assert len(asked) == len(set(asked)), sorted(asked)  # stored once, the replay included
+        by_tool = {c.tool: c for c in calls}
+        assert by_tool["audio_answer"].output["answer"] == "rain"  # "rain dog ...": names rain
+        reasoned = by_tool["audio_answer_2"]
+        assert reasoned.output["answer"] == "rain" and "THINK" not in reasoned.text, reasoned.text
+        assert "Caption: Rain on a roof." in by_tool["caption_2"].text
+        with session_scope() as session:
+            steps = session.scalars(select(Step).where(Step.job_id == job.id, Step.kind == "perceive_gpu")).all()
+        replayed += sum(step.attempts > 1 for step in steps)
+    assert replayed >= 1  # the killed attempt is audited, and the step ran again
+
+
 pytestmark = pytest.mark.timeout(600)
 
 
 def test_a_request_the_engine_refuses_fails_its_own_call_only(monkeypatch):
     """Three calls in one batch, the engine refusing one (400): that call's place holds the
     refusal, the other two hold their replies (their jobs' steps are not charged for it)."""
-    from bench.simulated_engine import SimulatedEngine
     from core.settings import get_settings
     from workers.perception.alm.engine import EngineUnavailable
     from workers.perception.audio_io import AudioClip
