@@ -32,13 +32,15 @@ class Served:
                 if path == route]
 
 
-def start_transformers_serve(model: Path, folder: Path, port: int | None = None, within_s: float = 300) -> Served:
-    """Started on `port` (default: a free one), once it lists `model`; its log appended to."""
+def start_transformers_serve(model: Path, folder: Path, port: int | None = None, within_s: float = 300,
+                             extra_args: list[str] = ()) -> Served:
+    """Started on `port` (default: a free one), once it lists `model`; its log appended to.
+    `extra_args`: more of its command-line flags (--continuous-batching, ...)."""
     port, log = port or _free_port(), folder / "serve.log"
     serve = Path(sys.executable).parent / "transformers"
     with open(log, "a") as out:
         process = children.start([str(serve), "serve", str(model), "--device", "cpu", "--host", "127.0.0.1",
-                                  "--port", str(port)], stdout=out, stderr=out, start_new_session=True)
+                                  "--port", str(port), *extra_args], stdout=out, stderr=out, start_new_session=True)
     served = Served(process, f"http://127.0.0.1:{port}/v1", str(model), log)
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline and process.poll() is None:
