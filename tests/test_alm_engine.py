@@ -41,10 +41,14 @@ def engine(tmp_path_factory):
     children.stop(engine.process)
 
 
-def _calls(job_id) -> dict[str, ToolCall]:
+def _all_calls(job_id) -> list[ToolCall]:
     with session_scope() as session:
-        rows = session.scalars(select(ToolCall).where(ToolCall.job_id == job_id).order_by(ToolCall.id)).all()
-    return {row.tool: row for row in rows}
+        return list(session.scalars(select(ToolCall).where(ToolCall.job_id == job_id).order_by(ToolCall.id)))
+
+
+def _calls(job_id) -> dict[str, ToolCall]:
+    """A job's tool calls by tool (the last of each)."""
+    return {row.tool: row for row in _all_calls(job_id)}
 
 
 def test_every_model_call_goes_to_the_engine_long_clips_in_windows_and_reruns_from_the_cache(
@@ -156,11 +160,6 @@ def test_an_engine_killed_mid_batch_and_restarted_is_waited_out_and_nothing_is_s
     assert "unreachable" in stack.log_of("perception")  # the outage was waited out, and said so
 
 
-def _all_calls(job_id) -> list[ToolCall]:
-    with session_scope() as session:
-        return list(session.scalars(select(ToolCall).where(ToolCall.job_id == job_id)))
-
-
 REASONER_REPLY = "<THINK>Falling water, steady.</THINK><CAPTION>Rain on a roof.</CAPTION><RESPONSE>rain</RESPONSE>"
 
 
@@ -196,7 +195,7 @@ def test_crosscheck_behind_two_engines_survives_its_perception_worker_killed_wit
         calls = _all_calls(job.id)
         asked = [(c.iteration, c.tool, json.dumps(c.args, sort_keys=True)) for c in calls]
         assert len(asked) == len(set(asked)), sorted(asked)  # stored once, the replay included
-        by_tool = {c.tool: c for c in calls}
+        by_tool = _calls(job.id)
         assert by_tool["audio_answer"].output["answer"] == "rain"  # "rain dog ...": names rain
         reasoned = by_tool["audio_answer_2"]
         assert reasoned.output["answer"] == "rain" and "THINK" not in reasoned.text, reasoned.text
