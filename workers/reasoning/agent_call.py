@@ -4,6 +4,11 @@ The stored row is keyed by (job, iteration, agent, prompt hash); the hash covers
 model, the messages and the schema, so a replayed step that builds the same prompt reads
 the stored reply and pays nothing, while a different reasoner model asks afresh.
 If the reply is not valid JSON for the schema, the agent is asked once to repair it.
+
+A reply is paid for before it is stored, so it is stored whatever it holds: the raw text
+and everything read from it are first made into values Postgres takes (models/storable.py:
+NUL, lone surrogates, NaN, runaway nesting, a server's 250-character model name). A
+refused insert would lose the reply, and the step's retry would buy it again.
 """
 
 import hashlib
@@ -17,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from core.database_outage import through_outage
 from models import LLMCall
 from models.db import session_scope
+from models.storable import clipped, storable_int, storable_json, storable_text
 from workers.lease import confirm_lease
 from workers.reasoning.json_reply import parse_json_object, schema_errors
 from workers.reasoning.llm_client import reasoner_client
@@ -80,15 +86,26 @@ def _exchange(job_id, iteration, agent, messages, schema, temperature=None) -> L
     return inserted if inserted is not None else _stored(key)
 
 
+def storable_call(text: str, model: str, messages: list[dict]) -> dict:
+    """The columns of a stored exchange, every one a value Postgres takes. The parsed object
+    is read from the storable text, so a replay (which reads the row) sees what this
+    execution saw."""
+    reply = storable_text(text)
+    return {"reply": reply, "model": clipped(model, MODEL_NAME_LENGTH), "messages": storable_json(messages),
+            "parsed": storable_json(parse_json_object(reply))}
+
+
+MODEL_NAME_LENGTH = LLMCall.__table__.c.model.type.length
+
+
 def _store(key: dict, messages: list[dict], completion) -> LLMCall | None:
     with session_scope() as session:
         return session.scalar(
             insert(LLMCall)
             .values(
-                **key, model=completion.model, messages=messages, reply=completion.text,
-                parsed=parse_json_object(completion.text),
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
+                **key, **storable_call(completion.text, completion.model, messages),
+                prompt_tokens=storable_int(completion.prompt_tokens),
+                completion_tokens=storable_int(completion.completion_tokens),
                 latency_ms=completion.latency_ms,
             )
             .on_conflict_do_nothing(index_elements=list(key))

@@ -19,7 +19,7 @@ def parse_json_object(text: str) -> dict | None:
         for variant in (candidate, _TRAILING_COMMA.sub(r"\1", candidate)):
             try:
                 value = json.loads(variant)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):  # nested past the decoder's depth
                 continue
             if isinstance(value, dict):
                 return value

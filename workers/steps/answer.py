@@ -7,6 +7,7 @@ stands where the two agree, and the arbiter decides where they differ.
 """
 
 import contextvars
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -118,10 +119,17 @@ def _final(reply, choices: list[str]) -> FinalAnswer:
     # An answer outside the schema (not one of the choices, say) is still normalised,
     # and so is raw text without JSON: it may name a choice, or be recorded as unmapped.
     parsed = reply.parsed or {}
-    raw = str(parsed.get("answer", reply.text))
+    raw = _as_text(parsed.get("answer", reply.text))
     mapped = normalise(raw, choices)
     confidence = as_confidence(parsed["confidence"]) if "confidence" in parsed else None
-    return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, parsed.get("reasoning"))
+    reasoning = parsed.get("reasoning")
+    return FinalAnswer(mapped.answer, raw, mapped.rule, confidence, None if reasoning is None else _as_text(reasoning))
+
+
+def _as_text(value) -> str:
+    """A reply's field as the text column it goes to: a model may give an object or a
+    number where the schema says a string (the repair asked for did not come)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _direct_answer(job, current) -> FinalAnswer:
