@@ -1,6 +1,7 @@
 """The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
 
 import json
+import logging
 import math
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,14 +11,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.request_guard import RequestGuard, database_unavailable
 from api.batch_intake import IntakeLoop
 from api.job_end_listener import JobEndListener
 from api.openai_errors import error_body
+from api.request_guard import RequestGuard, database_unavailable
 from api.routes import audio, batches, chat, files, health, jobs, models
+from core.database_outage import database_unreachable
+
+log = logging.getLogger(__name__)
 
 CONSOLE_DIR = Path(__file__).parent / "console"
 # The console's pages run the user's key: only its own script, styles and API calls, the
@@ -45,8 +49,7 @@ def create_app() -> FastAPI:
     # The audit console: static pages calling the routes above with the user's key.
     app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
     app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
-    for error in (OperationalError, InterfaceError):
-        app.add_exception_handler(error, _database_unavailable)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _refused)
     # Body limits and the key, before a route reads any of the body (api/request_guard.py).
@@ -101,5 +104,10 @@ def _finite(value):
     return value
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return database_unavailable(request.scope, exc)
+async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+    # The database away (down, failing over, a demoted primary, every pooled connection
+    # taken) is a 503 clients retry; any other database error is ours, a 500.
+    if database_unreachable(exc):
+        return database_unavailable(request.scope, exc)
+    log.exception("database error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _EscapedJSONResponse(error_body(500, "internal error"), status_code=500)

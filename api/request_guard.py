@@ -18,7 +18,7 @@ import logging
 
 import anyio
 from fastapi import HTTPException
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.openai_errors import error_body
 from api.deps import CALLER_SCOPE_KEY, authenticate, client_address, key_from_headers
 from api.upload_stream import PART_OVERHEAD
+from core.database_outage import database_unreachable
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ class RequestGuard:
             except HTTPException as refusal:
                 await _answer(refusal, scope, receive, send, close=has_body)
                 return
-            except (OperationalError, InterfaceError) as exc:
+            except SQLAlchemyError as exc:
+                if not database_unreachable(exc):
+                    raise
                 await database_unavailable(scope, exc)(scope, receive, send)
                 return
         if not has_body:

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -38,7 +38,22 @@ def get_engine() -> Engine:
         )
     # A connect to a black-holed server (a fail-over in progress) gives up after 10 s
     # instead of the kernel's minutes, so callers can wait the outage out (core/database_outage.py).
-    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, **_pool)
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, **_pool)
+    event.listen(engine, "handle_error", _demoted_primary_is_a_lost_connection)
+    return engine
+
+
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def _demoted_primary_is_a_lost_connection(context) -> None:
+    """After a fail-over the old primary still takes connections, read-only: every write on
+    them fails with SQLSTATE 25006 for as long as they are kept. Counted as a lost
+    connection, the pool is emptied (the next connection finds the new primary, or the same
+    server once it is writable) and callers wait it out as an outage
+    (core/database_outage.py), instead of failing the work and keeping the connections."""
+    if getattr(context.original_exception, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+        context.is_disconnect = True
 
 
 @lru_cache
