@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # most this many per queue; fewer than a GPU batch would shrink the GPU's batches.
     dispatch_window: int = Field(64, ge=1)
     task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
+    # A thread-pool worker's broker watchdog (workers/broker_watchdog.py): pings that time
+    # out are a slow broker (a BGSAVE fork, an fsync stall) until they have for this long;
+    # and once the worker must restart, it waits this long at most for its steps in flight
+    # to store their paid replies.
+    broker_slow_tolerance_s: float = Field(30.0, ge=0)
+    broker_restart_drain_s: float = Field(300.0, ge=0)
     # Kombu's Redis transport options, over our defaults: {"visibility_timeout": s} shortens
     # redelivery of unacked messages (tests of a step outliving it set it; in production
     # keep it above the task time limit); "unacked_restore_interval" and

@@ -10,8 +10,11 @@ No task retries itself through Celery: a database outage is waited out inside th
 (core/database_outage.py, bounded by AGR_DATABASE_OUTAGE_TOLERANCE_S), a failed attempt
 is retried through the outbox (workers/outbox.py), and a message whose task gave up is
 found lost and re-sent by the sweeper. So no countdown message waits in a worker's memory.
+Each task is counted in flight, so that a thread-pool worker restarting after a broker
+outage lets its steps finish first (workers/broker_watchdog.py).
 """
 
+from workers.broker_watchdog import run_unless_draining
 from workers.celery_app import app
 from workers.step_runner import run_step
 
@@ -19,7 +22,7 @@ from workers.step_runner import run_step
 # `seq`: the message's number (workers/outbox.py); absent from messages sent before it.
 @app.task(name="workers.tasks.perceive_cpu")
 def perceive_cpu(step_id: int, seq: int | None = None) -> None:
-    run_step(step_id, seq)
+    run_unless_draining(run_step, step_id, seq)
 
 
 @app.task(name="workers.tasks.perceive_gpu")
@@ -27,9 +30,9 @@ def perceive_gpu(step_id: int, seq: int | None = None) -> None:
     # Takes other queued GPU steps along, so their model calls share one forward pass.
     from workers.gpu_batch import run_gpu_steps  # the perception stack: GPU workers only
 
-    run_gpu_steps(step_id, seq)
+    run_unless_draining(run_gpu_steps, step_id, seq)
 
 
 @app.task(name="workers.tasks.reason")
 def reason(step_id: int, seq: int | None = None) -> None:
-    run_step(step_id, seq)
+    run_unless_draining(run_step, step_id, seq)
