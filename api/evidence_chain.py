@@ -42,10 +42,12 @@ def _iteration(n: int, it: Iteration | None, tools: list[ToolCall], llm: list[LL
 
 
 def _tool(t: ToolCall) -> dict:
-    # Not the GPU batch's size: its batch-mates may be other tenants' jobs, whose activity
-    # no tenant's evidence may show (it stays in the database, for operators).
+    # Not the GPU batch's size, nor, for a call that shared its pass, the pass's time, which
+    # grows with the batch: its batch-mates may be other tenants' jobs, whose activity no
+    # tenant's evidence may show (both stay in the database, for operators).
+    latency = round(t.latency_ms, 1) if t.batch_size == 1 else None
     return {"index": t.call_index, "tool": t.tool, "model": t.model, "args": t.args, "output": t.output,
-            "text": t.text, "error": t.error, "latency_ms": round(t.latency_ms, 1), "device": t.device,
+            "text": t.text, "error": t.error, "latency_ms": latency, "device": t.device,
             "cache_hit": t.cache_hit, "created_at": t.created_at.isoformat()}
 
 

@@ -6,6 +6,8 @@ import time
 
 from sqlalchemy import func, select
 
+from api.evidence_chain import evidence_chain
+
 from models import Job, Step, ToolCall
 from models.db import session_scope
 from tests.stack import question_item, tone_wav
@@ -63,6 +65,12 @@ def test_queued_gpu_steps_of_different_jobs_share_a_forward_pass(stack, scripted
     assert sorted(c.custom_id for c in captions) == sorted(f"q{i}" for i in range(JOBS))  # one per job
     assert [c.batch_size for c in captions] == [BATCH] * JOBS  # two full passes of four
     assert all(c.text for c in captions)
+    # A job's evidence says nothing of its pass's size: not the size, and not the pass's
+    # time either, which grows with its batch-mates (perhaps other tenants' jobs).
+    with session_scope() as session:
+        chains = [evidence_chain(session, job) for job in jobs]
+    shown = [t for chain in chains for i in chain["iterations"] for t in i["tool_calls"] if t["tool"] == "caption"]
+    assert len(shown) == JOBS and all(t["latency_ms"] is None and "batch_size" not in t for t in shown), shown
     assert {c.device for c in calls if c.tool == "signal_facts"} == {"cpu"}
     worker_logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
     assert "workers.tasks.perceive_cpu[" in worker_logs["perception-cpu.log"]  # "Task NAME[id] received"

@@ -286,7 +286,7 @@ function toolCallsTable(calls, player, evidence, round) {
       h("td", {}, windowLink(call.args, player), h("pre", {}, JSON.stringify(call.args))),
       h("td", {}, call.device,
         call.cache_hit ? h("div", {class: "muted"}, "cached result") : null),
-      h("td", {}, `${call.latency_ms} ms`),
+      h("td", {}, call.latency_ms === null ? "shared pass" : `${call.latency_ms} ms`),
       h("td", {}, call.error ? h("p", {class: "error"}, call.error) : pretty(call.text),
         h("details", {}, h("summary", {}, "structured output"), pretty(call.output)))))));
 }
