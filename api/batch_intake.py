@@ -16,7 +16,13 @@ transaction taken FOR UPDATE SKIP LOCKED: two processes never check one batch, n
 transaction stays open while files are read, a cancel meanwhile is never blocked (the
 check's result is then dropped), and a process that dies mid-check leaves the batch to
 any intake once its lease lapses. A batch whose checks keep dying fails after
-AGR_INTAKE_MAX_ATTEMPTS of them, instead of holding up every batch behind it.
+AGR_INTAKE_MAX_ATTEMPTS of them, instead of holding up every batch behind it; a check cut
+short by the infrastructure (core/transient_errors.py: a full staging disk, a database
+blip, an object store's 503) spends no attempt and is tried again after a backoff.
+
+Tenants take turns: the next batch checked is the oldest waiting one of the tenant whose
+latest check began longest ago (or never), so one tenant's pile of large files holds
+another's small one behind at most the check in progress.
 """
 
 import logging
@@ -36,12 +42,16 @@ from api.audio_ingest import StagedAudio
 from api.tenant_audio import gone_since_resolved, resolver_for
 from api.tenant_limits import check_queue_room, check_storage_room
 from core.settings import get_settings
+from core.transient_errors import is_transient
 from models import Batch, BatchStatus, InputFile, Tenant
 from models.db import session_scope
 from models.tenant import lock_tenant
 from workers.mechanisms import resolved
 
 log = logging.getLogger(__name__)
+
+# A check cut short by the infrastructure waits this long before the next, doubling.
+TRANSIENT_FIRST_WAIT_S, TRANSIENT_WAIT_AT_MOST_S = 0.5, 60.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +171,9 @@ def validate_next() -> UUID | None:
         _write_refusal(claim, exc.errors)
         return claim.batch_id
     except Exception as exc:
+        if is_transient(exc):
+            _release(claim, exc, transient=True)  # no attempt spent: tried again after a backoff
+            return claim.batch_id
         _release(claim, exc)  # the next pass tries again, up to AGR_INTAKE_MAX_ATTEMPTS checks
         raise
     log.info("intake: batch %s checked: %s", claim.batch_id, "queued" if step_ids else "refused or cancelled")
@@ -184,10 +197,7 @@ class _Claim:
 def _claim_next() -> "_Claim | UUID | None":
     settings = get_settings()
     with session_scope() as session:
-        batch = session.scalar(select(Batch).where(Batch.status == BatchStatus.VALIDATING,
-                                                   or_(Batch.intake_claimed_until.is_(None),
-                                                       Batch.intake_claimed_until < func.now()))
-                               .order_by(Batch.created_at).limit(1).with_for_update(skip_locked=True))
+        batch = session.scalar(_next_in_turn())
         if batch is None:
             return None
         if batch.intake_attempts >= settings.intake_max_attempts:
@@ -197,9 +207,25 @@ def _claim_next() -> "_Claim | UUID | None":
             _refuse(batch, [f"the submission could not be checked ({batch.intake_attempts} attempts; last: {last})"])
             return batch.id
         batch.intake_claim, batch.intake_attempts = uuid4(), batch.intake_attempts + 1
+        batch.intake_started_at = func.now()
         batch.intake_claimed_until = func.now() + timedelta(seconds=settings.intake_lease_s)
         return _Claim(batch.id, batch.intake_claim, _caller_of(session, batch), _input_text(session, batch),
                       _submission_of(batch), batch.idempotency_key, batch.request_sha256)
+
+
+def _next_in_turn():
+    """The waiting batch to check next, tenants taking turns: the oldest waiting batch of
+    the tenant whose latest check began longest ago (or never)."""
+    waiting = Batch.status == BatchStatus.VALIDATING
+    waiting_tenants = select(Batch.tenant_id).where(waiting)
+    turns = (select(Batch.tenant_id, func.max(Batch.intake_started_at).label("last"))
+             .where(Batch.intake_started_at.is_not(None), Batch.tenant_id.in_(waiting_tenants))
+             .group_by(Batch.tenant_id).subquery())
+    free = or_(Batch.intake_claimed_until.is_(None), Batch.intake_claimed_until < func.now())
+    return (select(Batch).outerjoin(turns, turns.c.tenant_id == Batch.tenant_id)
+            .where(waiting, free)
+            .order_by(turns.c.last.asc().nulls_first(), Batch.created_at)
+            .limit(1).with_for_update(skip_locked=True, of=Batch))
 
 
 class _LeaseKept:
@@ -266,14 +292,26 @@ def _write_refusal(claim: _Claim, errors: list[str]) -> None:
             _refuse(batch, errors)
 
 
-def _release(claim: _Claim, exc: Exception) -> None:
-    """Give the batch back at once after an unforeseen error, noting it for the refusal
-    that follows the last attempt."""
+def _release(claim: _Claim, exc: Exception, transient: bool = False) -> None:
+    """Give the batch back after an error, noting it for the refusal that follows the last
+    attempt: at once after an unforeseen error; after a backoff, its attempt not spent,
+    after a transient one."""
+    said = f"{type(exc).__name__}: {exc}"[:500]
     try:
         with session_scope() as session:
-            if (batch := _held(session, claim)) is not None:
-                batch.intake = (batch.intake or {}) | {"last_error": f"{type(exc).__name__}: {exc}"[:500]}
-                batch.intake_claimed_until = None
+            if (batch := _held(session, claim)) is None:
+                return
+            intake = (batch.intake or {}) | {"last_error": said}
+            batch.intake_claimed_until = None
+            if transient:
+                blips = intake.get("transient_failures", 0)
+                wait_s = min(TRANSIENT_WAIT_AT_MOST_S, TRANSIENT_FIRST_WAIT_S * 2 ** blips)
+                intake["transient_failures"] = blips + 1
+                batch.intake_attempts -= 1
+                batch.intake_claimed_until = func.now() + timedelta(seconds=wait_s)
+                log.warning("intake: batch %s: %s; checking it again in %.1f s (no attempt spent)",
+                            claim.batch_id, said, wait_s)
+            batch.intake = intake
     except Exception:  # the database is down too: the lease lapses and another pass retries
         log.warning("intake: could not give batch %s back", claim.batch_id, exc_info=True)
 

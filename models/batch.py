@@ -28,6 +28,9 @@ class Batch(CreatedAt, Base):
         Index("ix_batches_listed", "tenant_id", "created_at", "id", postgresql_where=text("interface <> 'chat'")),
         # The intake's pick of the next batch to validate reads only those waiting.
         Index("ix_batches_validating", "created_at", postgresql_where=text("status = 'validating'")),
+        # Whose turn it is at the intake: each tenant's latest check begun (migration 0014).
+        Index("ix_batches_intake_turns", "tenant_id", "intake_started_at",
+              postgresql_where=text("intake_started_at IS NOT NULL")),
     )
 
     id: Mapped[UUID] = mapped_column(primary_key=True, default=uuid4)
@@ -57,6 +60,7 @@ class Batch(CreatedAt, Base):
     intake_claim: Mapped[UUID | None]
     intake_claimed_until: Mapped[datetime | None]
     intake_attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    intake_started_at: Mapped[datetime | None]  # the latest check begun: tenants take turns by it
 
     # Which API made it, and so how it is shown (BatchInterface); when it began running.
     interface: Mapped[str] = mapped_column(String(20), default="native", server_default="native")

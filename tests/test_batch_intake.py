@@ -5,13 +5,17 @@ batch whose checks keep dying fails after a few instead of blocking the intake; 
 that retention deletes while its batch is checked fails the batch instead of queueing
 jobs with no audio."""
 
+import errno
 import json
 import os
 import threading
+import time
 from uuid import UUID
 
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import delete, select, text
+from sqlalchemy.exc import OperationalError
 
 from api import batch_intake
 from api.batch_intake import Submission, record_for_intake, validate_next
@@ -139,3 +143,51 @@ def test_an_upload_deleted_while_its_batch_is_checked_fails_the_batch(stack, ten
     assert refused.status == BatchStatus.FAILED, refused.status
     assert "expired while the submission was checked" in refused.errors[0] and "u1.wav" in refused.errors[0]
     assert jobs_of(batch_id) == 0
+
+
+def test_a_small_batch_of_one_tenant_is_checked_before_another_tenants_second_large_one(stack, tenant, tmp_path):
+    """Tenant A's two batches are waiting when tenant B's arrives: B's is checked second,
+    not behind A's every batch (20 batches of 50,000 files held B's 10 lines for an hour)."""
+    other = caller_for(create_key(f"intake-b-{os.urandom(4).hex()}"))
+    (tmp_path / "b").mkdir()
+    (a_upload,), (b_upload,) = uploads(stack, tenant, tmp_path, 1), uploads(stack, other, tmp_path / "b", 1)
+    first_a, second_a = validating_batch(tenant, [a_upload] * 3), validating_batch(tenant, [a_upload] * 3)
+    b = validating_batch(other, [b_upload])
+    order = []
+    while len(order) < 3:
+        checked = validate_next()
+        assert checked is not None, order
+        order += [checked] if checked in (first_a, second_a, b) else []
+    assert order == [first_a, b, second_a]
+    assert all(batch_row(batch_id).status == BatchStatus.IN_PROGRESS for batch_id in order)
+
+
+def test_transient_errors_while_checking_are_retried_without_spending_an_attempt(stack, tenant, tmp_path,
+                                                                                monkeypatch):
+    """Three blips in a row (a full staging disk, a database connection dropped, an object
+    store's 503) while a batch is checked: each is waited out with backoff, and the batch
+    is queued after them (it failed for good after three before)."""
+    batch_id = validating_batch(tenant, uploads(stack, tenant, tmp_path, 1))
+    real_prepare = batch_intake.prepare
+    blips = [OSError(errno.ENOSPC, "No space left on device"),
+             OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
+             ClientError({"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."},
+                          "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")]
+
+    def blipping_prepare(caller, *args):
+        if caller.tenant_id == tenant.tenant_id and blips:
+            raise blips.pop(0)
+        return real_prepare(caller, *args)
+
+    monkeypatch.setattr(batch_intake, "prepare", blipping_prepare)
+    deadline = time.monotonic() + 60
+    while batch_row(batch_id).status == BatchStatus.VALIDATING:
+        assert time.monotonic() < deadline, batch_row(batch_id).intake
+        try:
+            validate_next()
+        except Exception:  # the intake loop logs it and goes on
+            pass
+        time.sleep(0.1)
+    checked = batch_row(batch_id)
+    assert not blips and checked.status == BatchStatus.IN_PROGRESS, (checked.status, checked.errors)
+    assert checked.intake_attempts == 1 and jobs_of(batch_id) == 1
