@@ -1,5 +1,6 @@
 """The HTTP API's app factory: `uvicorn --factory api.app:create_app` (or `agr serve`)."""
 
+import asyncio
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.batch_intake import IntakeLoop
+from api.held_jobs import HeldJobs
 from api.job_end_listener import JobEndListener
 from api.openai_errors import error_body
 from api.request_guard import RequestGuard, database_unavailable
@@ -61,9 +63,13 @@ def create_app() -> FastAPI:
 async def _lifespan(app: FastAPI):
     # Batches submitted as files are checked off the request path, by this thread.
     app.state.intake = IntakeLoop().start()
-    # Held chat calls wake when Postgres announces their job's end (api/job_end_listener.py).
+    # Held chat calls wake when Postgres announces their job's end (api/job_end_listener.py),
+    # or when one read of every held job finds news (api/held_jobs.py).
     app.state.job_ends = JobEndListener().start()
+    app.state.held_jobs = HeldJobs()
+    reading = asyncio.create_task(app.state.held_jobs.run(), name="held-jobs")
     yield
+    reading.cancel()
     app.state.job_ends.stop()
     app.state.intake.stop()
 

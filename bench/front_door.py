@@ -14,6 +14,14 @@ Figures:
 
 Writes bench/results/front_door.json. Run: .venv/bin/python bench/front_door.py
 [--items N] [--concurrency C] [--llm-latency S]
+
+`--held N` measures instead what holding calls open costs the API (a harness holds
+128-300 at once): the API alone on private services (no worker, so every job stays
+queued and every call stays held), idle, then with N distinct chat calls held open, then
+after their clients left. Figures, each against the idle API in the same run: the API's
+CPU share of one core, /healthz p50/p99 (sequential calls), resident memory per held call,
+and what is still held once the clients are gone. Writes bench/results/front_door-held.json.
+Targets: under 0.10 of a core, p99 at most 2x idle, at most 50 KB per call, all returned.
 """
 
 import argparse
@@ -39,7 +47,16 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=32, help="chat calls in flight at once")
     parser.add_argument("--llm-latency", type=float, default=3.0, help="seconds per reasoner call")
+    parser.add_argument("--held", type=int, default=None, help="measure N chat calls held open instead")
     args = parser.parse_args()
+    if args.held is not None:
+        from bench.held_calls import measure_held_calls
+
+        with bench_services("agr-bench-held-calls-") as tmp:
+            result = measure_held_calls(tmp, args.held)
+        print(json.dumps(result, indent=2))
+        write_result("front_door-held", result)
+        return
     with bench_services("agr-bench-front-door-", llm_latency_s=args.llm_latency) as tmp:
         result = _run(tmp, args.items, args.concurrency)
     result |= {"items": args.items, "concurrency": args.concurrency, "llm_latency_s": args.llm_latency}
@@ -70,10 +87,10 @@ def _run(tmp: Path, items: int, concurrency: int) -> dict:
     return {**chat, **batch, "chat_over_batch_wall": round(chat["chat_wall_s"] / batch["batch_wall_s"], 3)}
 
 
-def _request(tmp: Path, name: str) -> dict:
+def _request(tmp: Path, name: str, seconds: float = 1.0) -> dict:
     from tests.stack import tone_wav
 
-    audio = base64.b64encode(tone_wav(tmp / f"{name}.wav", seconds=1.0).read_bytes()).decode()
+    audio = base64.b64encode(tone_wav(tmp / f"{name}.wav", seconds=seconds).read_bytes()).decode()
     text = f"What is heard in {name}?\n" + "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(CHOICES))
     return {"model": "agr", "messages": [{"role": "user", "content": [
         {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}}, {"type": "text", "text": text}]}]}

@@ -89,7 +89,9 @@ def start_sweeper(env: dict, log_path: Path) -> subprocess.Popen:
 def start_api(env: dict, log_path: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
     args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
             "--log-level", "warning"]
-    return _spawn([sys.executable, *args], env, log_path)
+    # Two malloc arenas, not one per thread pool thread: what held chat calls used comes
+    # back to the heap they share (docker-compose.yml sets the same).
+    return _spawn([sys.executable, *args], {"MALLOC_ARENA_MAX": "2", **env}, log_path)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, within_s: float) -> bool:

@@ -183,7 +183,9 @@ class Settings(BaseSettings):
     # A chat completion is held open until its job ends, at most this long; then 504 with
     # the job id to poll (GET /v1/jobs/{id}). The job goes on either way.
     chat_timeout_s: float = Field(600.0, gt=0)
-    chat_poll_s: float = Field(0.5, gt=0)  # how often a held call looks at its job
+    # How often the API reads every held chat call's job at once (api/held_jobs.py): the net
+    # under Postgres's announcement of a job's end, and the pace of a stream's progress.
+    chat_poll_s: float = Field(0.5, gt=0)
     # The same request again within this long of its job's end answers that job (a
     # harness's retry); later, it is asked afresh (a re-run after the models changed).
     chat_replay_window_s: float = Field(3600.0, ge=0)

@@ -45,21 +45,26 @@ KEEP_ALIVE_S = 15.0  # an SSE comment this often, so proxies keep a quiet stream
 async def create(request: Request, caller: CallerDep,
                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
     """A chat completion, as the OpenAI API takes it, with the clip as a content part."""
-    raw = await request.body()
+    # Read as a stream, not request.body(), which keeps its copy on the request for as long
+    # as the call is held: the clip, base64, for every held call.
+    raw = b"".join([part async for part in request.stream()])
     # Off the event loop: a 256 MiB body takes a while to parse and hash, and others wait meanwhile.
     question, digest = await run_in_threadpool(_read, raw)
+    del raw
     job_id = await run_in_threadpool(job_for, caller, question, digest, idempotency_key)
     headers = {JOB_ID_HEADER: str(job_id)}
     watch = JobWatch(job_id)
-    if question.stream:
-        return StreamingResponse(_events(request, watch, question.model, question.include_usage),
+    model, stream, include_usage = question.model, question.stream, question.include_usage
+    del question  # its decoded clip is stored; the wait needs none of it
+    if stream:
+        return StreamingResponse(_events(request, watch, model, include_usage),
                                  media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
     job = await _wait(request, watch)
     if job is not None and job is not TIMED_OUT and not job.status.is_terminal:  # the client left: nobody reads it
         return JSONResponse({}, status_code=499)
     if (error := _refusal(job, job_id)) is not None:
         raise OpenAIError(**error, headers=headers)
-    return JSONResponse(await run_in_threadpool(_reply, job, question.model), headers=headers)
+    return JSONResponse(await run_in_threadpool(_reply, job, model), headers=headers)
 
 
 def _read(raw: bytes):
@@ -74,26 +79,42 @@ def _read(raw: bytes):
 async def _wait(request: Request, watch: JobWatch, on_progress=None):
     """The job once it ended; TIMED_OUT past the ceiling; the job unfinished if the client
     left; None if it was deleted meanwhile.
-    Read when its end is announced (api/job_end_listener.py), and every AGR_CHAT_POLL_S."""
-    settings = get_settings()
-    deadline = time.monotonic() + settings.chat_timeout_s
-    with Waiter(getattr(request.app.state, "job_ends", None), watch.job_id) as ended:
-        while True:
-            ended.clear()  # before the read: an announcement after it is not missed
-            job, lines = await run_in_threadpool(watch.read)
-            if on_progress is not None and lines:
-                await on_progress(lines)
-            if job is None or job.status.is_terminal:  # None: deleted meanwhile
-                return job
-            if time.monotonic() >= deadline:
-                return TIMED_OUT
-            if await request.is_disconnected():
-                return job
-            try:
-                await asyncio.wait_for(ended.wait(), timeout=min(settings.chat_poll_s,
-                                                                 max(0.0, deadline - time.monotonic())))
-            except asyncio.TimeoutError:
-                pass
+    Read once, then again each time there is news of it: its end announced
+    (api/job_end_listener.py), or found by the process's one read of every held job
+    (api/held_jobs.py). A stream (`on_progress`) is told each step done; its client leaving
+    is seen by the StreamingResponse, which cancels this wait; otherwise this waits for
+    the client's disconnect itself."""
+    state = request.app.state
+    deadline = time.monotonic() + get_settings().chat_timeout_s
+    streamed = on_progress is not None
+    left = None if streamed else asyncio.ensure_future(_client_left(request))
+    with Waiter(getattr(state, "job_ends", None), watch.job_id) as news, \
+            state.held_jobs.hold(watch.job_id, news, streamed):
+        try:
+            while True:
+                news.clear()  # before the read: news after it is not missed
+                job, lines = await run_in_threadpool(watch.read)
+                if streamed and lines:
+                    await on_progress(lines)
+                if job is None or job.status.is_terminal:  # None: deleted meanwhile
+                    return job
+                if time.monotonic() >= deadline:
+                    return TIMED_OUT
+                if left is not None and left.done():
+                    return job
+                waiting = [asyncio.ensure_future(news.wait())] + ([left] if left is not None else [])
+                await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+                waiting[0].cancel()
+        finally:
+            if left is not None:
+                left.cancel()
+
+
+async def _client_left(request: Request) -> None:
+    """Returns when the client disconnects (its body was read: the next message is that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 TIMED_OUT = object()

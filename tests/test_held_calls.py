@@ -1,0 +1,81 @@
+"""Chat calls held open cost the API next to nothing while their jobs do not change.
+
+The API alone (no worker: every job stays queued, every call stays held), 40 calls held
+at once. What a user (an operator) would check: how much the API asks of Postgres while
+it holds them, and that a held call still ends when its job ends without Postgres
+announcing it (a cancel sends no announcement): the API's one read of all held jobs finds it.
+"""
+
+import asyncio
+import base64
+import time
+
+import httpx
+from sqlalchemy import create_engine, select, text, update
+from sqlalchemy.pool import NullPool
+
+from api.keys import create_key
+from models import Job, JobStatus
+from models.db import session_scope
+from tests.stack import tone_wav
+
+HELD = 40
+WINDOW_S = 4.0
+
+
+def _transactions(database_url: str) -> int:
+    """Transactions committed in the module's database so far, as its statistics say."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    with engine.connect() as connection:
+        return connection.execute(text("SELECT xact_commit FROM pg_stat_database "
+                                       "WHERE datname = current_database()")).scalar()
+
+
+def _body(clip: bytes, k: int) -> dict:
+    audio = base64.b64encode(clip).decode()
+    return {"model": "agr", "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": audio, "format": "wav"}},
+        {"type": "text", "text": f"Question {k}: what is heard?\n(A) A tone\n(B) A voice"}]}]}
+
+
+def test_held_calls_cost_no_reads_while_their_jobs_wait_and_end_when_their_job_does(stack, database_url,
+                                                                                    tmp_path):
+    url = stack.start_api()
+    key = create_key("held", rate_limit_per_minute=100_000)
+    clips = [tone_wav(tmp_path / f"{k}.wav", seconds=0.2).read_bytes() for k in range(HELD)]
+
+    async def hold() -> tuple[int, httpx.Response]:
+        with session_scope() as session:
+            before = session.scalar(select(Job.id).order_by(Job.created_at.desc()).limit(1))
+        async with httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=HELD + 5),
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
+            calls = [asyncio.create_task(client.post("/v1/chat/completions", json=_body(c, k)))
+                     for k, c in enumerate(clips)]
+            jobs = await _made(before)
+            assert not [c for c in calls if c.done()], "a call ended while its job waits"
+            await asyncio.sleep(3.0)  # every call settled into its wait, the steps' messages sent
+            began = _transactions(database_url)
+            await asyncio.sleep(WINDOW_S)
+            spent = _transactions(database_url) - began
+            with session_scope() as session:  # no announcement: a cancel sends none
+                session.execute(update(Job).where(Job.id == jobs[0]).values(status=JobStatus.CANCELLED))
+            done, _ = await asyncio.wait(calls, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            for call in calls:
+                call.cancel()
+            return spent, done.pop().result() if done else None
+
+    async def _made(before) -> list:
+        deadline = time.monotonic() + 120
+        while True:
+            with session_scope() as session:
+                jobs = session.scalars(select(Job.id).where(Job.custom_id == "chat", Job.status == JobStatus.QUEUED)
+                                       .order_by(Job.created_at)).all()
+            if len(jobs) >= HELD:
+                return jobs[-HELD:]
+            assert time.monotonic() < deadline, f"{len(jobs)} of {HELD} jobs made"
+            await asyncio.sleep(0.2)
+
+    spent, ended = asyncio.run(hold())
+    # Before: each held call read its job every 0.5 s, 2 transactions a second each (~320 here).
+    assert spent < 3 * HELD, f"{spent} transactions in {WINDOW_S} s while {HELD} calls were held"
+    assert ended is not None and ended.status_code == 422 and "cancelled" in ended.text, ended
