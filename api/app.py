@@ -22,6 +22,7 @@ from api.openai_errors import error_body
 from api.request_guard import RequestGuard, database_unavailable
 from api.routes import audio, batches, chat, files, health, jobs, models
 from core.database_outage import database_unreachable
+from core.transient_errors import RetryLater
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def create_app() -> FastAPI:
     app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
     app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
     app.add_exception_handler(SQLAlchemyError, _database_error)
+    app.add_exception_handler(RetryLater, _retry_later)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _refused)
     # Body limits and the key, before a route reads any of the body (api/request_guard.py).
@@ -108,6 +110,10 @@ def _finite(value):
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+async def _retry_later(request: Request, exc: RetryLater) -> JSONResponse:
+    return _EscapedJSONResponse(error_body(503, str(exc)), status_code=503, headers={"Retry-After": "1"})
 
 
 async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:

@@ -3,26 +3,32 @@ file while it is hashed, and named by the sha256 of those bytes (core/audio_stor
 
 A tenant's file is opened beneath its audio root without following links
 (core/open_beneath.py) and read at submit only; from then on the service reads the
-stored copy. `store_staged` puts the objects in the store and grants the tenant its
-assets inside the submitting transaction, holding each asset's row, so retention
-(workers/retention.py) can never delete an object a new job is about to use.
+stored copy. `put_staged` puts the objects in the store before any transaction (a put is
+content-addressed and idempotent: S3's HEAD and PUT hold no lock and no pooled
+connection); `store_staged` then grants the tenant its assets inside the submitting
+transaction, holding each asset's row, and cancels any pending deletion of those bytes.
+A deletion already done since the put (workers/object_deletions.py) means the bytes are
+gone: the submission fails with RetryLater (503; the intake retries), so no job names a
+deleted object. An object put for a submission that is then refused is collected as an
+orphan.
 """
 
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from uuid import UUID
 
 import soundfile as sf
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
 from core.audio_store import audio_store
 from core.open_beneath import open_beneath
 from core.settings import get_settings
-from models import AudioAsset, AudioGrant
+from core.transient_errors import RetryLater
+from models import AudioAsset, AudioDeletion, AudioGrant
 
 BLOCK = 1 << 20
 
@@ -36,6 +42,7 @@ class StagedAudio:
     bytes: int
     header: dict = field(default_factory=dict)  # format, duration_s, sample_rate, channels (None: unreadable)
     staged: Path | None = None  # the copy to put; None when the object is stored already
+    upload: bool = False  # an upload's object, named by the submission (not put by it)
 
     def discard(self) -> None:
         if self.staged is not None:
@@ -69,7 +76,7 @@ def staged_file(path: Path, name: str, sha256: str, size: int) -> StagedAudio:
 
 
 def stored_upload(asset: AudioAsset, filename: str) -> StagedAudio:
-    return StagedAudio(filename, asset.sha256, asset.bytes, {}, None)
+    return StagedAudio(filename, asset.sha256, asset.bytes, {}, None, upload=True)
 
 
 def _stage(source, name: str) -> StagedAudio:
@@ -103,20 +110,60 @@ def header_facts(path: Path) -> dict:
 ROWS_PER_STATEMENT = 5000  # 7 parameters a row; Postgres takes at most 65,535 per statement
 
 
+def put_staged(staged: list[StagedAudio]) -> dict[StagedAudio, StagedAudio]:
+    """Each staged file put into the store (its staged copy consumed), before any
+    transaction; returns each item's stored form (staged None)."""
+    store, stored = audio_store(), {}
+    for item in staged:
+        if item.staged is not None:
+            store.put(item.sha256, item.staged)
+            stored[item] = replace(item, staged=None)
+        else:
+            stored[item] = item
+    return stored
+
+
+def put_items(items: list) -> list:
+    """Items (api/batch_input.Item) with their staged audio put into the store, before any
+    transaction; on a failure the staged copies not yet put are discarded."""
+    staged = list({item.audio: None for item in items if isinstance(item.audio, StagedAudio)})
+    try:
+        stored = put_staged(staged)
+    except BaseException:
+        for audio in staged:
+            audio.discard()
+        raise
+    return [replace(item, audio=stored.get(item.audio, item.audio)) if isinstance(item.audio, StagedAudio)
+            else item for item in items]
+
+
 def store_staged(session, tenant_id: UUID | None, staged: list[StagedAudio]) -> dict[str, int]:
-    """Every staged file stored and granted to the tenant; returns {sha256: asset id}. The
-    asset rows stay locked until the caller's transaction ends (see the module's note)."""
+    """Every file granted to the tenant (put first if the caller did not: put_staged);
+    returns {sha256: asset id}. The asset rows stay locked until the caller's transaction
+    ends (see the module's note). RetryLater when bytes put earlier were deleted since."""
     by_digest = {s.sha256: s for s in staged}
     ids = _lock_assets(session, sorted(by_digest.values(), key=lambda s: s.sha256))
     store = audio_store()
     for item in by_digest.values():
-        if item.staged is not None:
+        if item.staged is not None:  # not put before the transaction: the CLI's own files
             store.put(item.sha256, item.staged)
+    _cancel_deletions(session, sorted(by_digest))
     grants = [{"tenant_id": tenant_id, "audio_id": i} for i in ids.values()]
     for start in range(0, len(grants), ROWS_PER_STATEMENT):
         session.execute(insert(AudioGrant).values(grants[start : start + ROWS_PER_STATEMENT])
                         .on_conflict_do_nothing())
     return ids
+
+
+def _cancel_deletions(session, digests: list[str]) -> None:
+    """Pending deletions of these bytes are cancelled (this transaction holds their asset
+    rows now); one done since the bytes were put means they are gone."""
+    gone = [digest for digest, done_at in session.execute(
+        delete(AudioDeletion).where(AudioDeletion.sha256.in_(digests))
+        .returning(AudioDeletion.sha256, AudioDeletion.done_at)) if done_at is not None]
+    if gone:
+        raise RetryLater(f"{len(gone)} stored audio object(s) were deleted by retention while this submission "
+                         f"was stored (e.g. sha256 {gone[0]}): send it again")
 
 
 def _lock_assets(session, staged: list[StagedAudio]) -> dict[str, int]:

@@ -38,7 +38,7 @@ from sqlalchemy import func, or_, select, update
 from api.batch_input import SubmissionInvalid, parse_lines, resolve_audio
 from api.keys import Caller
 from api.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
-from api.audio_ingest import StagedAudio
+from api.audio_ingest import StagedAudio, put_items
 from api.tenant_audio import gone_since_resolved, resolver_for
 from api.tenant_limits import check_queue_room, check_storage_room
 from core.settings import get_settings
@@ -97,6 +97,7 @@ def prepare(caller: Caller, text: str, submission: Submission, idempotency_key: 
     except BaseException:
         resolver.discard()
         raise
+    items = put_items(items)  # into the store now, with no lock or transaction held
     window = submission.completion_window or settings.default_completion_window
     return BatchRequest(
         name=submission.name or f"batch of {len(items)}", items=items, options=submission.options(),
@@ -123,7 +124,7 @@ def commit(session, request: BatchRequest, batch: Batch | None = None) -> tuple[
 def _check_uploads_still_held(session, request: BatchRequest) -> None:
     """Uploads were looked up before the lock: refuse those retention deleted since (their
     jobs would find no audio)."""
-    stored = [i.audio for i in request.items if isinstance(i.audio, StagedAudio) and i.audio.staged is None]
+    stored = [i.audio for i in request.items if isinstance(i.audio, StagedAudio) and i.audio.upload]
     if gone := gone_since_resolved(session, request.tenant_id, stored):
         names = sorted({g.name for g in gone})
         raise SubmissionInvalid([f"{len(names)} upload(s) expired while the submission was checked, e.g. "

@@ -5,11 +5,11 @@ only after that commit are the first messages sent: a crash in between leaves pe
 steps, due, that a later top-up sends, never a message without its state.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
-from api.audio_ingest import StagedAudio, stage_path, store_staged
+from api.audio_ingest import StagedAudio, put_items, stage_path, store_staged
 from api.batch_input import Item
 from models import Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
@@ -39,6 +39,8 @@ def create_batch(request: BatchRequest, session=None, batch: Batch | None = None
     Items' audio goes into the store now: a path is read here, once, and never again.
     `batch`: a `validating` batch to fill (api/batch_intake.py), instead of a new one."""
     if session is None:
+        # Read and put into the store before the transaction opens: no lock waits on it.
+        request = replace(request, items=put_items(_staged_items(request.items)))
         with session_scope() as session:
             return create_batch(request, session, batch)
     staged = stage_items(request.items)
@@ -47,6 +49,11 @@ def create_batch(request: BatchRequest, session=None, batch: Batch | None = None
     finally:
         for audio in staged.values():
             audio.discard()  # put into the store, or left behind by a failure
+
+
+def _staged_items(items: list[Item]) -> list[Item]:
+    staged = stage_items(items)
+    return [replace(item, audio=staged[item.audio]) for item in items]
 
 
 def discard_staged(items: list[Item]) -> None:

@@ -14,6 +14,8 @@ S3-compatible object store (core/s3_audio_store.py), chosen by `AGR_AUDIO_STORE_
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO
@@ -50,6 +52,10 @@ class AudioStore(ABC):
     @abstractmethod
     def delete(self, digest: str) -> None:
         """Remove the object (nothing happens when it is already gone)."""
+
+    @abstractmethod
+    def digests(self) -> Iterator[tuple[str, datetime]]:
+        """Every stored object's digest and when it was stored (for collecting orphans)."""
 
     def staging_dir(self) -> Path:
         """Where files are hashed on their way in: local to this machine."""
@@ -99,6 +105,14 @@ class LocalAudioStore(AudioStore):
 
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
+
+    def digests(self) -> Iterator[tuple[str, datetime]]:
+        for path in self.root.glob("[0-9a-f][0-9a-f]/*"):
+            if DIGEST.match(path.name):
+                try:
+                    yield path.name, datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+                except FileNotFoundError:  # deleted as it was listed
+                    continue
 
     def staging_dir(self) -> Path:
         return _made(self.root / ".staging")  # inside the root: putting a file is a rename

@@ -15,6 +15,8 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from core.audio_store import AudioStore, ObjectMissing, checked
+from core.audio_store import DIGEST, AudioStore, ObjectMissing, checked
 from core.settings import Settings
 
 CHUNK = 1024 * 1024
@@ -131,6 +133,14 @@ class S3AudioStore(AudioStore):
         # S3 answers a delete of a missing key with success: idempotent as it stands.
         self.client.delete_object(Bucket=self.bucket, Key=self.key(digest))
         self._cached(digest).unlink(missing_ok=True)  # other machines' copies age out of their caches
+
+    def digests(self) -> Iterator[tuple[str, datetime]]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}/" if self.prefix else "")
+        for page in pages:
+            for entry in page.get("Contents", []):
+                name = entry["Key"].rsplit("/", 1)[-1]
+                if DIGEST.match(name):
+                    yield name, entry["LastModified"]
 
     def local_file(self, digest: str) -> Path:
         # Content-addressed and never rewritten: a copy verified once stays right.

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     # and once the worker must restart, it waits this long at most for its steps in flight
     # to store their paid replies.
     broker_slow_tolerance_s: float = Field(30.0, ge=0)
+    # Each process's Postgres connections: kept, opened beyond that at a burst, and how long
+    # a request waits for one when all are taken before it is answered 503 (not 500).
+    db_pool_size: int = Field(5, ge=1)
+    db_pool_overflow: int = Field(5, ge=0)
+    db_pool_timeout_s: float = Field(10.0, gt=0)
     broker_restart_drain_s: float = Field(300.0, ge=0)
     # Kombu's Redis transport options, over our defaults: {"visibility_timeout": s} shortens
     # redelivery of unacked messages (tests of a step outliving it set it; in production
@@ -163,6 +168,11 @@ class Settings(BaseSettings):
     audio_cache_dir: Path | None = None  # perception's local copies of S3 objects; default <data_dir>/audio-cache
     audio_cache_bytes: int = Field(10 * 1024**3, ge=0)  # the copies kept, least recently used dropped first
     upload_retention_s: float = Field(7 * 86400, gt=0)  # an upload no job uses is deleted this long after it came
+    # A stored object no row names (a submission refused after its files were put, a
+    # process killed between put and commit) is deleted once it is this old; the sweeper
+    # lists the store for them every AGR_ORPHAN_SWEEP_S.
+    orphan_grace_s: float = Field(86400.0, ge=0)
+    orphan_sweep_s: float = Field(3600.0, gt=0)
     batch_max_items: int = Field(50_000, ge=1)
     # POST /v1/audio/bulk: files per request (each up to AGR_MAX_AUDIO_BYTES, the body up to
     # AGR_MAX_REQUEST_BYTES), so 50,000 files take tens of requests, not 50,000.

@@ -10,13 +10,18 @@ import errno
 
 from core.database_outage import database_unreachable
 
+
+class RetryLater(RuntimeError):
+    """The work met a race it cannot finish through (stored bytes deleted while a submit
+    was storing them): the same request again succeeds. The API answers 503."""
+
 _TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EAGAIN, errno.EBUSY,
                      errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.EPIPE,
                      errno.EHOSTUNREACH, errno.ENETUNREACH}
 
 
 def is_transient(exc: BaseException) -> bool:
-    if database_unreachable(exc):
+    if isinstance(exc, RetryLater) or database_unreachable(exc):
         return True
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True

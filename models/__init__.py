@@ -1,6 +1,6 @@
 """Database models: the persisted state of batches, jobs and every step of their reasoning."""
 
-from models.audio import AudioAsset, AudioGrant
+from models.audio import AudioAsset, AudioDeletion, AudioGrant
 from models.base import Base
 from models.batch import Batch
 from models.input_file import InputFile
@@ -16,6 +16,6 @@ from models.tool_catalogue import ToolCatalogue
 from models.upload import Upload
 
 __all__ = [
-    "ApiKey", "AudioAsset", "AudioGrant", "Base", "Batch", "BatchStatus", "InputFile", "Iteration", "Job", "JobStatus",
+    "ApiKey", "AudioAsset", "AudioDeletion", "AudioGrant", "Base", "Batch", "BatchStatus", "InputFile", "Iteration", "Job", "JobStatus",
     "LLMCall", "Step", "StepAttempt", "StepKind", "StepStatus", "Tenant", "ToolCall", "ToolCatalogue", "Upload",
 ]

@@ -1,6 +1,7 @@
+from datetime import datetime
 from uuid import UUID
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, CreatedAt
@@ -40,3 +41,16 @@ class AudioGrant(CreatedAt, Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     tenant_id: Mapped[UUID | None] = mapped_column(ForeignKey("tenants.id"))
     audio_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audio_assets.id"))
+
+
+class AudioDeletion(Base):
+    """A stored object to delete once the transaction that released it has committed: the
+    store is never touched under a lock or before a commit (workers/object_deletions.py).
+    `done_at` is set when the object went; a submit that finds a done deletion of bytes it
+    put earlier knows they are gone and tries again (api/audio_ingest.py)."""
+
+    __tablename__ = "audio_deletions"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    done_at: Mapped[datetime | None]

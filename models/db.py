@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
-# Connections kept open, and opened beyond that at a burst, by each process. A process
-# running one task at a time (the API's request threads, the sweeper, a prefork child) needs few.
-_pool = {"pool_size": 5, "max_overflow": 5}
+# Connections kept open, and opened beyond that at a burst, by each process (None: the
+# settings' AGR_DB_POOL_SIZE and _OVERFLOW). A process running one task at a time (the
+# API's request threads, the sweeper, a prefork child) needs few.
+_pool: dict[str, int] = {}
 
 
 def size_pool_for_threads(threads: int) -> None:
@@ -38,7 +39,10 @@ def get_engine() -> Engine:
         )
     # A connect to a black-holed server (a fail-over in progress) gives up after 10 s
     # instead of the kernel's minutes, so callers can wait the outage out (core/database_outage.py).
-    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, **_pool)
+    settings = get_settings()
+    pool = {"pool_size": settings.db_pool_size, "max_overflow": settings.db_pool_overflow,
+            "pool_timeout": settings.db_pool_timeout_s} | _pool
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, **pool)
     event.listen(engine, "handle_error", _demoted_primary_is_a_lost_connection)
     return engine
 

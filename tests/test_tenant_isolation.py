@@ -20,6 +20,7 @@ from models import AudioAsset, AudioGrant, Job, Tenant, ToolCall, Upload
 from models.db import session_scope
 from tests.stack import api_client, tone_wav
 from workers.perception.executor import cache_key
+from workers.object_deletions import work_off
 from workers.retention import expire_uploads
 
 QUICK_COARSE_TOOLS = '["signal_facts", "voice_activity"]'
@@ -135,9 +136,17 @@ def test_tenants_share_bytes_not_files_and_later_changes_to_files_change_nothing
     assert _finished(b, again.json()["id"])["request_counts"]["completed"] == 1
     # The other tenant's job is not found, not forbidden.
     assert a.get(f"/v1/jobs/{job_b['id']}/audio").status_code == 404
+    # The objects go after the delete's commit (workers/object_deletions.py), once it answered.
     for digest in (submitted["moved.wav"][0], submitted["rewritten.wav"][0]):
-        assert not audio_store().exists(digest)
+        _until(lambda digest=digest: not audio_store().exists(digest))
     assert audio_store().exists(submitted["clip.wav"][0])
+
+
+def _until(condition, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -184,6 +193,8 @@ def test_concurrent_submits_cannot_pass_the_cap_and_storage_is_quota_bound(api_o
         session.execute(update(Upload).where(Upload.audio_id == _asset_id(kept.json()["sha256"]))
                         .values(created_at=func.now() - timedelta(days=30)))
     expire_uploads()
+    assert audio_store().exists(kept.json()["sha256"])  # released; deleted after the commit, by the sweeper:
+    work_off()
     assert not audio_store().exists(kept.json()["sha256"])
     with api_client(api_only, quota_key) as client:
         assert client.get(f"/v1/audio/{kept.json()['id']}").status_code == 404
@@ -237,5 +248,6 @@ def test_on_an_s3_store_a_perception_worker_needs_none_of_the_apis_files(stack, 
             assert (worker_data / "audio-cache" / digest[:2] / digest).is_file()
         # Deleting the batch deletes the object only the batch used; the upload keeps its own.
         assert client.delete(f"/v1/batches/{batch_id}").json()["audio_objects_deleted"] == 1
-        kept = bucket.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)["Contents"]
-        assert [o["Key"] for o in kept] == [f"{prefix}/{digests['uploaded.wav'][:2]}/{digests['uploaded.wav']}"]
+        kept_key = f"{prefix}/{digests['uploaded.wav'][:2]}/{digests['uploaded.wav']}"
+        _until(lambda: [o["Key"] for o in bucket.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix)["Contents"]]
+               == [kept_key])

@@ -4,10 +4,11 @@ and dropping stored audio objects nobody may read any more.
 An object goes when its last grant does (models/audio.py): a tenant's grant goes when
 none of its jobs or uploads references the object. Retention holds the tenant's row
 (models/tenant.lock_tenant), as the tenant's submits and uploads do, so it never judges a
-grant unused while that tenant is making a job for it. The object is deleted while its
-asset row is locked and nothing references it, and the row with it; a submit of another
-tenant that wants the same bytes meanwhile waits on that lock (api/audio_ingest.py) and
-then stores them anew, so no job is ever made for an object that is being deleted.
+grant unused while that tenant is making a job for it. An asset row nothing references is
+deleted while it is locked, and its object's deletion recorded in the same transaction;
+the object itself goes after the commit (workers/object_deletions.py), so no store I/O
+runs under the tenant's lock and a failed commit deletes nothing. A submit of the same
+bytes meanwhile cancels the deletion, or finds it done and tries again (api/audio_ingest.py).
 """
 
 import logging
@@ -16,12 +17,12 @@ from uuid import UUID
 
 from sqlalchemy import delete, exists, func, select
 
-from core.audio_store import audio_store
 from core.settings import get_settings
 from models import (AudioAsset, AudioGrant, Batch, Iteration, Job, LLMCall, Step, StepAttempt, ToolCall,
                     Upload)
 from models.db import session_scope
 from models.tenant import lock_tenant
+from workers.object_deletions import request_deletions
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ def _delete_ungranted(session, audio_ids: list[int]) -> int:
         select(AudioAsset.id, AudioAsset.sha256).where(AudioAsset.id.in_(audio_ids), unreferenced)
         .with_for_update(skip_locked=True)  # locked: a submit is granting it right now
     ).all()
-    store = audio_store()
-    for _, digest in assets:
-        store.delete(digest)
+    request_deletions(session, [digest for _, digest in assets])
     session.execute(delete(AudioAsset).where(AudioAsset.id.in_([a.id for a in assets])))
     return len(assets)

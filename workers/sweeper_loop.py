@@ -19,7 +19,7 @@ from sqlalchemy import select, text
 from core.database_outage import database_unreachable, outage_reason
 from core.settings import get_settings
 from models.db import get_engine
-from workers import retention
+from workers import object_deletions, retention
 from workers.sweeper import Sweeper
 
 log = logging.getLogger("workers.sweeper_loop")
@@ -81,7 +81,7 @@ class ClusterLock:
 def run_forever() -> None:
     interval = get_settings().sweep_interval_s
     lock, sweeper = ClusterLock(), Sweeper()
-    standing_by = False
+    standing_by, orphans_due = False, time.monotonic()
     while True:
         started = time.monotonic()
         if lock.held():
@@ -94,8 +94,12 @@ def run_forever() -> None:
                 log.exception("sweeper: pass failed; trying again in %.1f s", interval)
             try:  # apart: a store that is down must not make the sweeper look dead
                 retention.expire_uploads()
+                object_deletions.work_off()
+                if time.monotonic() >= orphans_due:
+                    orphans_due = time.monotonic() + get_settings().orphan_sweep_s
+                    object_deletions.collect_orphans()
             except Exception:
-                log.exception("sweeper: upload expiry failed; trying again in %.1f s", interval)
+                log.exception("sweeper: upload expiry or object deletion failed; trying again in %.1f s", interval)
         elif lock.unreachable:
             sweeper.database_was_unreachable = True
         else:

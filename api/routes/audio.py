@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from api.deps import CallerDep, SessionDep
 from api.schemas import KnownAudio, UploadList, UploadOut
-from api.audio_ingest import staged_file, store_staged
+from api.audio_ingest import put_staged, staged_file, store_staged
 from api.tenant_limits import check_storage_room
 from models.tenant import lock_tenant
 from api.upload_stream import ReceivedFile, ReceivedParts, UploadMalformed, UploadTooLarge, receive_parts
@@ -83,6 +83,8 @@ def _store_uploads(caller, received: list[ReceivedFile]) -> list[UploadOut]:
     """Every file stored and given an upload, in one transaction."""
     staged = [staged_file(r.path, r.filename, r.sha256, r.bytes) for r in received]
     try:
+        # Into the store first, holding no lock or pooled connection while it is written.
+        staged = list(put_staged(staged).values())
         with session_scope() as session:
             check_storage_room(session, lock_tenant(session, caller.tenant_id), staged)
             audio_ids = store_staged(session, caller.tenant_id, staged)

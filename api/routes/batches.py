@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +27,7 @@ from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
 from models.db import session_scope
 from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
+from workers import object_deletions
 from workers.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -146,9 +147,11 @@ def cancel(batch_id: UUID, session: SessionDep, caller: CallerDep, view: Annotat
 
 @router.delete("/{batch_id}", responses={**NOT_FOUND, 409: {"description": "the batch has not ended: cancel it "
                                                                        "first, or wait for its running steps"}})
-def remove(batch_id: UUID, caller: CallerDep) -> dict:
+def remove(batch_id: UUID, caller: CallerDep, after: BackgroundTasks) -> dict:
     """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
-    upload of this tenant uses (uploads are kept until they expire)."""
+    upload of this tenant uses (uploads are kept until they expire). The objects go from the
+    store after the answer (and the commit), not under the tenant's lock; the sweeper
+    finishes what fails (workers/object_deletions.py)."""
     with session_scope() as session:  # committed before the answer says it is done
         lock_tenant(session, caller.tenant_id)  # retention and the tenant's submits take turns
         batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)
@@ -163,6 +166,8 @@ def remove(batch_id: UUID, caller: CallerDep) -> dict:
             raise HTTPException(409, f"batch {batch_id} still has running steps; try again shortly",
                                 headers={"Retry-After": "10"})
         objects = delete_batch(session, batch)
+    if objects:
+        after.add_task(object_deletions.work_off)
     return {"id": str(batch_id), "object": "batch.deleted", "deleted": True, "audio_objects_deleted": objects}
 
 
