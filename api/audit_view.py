@@ -41,7 +41,7 @@ def _iteration(it: dict) -> Group:
         for call in it["tool_calls"]:
             result = call["error"] and f"error: {call['error']}" or call["text"]
             tools.add_row(str(call["index"]), call["tool"], Text(json.dumps(call["args"])),
-                          f"{call['latency_ms']:.0f}", "hit" if call["cache_hit"] else "",
+                          _milliseconds(call["latency_ms"]), "hit" if call["cache_hit"] else "",
                           Text(_short(result, 300)))
         parts.append(tools)
     if it["document"]:
@@ -102,3 +102,8 @@ def _verdict_line(job: dict) -> Text:
 def _short(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _milliseconds(latency_ms: float | None) -> str:
+    # None: the call shared a GPU pass, whose time the evidence does not show (api/evidence_chain.py).
+    return "shared pass" if latency_ms is None else f"{latency_ms:.0f}"

@@ -77,7 +77,9 @@ class HeldJobs:
         for job_id, held in list(self._held.items()):
             for call in held:
                 count = done_steps.get(job_id, 0)
-                progressed = call.streamed and call.done_steps is not None and count != call.done_steps
+                # A stream's first read by this loop wakes it once: a step done between its own
+                # first read and this one is told now, not at the next step.
+                progressed = call.streamed and count != call.done_steps
                 if call.streamed:
                     call.done_steps = count
                 if job_id in ended or progressed:
