@@ -60,7 +60,7 @@ async def create(request: Request, caller: CallerDep,
         return StreamingResponse(_events(request, watch, model, include_usage),
                                  media_type="text/event-stream", headers=headers | {"Cache-Control": "no-cache"})
     job = await _wait(request, watch)
-    if job is not None and job is not TIMED_OUT and not job.status.is_terminal:  # the client left: nobody reads it
+    if job is CLIENT_LEFT:  # nobody reads the answer
         return JSONResponse({}, status_code=499)
     if (error := _refusal(job, job_id)) is not None:
         raise OpenAIError(**error, headers=headers)
@@ -77,8 +77,8 @@ def _read(raw: bytes):
 
 
 async def _wait(request: Request, watch: JobWatch, on_progress=None):
-    """The job once it ended; TIMED_OUT past the ceiling; the job unfinished if the client
-    left; None if it was deleted meanwhile.
+    """The job once it ended; TIMED_OUT past the ceiling; CLIENT_LEFT if the client left
+    first; None if it was deleted meanwhile.
     Read once, then again each time there is news of it: its end announced
     (api/job_end_listener.py), or found by the process's one read of every held job
     (api/held_jobs.py). A stream (`on_progress`) is told each step done; its client leaving
@@ -98,10 +98,11 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
                     await on_progress(lines)
                 if job is None or job.status.is_terminal:  # None: deleted meanwhile
                     return job
+                job = None  # not kept while waiting: a thousand held calls would each hold a row
                 if time.monotonic() >= deadline:
                     return TIMED_OUT
                 if left is not None and left.done():
-                    return job
+                    return CLIENT_LEFT
                 waiting = [asyncio.ensure_future(news.wait())] + ([left] if left is not None else [])
                 await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()),
                                    return_when=asyncio.FIRST_COMPLETED)
@@ -117,7 +118,7 @@ async def _client_left(request: Request) -> None:
         pass
 
 
-TIMED_OUT = object()
+TIMED_OUT, CLIENT_LEFT = object(), object()
 
 
 def _refusal(job, job_id) -> dict | None:
