@@ -145,7 +145,7 @@ def store_staged(session, tenant_id: UUID | None, staged: list[StagedAudio]) -> 
     ids = _lock_assets(session, sorted(by_digest.values(), key=lambda s: s.sha256))
     store = audio_store()
     for item in by_digest.values():
-        if item.staged is not None:  # not put before the transaction: the CLI's own files
+        if item.staged is not None:  # a caller that staged inside its own transaction; put_items is better
             store.put(item.sha256, item.staged)
     _cancel_deletions(session, sorted(by_digest))
     grants = [{"tenant_id": tenant_id, "audio_id": i} for i in ids.values()]

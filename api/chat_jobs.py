@@ -15,6 +15,7 @@ from uuid import UUID
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from api.audio_ingest import put_items
 from api.batch_input import BATCH_API_ENDPOINT, Item, SubmissionInvalid
 from api.batch_intake import commit, parse_window
 from api.chat_audio import stage_chat_audio
@@ -49,9 +50,10 @@ def job_for(caller: Caller, question: ChatQuestion, request_sha256: str, key: st
 def _new_job(caller: Caller, question: ChatQuestion, request_sha256: str, key: str) -> UUID:
     settings = get_settings()
     staged = stage_chat_audio(question.audio, caller.tenant_id)
+    # Into the store before the transaction: the put holds no lock another request waits on.
+    items = put_items([Item(CUSTOM_ID, staged, question.question, question.choices, None, question.item_metadata())])
     request = BatchRequest(
-        name=f"chat: {question.question[:150]}", items=[Item(CUSTOM_ID, staged, question.question, question.choices,
-                                                             None, question.item_metadata())],
+        name=f"chat: {question.question[:150]}", items=items,
         options={"max_iters": settings.max_iters} | question.item_options(), tenant_id=caller.tenant_id,
         metadata={"endpoint": BATCH_API_ENDPOINT}, completion_window=parse_window(settings.default_completion_window),
         idempotency_key=key, request_sha256=request_sha256, interface=BatchInterface.CHAT,

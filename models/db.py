@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
-# Connections kept open, and opened beyond that at a burst, by each process (None: the
-# settings' AGR_DB_POOL_SIZE and _OVERFLOW). A process running one task at a time (the
-# API's request threads, the sweeper, a prefork child) needs few.
+# This process's own sizes for its pool, over the settings' AGR_DB_POOL_SIZE and
+# AGR_DB_POOL_OVERFLOW (a reasoning worker's, from its threads). A process running one
+# task at a time (the API's request threads, the sweeper, a prefork child) needs few.
 _pool: dict[str, int] = {}
 
 
