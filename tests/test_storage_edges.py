@@ -7,8 +7,11 @@
 - An object no row names (a submission refused after its put) is collected.
 - Every pooled connection taken (uploads waiting on their tenant's lock): another
   tenant's request is answered 503 with Retry-After, never 500.
+- A store that hangs for the sweeper (its requests answered an hour late) delays the
+  object deletions, never the recovery of a step whose worker was killed.
 """
 
+import json
 import os
 import threading
 import time
@@ -20,9 +23,10 @@ from api.batch_input import Item
 from api.keys import caller_for, create_key
 from api.submission import BatchRequest, create_batch
 from core.audio_store import audio_store
-from models import AudioAsset, AudioDeletion, Batch, BatchStatus, Job
+from models import AudioAsset, AudioDeletion, Batch, BatchStatus, Job, Step
 from models.db import session_scope
 from models.tenant import lock_tenant
+from tests.latency_proxy import LatencyProxy
 from tests.stack import api_client, tone_wav
 from workers import object_deletions
 from workers.retention import delete_batch
@@ -167,3 +171,37 @@ def test_a_pool_taken_by_uploads_waiting_on_their_tenants_lock_answers_503(stack
     assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text  # before: 500
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert api_client(url, b_key).get("/v1/batches").status_code == 200  # the lock gone, all is well
+
+
+def test_a_sweeper_whose_store_hangs_still_takes_back_a_killed_workers_step(stack, scripted_llm, s3_server, tmp_path):
+    stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["signal_facts"]')
+    stack.env.update(s3_server.env(f"hang-{os.urandom(4).hex()}"))
+    port = int(s3_server.endpoint_url.rsplit(":", 1)[1])
+    with session_scope() as session:
+        object_deletions.request_deletions(session, [os.urandom(32).hex()])  # work for the store
+    with LatencyProxy(port, 3600.0) as hung:
+        url = stack.start_api()
+        stack.start_role("perception-cpu")
+        stack.start_role("reasoning")
+        stack.start_role("sweeper", s3_endpoint_url=hung.url)  # only the sweeper's store hangs
+        scripted_llm.delays["planner"] = 3.0
+        with api_client(url, create_key(f"hang-{os.urandom(4).hex()}")) as client:
+            upload = client.post("/v1/audio", files={"file": ("t.wav", tone_wav(tmp_path / "t.wav").read_bytes())})
+            line = {"custom_id": "q0", "audio": {"upload_id": upload.json()["id"]}, "question": "What is heard?",
+                    "choices": ["A tone", "A voice"]}
+            created = client.post("/v1/batches", json={"input": json.dumps(line)})
+        assert created.status_code == 201, created.text
+        batch_id = created.json()["id"]
+        stack.wait_for_running_step("plan", batch_id)
+        deadline = time.monotonic() + 60
+        while not scripted_llm.requests_of("planner") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stack.kill("reasoning")  # the plan step's lease lapses: only the sweeper takes it back
+        scripted_llm.delays["planner"] = 0.0
+        stack.start_role("reasoning")
+        stack.wait_for_batch(batch_id, timeout=120)  # before: the sweeper sat in the store's delete
+    (job,) = stack.jobs(batch_id)
+    assert job.status == "succeeded", job.error
+    with session_scope() as session:
+        plan = session.scalar(select(Step).where(Step.job_id == job.id, Step.kind == "plan"))
+        assert plan.attempts == 2 and "never finished" in plan.last_error

@@ -7,10 +7,14 @@ keeps open, and only its holder sweeps; the others stand by and take over when i
 connection drops (a crashed sweeper, a database restart). Running two (a rolling
 deploy) is therefore safe.
 
+Upload expiry and stored objects' deletion run in a thread of their own
+(`StoreHousekeeping`): a store that answers late must not hold back the sweep.
+
 It touches `ALIVE_FILE` after every pass (or check, standing by), for a health check.
 """
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -80,34 +84,59 @@ class ClusterLock:
 
 def run_forever() -> None:
     interval = get_settings().sweep_interval_s
-    lock, sweeper = ClusterLock(), Sweeper()
-    standing_by, orphans_due = False, time.monotonic()
+    lock, sweeper, housekeeping = ClusterLock(), Sweeper(), StoreHousekeeping(interval)
+    standing_by = False
     while True:
         started = time.monotonic()
         if lock.held():
             standing_by = False
+            housekeeping.holding.set()
             try:
                 sweeper.sweep()
                 ALIVE_FILE.touch()
             except Exception as exc:
                 sweeper.database_was_unreachable |= database_unreachable(exc)
                 log.exception("sweeper: pass failed; trying again in %.1f s", interval)
-            try:  # apart: a store that is down must not make the sweeper look dead
+        else:
+            housekeeping.holding.clear()
+            if lock.unreachable:
+                sweeper.database_was_unreachable = True
+            else:
+                if not standing_by:
+                    log.warning("sweeper: another sweeper holds the lock; standing by")
+                standing_by = True
+                ALIVE_FILE.touch()  # standing by is healthy too
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+class StoreHousekeeping:
+    """Upload expiry and stored objects' deletion, in a thread of the sweeper's own, run
+    while its process holds the cluster's lock. Apart from the sweep because store I/O
+    can take minutes (an S3 that answers late or not at all, a listing of millions of
+    objects): in the sweep's loop it held back the recovery of lost steps that long. Two
+    such threads overlapping at a handover do no harm: each deletion is worked off under
+    its row's lock, each tenant's expiry under the tenant's."""
+
+    def __init__(self, interval: float):
+        self.holding = threading.Event()
+        self._interval = interval
+        threading.Thread(target=self._run, name="store-housekeeping", daemon=True).start()
+
+    def _run(self) -> None:
+        orphans_due = time.monotonic()
+        while True:
+            self.holding.wait()
+            started = time.monotonic()
+            try:
                 retention.expire_uploads()
                 object_deletions.work_off()
                 if time.monotonic() >= orphans_due:
                     orphans_due = time.monotonic() + get_settings().orphan_sweep_s
                     object_deletions.collect_orphans()
             except Exception:
-                log.exception("sweeper: upload expiry or object deletion failed; trying again in %.1f s", interval)
-        elif lock.unreachable:
-            sweeper.database_was_unreachable = True
-        else:
-            if not standing_by:
-                log.warning("sweeper: another sweeper holds the lock; standing by")
-            standing_by = True
-            ALIVE_FILE.touch()  # standing by is healthy too
-        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+                log.exception("sweeper: upload expiry or object deletion failed; trying again in %.1f s",
+                              self._interval)
+            time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
 
 def main() -> None:
