@@ -59,8 +59,9 @@ def main() -> None:
     write_result("bulk_submit", result)
 
 
-def _dataset(folder: Path, items: int) -> tuple[Path, int]:
-    """MMAR's layout: MMAR-meta.jsonl beside audio/<id>.wav, each clip's bytes its own."""
+def _dataset(folder: Path, items: int, first: int = 0) -> tuple[Path, int]:
+    """MMAR's layout: MMAR-meta.jsonl beside audio/<id>.wav, each clip's bytes its own
+    (numbered from `first`: datasets numbered apart share no clip)."""
     import numpy as np
     import soundfile as sf
 
@@ -68,7 +69,7 @@ def _dataset(folder: Path, items: int) -> tuple[Path, int]:
     rng = np.random.default_rng(7)
     t = np.arange(16000) / 16000
     lines = []
-    for i in range(items):
+    for i in range(first, first + items):
         wave = 0.3 * np.sin(2 * np.pi * 440 * t + rng.uniform(0, 2 * np.pi))
         wave[:2] = divmod(i, 30_000)  # the item's number in its first samples: every clip's bytes differ
         wave[:2] /= 32_768
@@ -77,7 +78,7 @@ def _dataset(folder: Path, items: int) -> tuple[Path, int]:
                                  "choices": ["A tone", "A voice"], "answer": "A tone", "modality": "sound"}))
     meta = folder / "MMAR-meta.jsonl"
     meta.write_text("\n".join(lines) + "\n")
-    return meta, (folder / "audio" / "id0.wav").stat().st_size
+    return meta, (folder / "audio" / f"id{first}.wav").stat().st_size
 
 
 def _submit(meta: Path, env: dict) -> dict:

@@ -60,6 +60,7 @@ def client_from_settings(settings: Settings):
         signature_version="s3v4",
         retries={"mode": "standard", "max_attempts": 5},  # transient 5xx, throttling, resets
         connect_timeout=10, read_timeout=60,
+        max_pool_connections=4 * settings.store_puts_per_request,  # several requests' puts at once
         # Self-hosted servers (MinIO, SeaweedFS) serve buckets as paths, not as host names.
         s3={"addressing_style": "path" if settings.s3_endpoint_url else "auto"},
     )

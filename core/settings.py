@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    # Puts in flight for one request's files (an S3 put is a HEAD and a PUT, each a round
+    # trip); also sizes the S3 client's connection pool, which several requests share.
+    store_puts_per_request: int = Field(16, ge=1)
     audio_cache_dir: Path | None = None  # perception's local copies of S3 objects; default <data_dir>/audio-cache
     audio_cache_bytes: int = Field(10 * 1024**3, ge=0)  # the copies kept, least recently used dropped first
     upload_retention_s: float = Field(7 * 86400, gt=0)  # an upload no job uses is deleted this long after it came

@@ -11,12 +11,15 @@
   object deletions, never the recovery of a step whose worker was killed.
 """
 
+import errno
+import hashlib
 import json
 import os
 import threading
 import time
 
 import httpx
+import pytest
 from sqlalchemy import select, text
 
 from api.batch_input import Item
@@ -90,6 +93,40 @@ def test_a_submit_puts_its_objects_before_it_locks_anything(stack, tmp_path, mon
         go_on.set()
         a.join(60)
 
+
+
+def test_a_submissions_puts_run_side_by_side_and_one_failing_fails_it_whole(stack, tmp_path, monkeypatch):
+    """40 clips: their puts overlap (four at once are waited for: one at a time, as before,
+    that wait would fail); one put refused fails the submission with no batch and nothing
+    left in staging; sent again, it succeeds."""
+    tenant = _tenant("many")
+    clips = [tone_wav(tmp_path / f"c{i}.wav", freq=300 + 10 * i) for i in range(40)]
+    request = BatchRequest("many", [Item(f"q{i}", c, "What is heard?", ["A tone", "A voice"], None)
+                                    for i, c in enumerate(clips)], {"max_iters": 0}, tenant_id=tenant)
+    store, real_put = audio_store(), audio_store().put
+    four_at_once, refused = threading.Barrier(4, timeout=60), [hashlib.sha256(clips[25].read_bytes()).hexdigest()]
+    arrivals, counting = [0], threading.Lock()
+
+    def put(digest, staged):
+        with counting:
+            arrivals[0] += 1
+            among_first_four = arrivals[0] <= 4
+        if among_first_four:
+            four_at_once.wait()  # BrokenBarrierError after 60 s when puts run one at a time
+        if digest in refused:
+            raise OSError(errno.EIO, "the store refused the put")
+        real_put(digest, staged)
+
+    monkeypatch.setattr(store, "put", put)
+    staging = set(store.staging_dir().iterdir())
+    with pytest.raises(OSError, match="refused the put"):
+        create_batch(request)
+    assert set(store.staging_dir().iterdir()) <= staging, "staged copies were left behind"
+    with session_scope() as session:
+        assert session.scalar(select(Batch.id).where(Batch.tenant_id == tenant)) is None
+    refused.clear()
+    batch_id = create_batch(request)[0]
+    assert len(stack.jobs(batch_id)) == 40
 
 def test_a_failed_commit_deletes_no_object_and_a_failed_store_delete_is_worked_off_later(
         stack, tmp_path, monkeypatch):
