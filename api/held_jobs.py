@@ -12,6 +12,7 @@ and /healthz 125 times slower (bench/front_door.py --held).
 
 import asyncio
 import ctypes
+import gc
 import logging
 from collections import defaultdict
 from contextlib import contextmanager
@@ -28,6 +29,9 @@ from models.status import TERMINAL_JOB_STATUSES
 
 log = logging.getLogger(__name__)
 RETURN_MEMORY_AFTER = 100  # held calls at once, all gone since: their memory is handed back
+# anyio ends a worker thread idle this long only when it is next given work (its
+# WorkerThread.MAX_IDLE_TIME is 10 s): past it, one no-op lets it end those a crowd started.
+IDLE_THREADS_END_AFTER_S = 11.0
 
 
 class _Held:
@@ -40,6 +44,7 @@ class _Held:
 class HeldJobs:
     def __init__(self):
         self._held: dict[UUID, set[_Held]] = defaultdict(set)  # touched on the event loop only
+        self._returning_memory: asyncio.Task | None = None
 
     @contextmanager
     def hold(self, job_id: UUID, event: asyncio.Event, streamed: bool):
@@ -62,8 +67,8 @@ class HeldJobs:
             await asyncio.sleep(poll_s)
             most_held = max(most_held, len(self._held))
             if not self._held:
-                if most_held >= RETURN_MEMORY_AFTER:
-                    _return_free_memory()
+                if most_held >= RETURN_MEMORY_AFTER and self._returning_memory is None:
+                    self._returning_memory = asyncio.ensure_future(self._return_memory())
                 most_held = 0
                 continue
             streamed = [job_id for job_id, held in self._held.items() if any(h.streamed for h in held)]
@@ -86,10 +91,22 @@ class HeldJobs:
                 if job_id in ended or progressed:
                     call.event.set()
 
+    async def _return_memory(self) -> None:
+        """Hand back what a crowd of held calls used, once it has gone (and no new crowd
+        came meanwhile). The worker threads started to make the crowd's jobs are ended
+        first: alive, what they allocated among the calls' objects pins the heap's pages,
+        and glibc keeps the rest as free heap (50 MiB after 1,000 calls, measured)."""
+        try:
+            await asyncio.sleep(IDLE_THREADS_END_AFTER_S)
+            if len(self._held) < RETURN_MEMORY_AFTER:
+                await run_in_threadpool(lambda: None)
+                gc.collect()
+                _trim_heap()
+        finally:
+            self._returning_memory = None
 
-def _return_free_memory() -> None:
-    """Hand the heap's free pages back to the system once a crowd of held calls has gone:
-    glibc keeps what 1,000 calls' requests used as free heap otherwise (50 MiB, measured)."""
+
+def _trim_heap() -> None:
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to ask

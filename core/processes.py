@@ -89,9 +89,12 @@ def start_sweeper(env: dict, log_path: Path) -> subprocess.Popen:
 def start_api(env: dict, log_path: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
     args = ["-m", "uvicorn", "--factory", "api.app:create_app", "--host", host, "--port", str(port),
             "--log-level", "warning"]
-    # Two malloc arenas, not one per thread pool thread: what held chat calls used comes
-    # back to the heap they share (docker-compose.yml sets the same).
-    return _spawn([sys.executable, *args], {"MALLOC_ARENA_MAX": "2", **env}, log_path)
+    # What a crowd of held chat calls used goes back to the system once it has gone
+    # (api/held_jobs.py trims the heap): Python's objects in glibc's heap, whose free pages
+    # a trim returns, not in pymalloc's arenas, which one live object keeps whole (30 MiB
+    # kept after 1,000 calls; 9-11 with glibc), and in two arenas, not one per thread.
+    # docker-compose.yml sets the same.
+    return _spawn([sys.executable, *args], {"MALLOC_ARENA_MAX": "2", "PYTHONMALLOC": "malloc", **env}, log_path)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, within_s: float) -> bool:

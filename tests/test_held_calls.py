@@ -4,6 +4,8 @@ The API alone (no worker: every job stays queued, every call stays held), 40 cal
 at once. What a user (an operator) would check: how much the API asks of Postgres while
 it holds them, and that a held call still ends when its job ends without Postgres
 announcing it (a cancel sends no announcement): the API's one read of all held jobs finds it.
+And once a crowd of held calls has gone, the worker threads started to make their jobs end
+(alive, what they allocated among the calls' objects keeps the heap's pages).
 """
 
 import asyncio
@@ -11,9 +13,11 @@ import base64
 import time
 
 import httpx
+import psutil
 from sqlalchemy import create_engine, select, text, update
 from sqlalchemy.pool import NullPool
 
+from api.held_jobs import RETURN_MEMORY_AFTER
 from api.keys import create_key
 from models import Job, JobStatus
 from models.db import session_scope
@@ -38,6 +42,19 @@ def _body(clip: bytes, k: int) -> dict:
         {"type": "text", "text": f"Question {k}: what is heard?\n(A) A tone\n(B) A voice"}]}]}
 
 
+async def _made(count: int) -> list:
+    """The ids of the newest `count` queued chat jobs, once there are that many."""
+    deadline = time.monotonic() + 120
+    while True:
+        with session_scope() as session:
+            jobs = session.scalars(select(Job.id).where(Job.custom_id == "chat", Job.status == JobStatus.QUEUED)
+                                   .order_by(Job.created_at)).all()
+        if len(jobs) >= count:
+            return jobs[-count:]
+        assert time.monotonic() < deadline, f"{len(jobs)} of {count} jobs made"
+        await asyncio.sleep(0.2)
+
+
 def test_held_calls_cost_no_reads_while_their_jobs_wait_and_end_when_their_job_does(stack, database_url,
                                                                                     tmp_path):
     url = stack.start_api()
@@ -45,13 +62,11 @@ def test_held_calls_cost_no_reads_while_their_jobs_wait_and_end_when_their_job_d
     clips = [tone_wav(tmp_path / f"{k}.wav", seconds=0.2).read_bytes() for k in range(HELD)]
 
     async def hold() -> tuple[int, httpx.Response]:
-        with session_scope() as session:
-            before = session.scalar(select(Job.id).order_by(Job.created_at.desc()).limit(1))
         async with httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=HELD + 5),
                                      headers={"Authorization": f"Bearer {key}"}) as client:
             calls = [asyncio.create_task(client.post("/v1/chat/completions", json=_body(c, k)))
                      for k, c in enumerate(clips)]
-            jobs = await _made(before)
+            jobs = await _made(HELD)
             assert not [c for c in calls if c.done()], "a call ended while its job waits"
             await asyncio.sleep(3.0)  # every call settled into its wait, the steps' messages sent
             began = _transactions(database_url)
@@ -64,18 +79,36 @@ def test_held_calls_cost_no_reads_while_their_jobs_wait_and_end_when_their_job_d
                 call.cancel()
             return spent, done.pop().result() if done else None
 
-    async def _made(before) -> list:
-        deadline = time.monotonic() + 120
-        while True:
-            with session_scope() as session:
-                jobs = session.scalars(select(Job.id).where(Job.custom_id == "chat", Job.status == JobStatus.QUEUED)
-                                       .order_by(Job.created_at)).all()
-            if len(jobs) >= HELD:
-                return jobs[-HELD:]
-            assert time.monotonic() < deadline, f"{len(jobs)} of {HELD} jobs made"
-            await asyncio.sleep(0.2)
-
     spent, ended = asyncio.run(hold())
     # Before: each held call read its job every 0.5 s, 2 transactions a second each (~320 here).
     assert spent < 3 * HELD, f"{spent} transactions in {WINDOW_S} s while {HELD} calls were held"
     assert ended is not None and ended.status_code == 422 and "cancelled" in ended.text, ended
+
+
+def test_a_crowd_of_held_calls_gone_leaves_none_of_its_threads(stack, tmp_path):
+    url = stack.start_api()
+    api = psutil.Process(stack.workers["api"].pid)
+    key = create_key("crowd", rate_limit_per_minute=100_000)
+    crowd = RETURN_MEMORY_AFTER + 20
+    clips = [tone_wav(tmp_path / f"{k}.wav", seconds=0.2).read_bytes() for k in range(crowd)]
+    threads_idle = api.num_threads()
+
+    async def hold_then_leave() -> int:
+        async with httpx.AsyncClient(base_url=url, timeout=None, limits=httpx.Limits(max_connections=crowd + 5),
+                                     headers={"Authorization": f"Bearer {key}"}) as client:
+            calls = [asyncio.create_task(client.post("/v1/chat/completions", json=_body(c, k)))
+                     for k, c in enumerate(clips)]
+            await _made(crowd)
+            assert not [c for c in calls if c.done()], "a call ended while its job waits"
+            threads_held = api.num_threads()
+            for call in calls:
+                call.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+        return threads_held
+
+    threads_held = asyncio.run(hold_then_leave())
+    assert threads_held > threads_idle + 2, "making the crowd's jobs started no threads: nothing to check"
+    deadline = time.monotonic() + 120
+    while (threads := api.num_threads()) > threads_idle + 2:  # before: all of them, for as long as it ran
+        assert time.monotonic() < deadline, f"{threads} threads, {threads_idle} before the crowd came"
+        time.sleep(0.5)

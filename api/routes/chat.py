@@ -87,9 +87,13 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
     state = request.app.state
     deadline = time.monotonic() + get_settings().chat_timeout_s
     streamed = on_progress is not None
-    left = None if streamed else asyncio.ensure_future(_client_left(request))
     with Waiter(getattr(state, "job_ends", None), watch.job_id) as news, \
             state.held_jobs.hold(watch.job_id, news, streamed):
+        # The client leaving is news too: one event wakes the call, and no task is made per
+        # wait (a thousand held calls each kept one, with its frame and callbacks).
+        left = None if streamed else asyncio.ensure_future(_client_left(request))
+        if left is not None:
+            left.add_done_callback(lambda _: news.set())
         try:
             while True:
                 news.clear()  # before the read: news after it is not missed
@@ -103,10 +107,11 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
                     return TIMED_OUT
                 if left is not None and left.done():
                     return CLIENT_LEFT
-                waiting = [asyncio.ensure_future(news.wait())] + ([left] if left is not None else [])
-                await asyncio.wait(waiting, timeout=max(0.0, deadline - time.monotonic()),
-                                   return_when=asyncio.FIRST_COMPLETED)
-                waiting[0].cancel()
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await news.wait()
+                except TimeoutError:
+                    pass
         finally:
             if left is not None:
                 left.cancel()
