@@ -18,13 +18,13 @@ from collections import defaultdict
 from contextlib import contextmanager
 from uuid import UUID
 
-from sqlalchemy import ARRAY, bindparam, func, select
+from sqlalchemy import ARRAY, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from starlette.concurrency import run_in_threadpool
 
 from core.settings import get_settings
-from models import Job, Step, StepStatus
-from models.db import session_scope
+from models import Step, StepStatus
+from models.db import get_engine
 from models.status import TERMINAL_JOB_STATUSES
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ RETURN_MEMORY_AFTER = 100  # held calls at once, all gone since: their memory is
 # anyio ends a worker thread idle this long only when it is next given work (its
 # WorkerThread.MAX_IDLE_TIME is 10 s): past it, one no-op lets it end those a crowd started.
 IDLE_THREADS_END_AFTER_S = 11.0
+THREADS_EXIT_S = 2.0
 
 
 class _Held:
@@ -45,6 +46,7 @@ class HeldJobs:
     def __init__(self):
         self._held: dict[UUID, set[_Held]] = defaultdict(set)  # touched on the event loop only
         self._returning_memory: asyncio.Task | None = None
+        self._crowd = 0  # the most calls held at once since none were
 
     @contextmanager
     def hold(self, job_id: UUID, event: asyncio.Event, streamed: bool):
@@ -53,6 +55,7 @@ class HeldJobs:
         held = _Held(event, streamed)
         job_id = UUID(str(job_id))  # as the reads return it
         self._held[job_id].add(held)
+        self._crowd = max(self._crowd, len(self._held))
         try:
             yield
         finally:
@@ -62,14 +65,13 @@ class HeldJobs:
 
     async def run(self) -> None:
         """Read the held jobs every AGR_CHAT_POLL_S until cancelled (the app's lifespan)."""
-        poll_s, most_held = get_settings().chat_poll_s, 0
+        poll_s = get_settings().chat_poll_s
         while True:
             await asyncio.sleep(poll_s)
-            most_held = max(most_held, len(self._held))
             if not self._held:
-                if most_held >= RETURN_MEMORY_AFTER and self._returning_memory is None:
+                if self._crowd >= RETURN_MEMORY_AFTER and self._returning_memory is None:
                     self._returning_memory = asyncio.ensure_future(self._return_memory())
-                most_held = 0
+                self._crowd = 0
                 continue
             streamed = [job_id for job_id, held in self._held.items() if any(h.streamed for h in held)]
             try:
@@ -100,7 +102,8 @@ class HeldJobs:
             await asyncio.sleep(IDLE_THREADS_END_AFTER_S)
             if len(self._held) < RETURN_MEMORY_AFTER:
                 await run_in_threadpool(lambda: None)
-                gc.collect()
+                await asyncio.sleep(THREADS_EXIT_S)  # told to end, they still have to
+                gc.collect()  # a full collection also empties the interpreter's free lists
                 _trim_heap()
         finally:
             self._returning_memory = None
@@ -113,19 +116,25 @@ def _trim_heap() -> None:
         pass
 
 
+# The held jobs that ended or are gone (deleted meanwhile: their calls read None and end).
+_ENDED_OR_GONE = text(
+    "SELECT held.id FROM unnest(:ids) AS held(id) LEFT JOIN jobs ON jobs.id = held.id "
+    "WHERE jobs.id IS NULL OR jobs.status IN :terminal"
+).bindparams(bindparam("ids", type_=ARRAY(PG_UUID(as_uuid=True))),
+             bindparam("terminal", [s.value for s in TERMINAL_JOB_STATUSES], expanding=True)
+             ).columns(id=PG_UUID(as_uuid=True))
+
+
 def _read(job_ids: list[UUID], streamed: list[UUID]) -> tuple[set[UUID], dict[UUID, int]]:
     """The held jobs that ended (or were deleted), and each streamed job's done steps.
 
-    The ids go as one uuid[] parameter and only ended jobs come back (usually none), so a
-    thousand held calls cost two small statements, not a thousand bound parameters and
-    rows parsed while the event loop waits for the interpreter."""
-    ids = bindparam("ids", job_ids, type_=ARRAY(PG_UUID(as_uuid=True)))
-    with session_scope() as session:
-        ended = set(session.scalars(select(Job.id).where(Job.id == func.any(ids),
-                                                         Job.status.in_(TERMINAL_JOB_STATUSES))))
-        if session.scalar(select(func.count()).select_from(Job).where(Job.id == func.any(ids))) < len(job_ids):
-            present = set(session.scalars(select(Job.id).where(Job.id == func.any(ids))))
-            ended |= set(job_ids) - present  # deleted meanwhile: its call reads None and ends
-        done = dict(session.execute(select(Step.job_id, func.count()).where(
+    One statement on a pooled connection, the ids as one uuid[] parameter, and only ended
+    jobs come back (usually none): this runs in a thread every AGR_CHAT_POLL_S, and the
+    event loop waits for the interpreter while it runs Python (with 1,000 held calls, an
+    ORM session and three statements made /healthz's p99 2.5 times idle)."""
+    with get_engine().connect() as connection:
+        ended = set(connection.execute(_ENDED_OR_GONE, {"ids": job_ids}).scalars())
+        done = dict(connection.execute(select(Step.job_id, func.count()).where(
             Step.job_id.in_(streamed), Step.status == StepStatus.DONE).group_by(Step.job_id)).all()) if streamed else {}
+        connection.rollback()  # read only: nothing to commit
     return ended, done

@@ -13,6 +13,7 @@ import psutil
 
 WINDOW_S = 10.0  # CPU is measured over this long, idle and while holding
 HEALTH_PROBES = 300
+PROBE_GAP_S = 0.05  # between probes: 300 span 15 s, thirty of the held-jobs loop's reads, not one
 WARM_UP_CALLS = 20  # held and let go before "idle": the first call's imports are not a held call's cost
 
 
@@ -94,7 +95,7 @@ async def _healthz(client: httpx.AsyncClient, probes: int) -> dict:
     """/healthz timed from a process of its own: probed from this one, whose event loop
     also keeps the held calls' connections, the figures would include this side's waits."""
     url = str(client.base_url)
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _PROBE, url, str(probes)],
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _PROBE, url, str(probes), str(PROBE_GAP_S)],
                                    capture_output=True, text=True, check=True)
     return json.loads(done.stdout)
 
@@ -108,6 +109,7 @@ with httpx.Client(base_url=sys.argv[1], timeout=30) as client:
         began = time.perf_counter()
         assert client.get("/healthz").status_code == 200
         times.append((time.perf_counter() - began) * 1000)
+        time.sleep(float(sys.argv[3]))
 times.sort()
 print(json.dumps({"p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(len(times) * 0.99) - 1], 2)}))
 """
