@@ -91,8 +91,9 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
             state.held_jobs.hold(watch.job_id, news, streamed):
         # The client leaving is news too: one event wakes the call, and no task is made per
         # wait (a thousand held calls each kept one, with its frame and callbacks).
-        left = None if streamed else asyncio.ensure_future(_client_left(request))
-        if left is not None:
+        left = None
+        if not streamed:
+            left = asyncio.ensure_future(_client_left(request))
             left.add_done_callback(lambda _: news.set())
         try:
             while True:
