@@ -20,7 +20,10 @@ Writes bench/results/front_door.json. Run: .venv/bin/python bench/front_door.py
 queued and every call stays held), idle, then with N distinct chat calls held open, then
 after their clients left. Figures, each against the idle API in the same run: the API's
 CPU share of one core, /healthz p50/p99 (sequential calls), resident memory per held call,
-and what is still held once the clients are gone. Writes bench/results/front_door-held.json.
+and what is still held once the clients are gone; `--held-crowds K` (default 2) sends K
+such crowds one after another and prints what is kept after each, so memory kept per call
+(growing crowd by crowd) shows apart from the heap's one-time high-water mark (level).
+Writes bench/results/front_door-held.json.
 Targets: under 0.10 of a core, p99 at most 2x idle, at most 50 KB per call, all returned.
 """
 
@@ -48,12 +51,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32, help="chat calls in flight at once")
     parser.add_argument("--llm-latency", type=float, default=3.0, help="seconds per reasoner call")
     parser.add_argument("--held", type=int, default=None, help="measure N chat calls held open instead")
+    parser.add_argument("--held-crowds", type=int, default=2,
+                        help="with --held: crowds of N sent one after another (what is kept after each)")
     args = parser.parse_args()
     if args.held is not None:
         from bench.held_calls import measure_held_calls
 
         with bench_services("agr-bench-held-calls-") as tmp:
-            result = measure_held_calls(tmp, args.held)
+            result = measure_held_calls(tmp, args.held, args.held_crowds)
         print(json.dumps(result, indent=2))
         write_result("front_door-held", result)
         return

@@ -17,7 +17,7 @@ PROBE_GAP_S = 0.05  # between probes: 300 span 15 s, thirty of the held-jobs loo
 WARM_UP_CALLS = 20  # held and let go before "idle": the first call's imports are not a held call's cost
 
 
-def measure_held_calls(tmp: Path, held: int) -> dict:
+def measure_held_calls(tmp: Path, held: int, crowds: int = 2) -> dict:
     from api.keys import create_key
     from bench.front_door import _free_port, _request
     from core import processes
@@ -28,13 +28,18 @@ def measure_held_calls(tmp: Path, held: int) -> dict:
     try:
         url = f"http://127.0.0.1:{port}"
         assert processes.wait_until_serving(f"{url}/healthz", api, 120), "API down"
-        bodies = [_request(tmp, f"held-{i}", seconds=0.2) for i in range(held + WARM_UP_CALLS)]
-        return asyncio.run(_measure(psutil.Process(api.pid), url, key, bodies[held:], bodies[:held]))
+        bodies = [_request(tmp, f"held-{i}", seconds=0.2) for i in range(held * crowds + WARM_UP_CALLS)]
+        crowd_bodies = [bodies[c * held:(c + 1) * held] for c in range(crowds)]
+        return asyncio.run(_measure(psutil.Process(api.pid), url, key, bodies[held * crowds:], crowd_bodies))
     finally:
         processes.stop_all([api])
 
 
-async def _measure(api: psutil.Process, url: str, key: str, warm_up: list[dict], bodies: list[dict]) -> dict:
+async def _measure(api: psutil.Process, url: str, key: str, warm_up: list[dict], crowds: list[list[dict]]) -> dict:
+    """The first crowd is measured while held and after it left; each later crowd (distinct
+    calls, as many) only after it left: what is kept growing crowd by crowd is memory held
+    per call, what stays level is the heap's high-water mark."""
+    bodies = crowds[0]
     async with httpx.AsyncClient(base_url=url, timeout=30) as probe:
         await _healthz(probe, 50)
         await _hold(url, key, warm_up, lambda: None)
@@ -51,6 +56,11 @@ async def _measure(api: psutil.Process, url: str, key: str, warm_up: list[dict],
         await asyncio.sleep(WINDOW_S)  # the API notices its clients left
         after = {"cpu_share": await _cpu_share(api), "rss_mib": _rss_mib(api),
                  "connections": len(api.net_connections("tcp"))}
+        kept_after_each = [after["rss_mib"]]
+        for crowd in crowds[1:]:
+            await _hold(url, key, crowd, lambda: None)
+            await asyncio.sleep(WINDOW_S * 2)  # the API notices, and returns its memory
+            kept_after_each.append(_rss_mib(api))
     per_call_kib = (holding["rss_mib"] - idle["rss_mib"]) * 1024 / len(bodies)
     return {
         "held_calls": len(bodies), "idle": idle, "holding": holding, "after_clients_left": after,
@@ -58,6 +68,9 @@ async def _measure(api: psutil.Process, url: str, key: str, warm_up: list[dict],
         "healthz_p99_ratio": round(holding["healthz"]["p99_ms"] / idle["healthz"]["p99_ms"], 2),
         "rss_kib_per_held_call": round(per_call_kib, 1),
         "rss_mib_kept_after_clients_left": round(after["rss_mib"] - idle["rss_mib"], 1),
+        "rss_mib_kept_after_each_crowd": [round(r - idle["rss_mib"], 1) for r in kept_after_each],
+        "rss_kib_kept_per_call_after_first_crowd": round(
+            (kept_after_each[-1] - kept_after_each[0]) * 1024 / max(1, len(bodies) * (len(crowds) - 1)), 2),
     }
 
 
