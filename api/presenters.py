@@ -4,7 +4,7 @@ from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from api.schemas import BatchError, BatchErrors, BatchOut, JobOut, OpenAIBatch, RequestCounts
-from core.scoring import score_item
+from evaluation.scoring import score_item
 from models import Batch, BatchStatus, Job, JobStatus
 from models.batch import BatchInterface
 
@@ -164,7 +164,7 @@ SCORE_COLUMNS = (Job.custom_id, Job.question, Job.choices, Job.reference_answer,
 
 
 def benchmark_item(job: Job) -> dict:
-    """The job as a benchmark item, for core.scoring (or a row of SCORE_COLUMNS)."""
+    """The job as a benchmark item, for evaluation.scoring (or a row of SCORE_COLUMNS)."""
     return {"id": job.custom_id, "question": job.question, "choices": job.choices,
             "answer": job.reference_answer, **(job.item_metadata or {})}
 

@@ -3,7 +3,7 @@ any byte of its body is read or parsed.
 
 1. Body size: over the route's limit is 413 at once from Content-Length; a body without
    one (chunked) is counted as it streams and refused at the first byte over. POST
-   /v1/audio may carry AGR_MAX_AUDIO_BYTES plus multipart framing (api/upload_stream.py
+   /v1/audio may carry AGR_MAX_AUDIO_BYTES plus multipart framing (api/intake/upload_stream.py
    streams it to disk, never to memory); every other route AGR_MAX_REQUEST_BYTES (FastAPI
    reads a JSON body whole before it parses it).
 2. The key, for every /v1 route: a request without a valid one is refused (401, or 429
@@ -23,9 +23,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.openai_errors import error_body
+from api.front_door.openai_errors import error_body
 from api.deps import CALLER_SCOPE_KEY, authenticate, client_address, key_from_headers
-from api.upload_stream import PART_OVERHEAD
+from api.intake.upload_stream import PART_OVERHEAD
 from core.database_outage import database_unreachable
 from core.settings import get_settings
 

@@ -7,7 +7,7 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from models.status import BatchStatus, JobStatus
-from workers.mechanisms import MECHANISMS, resolved
+from workers.method.mechanisms import MECHANISMS, resolved
 
 Pipeline = Literal["agr", "cascade", "direct", "crosscheck"]
 InputFormat = Literal["auto", "jsonl", "mmar", "mmau", "openai"]

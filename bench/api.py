@@ -11,7 +11,7 @@ no workers, so nothing drains the queue while it is measured. Figures:
 - the wall time of `POST /v1/batches` for 10,000 items each with its own audio file in the
   tenant's server-side root (every line parsed, every path resolved, every file hashed and
   its header read, then the batch, jobs and steps committed, their messages due, and the
-  perception queue's window of them sent: workers/outbox.py), beside a 1,000-item batch
+  perception queue's window of them sent: workers/runtime/outbox.py), beside a 1,000-item batch
   to show how it scales.
 
 Writes bench/results/api.json. Run: .venv/bin/python bench/api.py [--polls N]
@@ -42,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_services("agr-bench-api-") as tmp:
         from api.keys import create_key
-        from core import processes
+        from local_stack import processes
 
         root = tmp / "audio"
         root.mkdir()
@@ -79,7 +79,7 @@ def _fill_database(clip: Path) -> tuple[str, str, list[str]]:
     """100,000 finished jobs in 91 batches, with their steps, written by Postgres itself."""
     from sqlalchemy import text
 
-    from api.audio_ingest import stage_path, store_staged
+    from api.intake.audio_ingest import stage_path, store_staged
     from models.db import session_scope
 
     with session_scope() as session:

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import write_result  # noqa: E402
-from core.audio_store import LocalAudioStore  # noqa: E402
-from core.s3_audio_store import S3AudioStore  # noqa: E402
+from storage.audio_store import LocalAudioStore  # noqa: E402
+from storage.s3_audio_store import S3AudioStore  # noqa: E402
 from tests.s3_server import running_s3_server  # noqa: E402
 
 SIZES_MIB = (1, 32)

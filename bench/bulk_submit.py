@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_services("agr-bench-bulk-") as tmp:
         from api.keys import create_key
-        from core import processes
+        from local_stack import processes
         from tests.stack import _free_port
 
         meta, clip_bytes = _dataset(tmp / "mmar", args.items)
@@ -83,7 +83,7 @@ def _dataset(folder: Path, items: int, first: int = 0) -> tuple[Path, int]:
 
 def _submit(meta: Path, env: dict) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "api.cli", "submit", str(meta), "--audio-dir", str(meta.parent)],
+    done = subprocess.run([sys.executable, "-m", "cli.main", "submit", str(meta), "--audio-dir", str(meta.parent)],
                           env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:

@@ -1,6 +1,6 @@
 """Which embedded reasoner: each model through the real `agr run` on the devset.
 
-For every name in --models (the embedded models of core/embedded.py, chosen through
+For every name in --models (the embedded models of local_stack/embedded.py, chosen through
 AGR_LLM_MODEL), `agr run` runs the devset (or --items of it, spread evenly: 8 is one per
 category) on fresh embedded services
 in a fresh data folder under --data-dir, so nothing is reused between runs: perception is
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import DEVSET, write_result  # noqa: E402
-from core.embedded import EMBEDDED_LLMS  # noqa: E402
+from local_stack.embedded import EMBEDDED_LLMS  # noqa: E402
 
 META = DEVSET / "meta.jsonl"
 RESULT = ROOT / "bench" / "results" / "embedded_reasoner.json"

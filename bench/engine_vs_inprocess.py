@@ -10,7 +10,7 @@ every item decodes exactly --new-tokens tokens on either side.
 - in process: the worker's path, `generate_batch` on static batches of
   min(in flight, AGR_GPU_BATCH_SIZE) prompts, one batch after another;
 - engine: `transformers serve` started here, asked by the project's engine client
-  (workers/perception/alm/engine.py: one chat request per prompt, the clip as an
+  (workers/method/perception/alm/engine.py: one chat request per prompt, the clip as an
   `input_audio` part) from that many threads at once, as the thread-pool perception worker
   asks it. `--continuous-batching` asks it for continuous batching (paged attention),
   which is what makes an engine worth running. transformers serve (5.x) grants it to
@@ -95,8 +95,8 @@ def main() -> None:
     from tests import children
     from tests.engines import start_transformers_serve
     from tests.tiny_models import build_tiny_qwen2_audio
-    from workers.perception.alm.base import GenerationSettings
-    from workers.perception.alm.loading import load_audio_language_model
+    from workers.method.perception.alm.base import GenerationSettings
+    from workers.method.perception.alm.loading import load_audio_language_model
 
     generation = GenerationSettings(max_new_tokens=args.new_tokens)
     waveforms = clips(args.items)

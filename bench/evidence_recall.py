@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, bench_services, write_result  # noqa: E402
-from core.audio_store import audio_store  # noqa: E402
+from storage.factory import audio_store  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
@@ -58,8 +58,8 @@ def offline_tools() -> list[str]:
     recall measured over fewer tools than it claims is a wrong figure, not a smaller one
     (choosing by `run_batch` once dropped transcription when it gained batching, and the
     figure fell from 0.955 to 0.818 with no error)."""
-    from workers.perception.tools import TOOLS
-    from workers.perception.tools import alm_routes, simulated_gpu
+    from workers.method.perception.tools import TOOLS
+    from workers.method.perception.tools import alm_routes, simulated_gpu
 
     excluded = {t.name for t in alm_routes.TOOLS} | {simulated_gpu.TOOL.name}
     names = [name for name in TOOLS if name not in excluded]
@@ -74,9 +74,9 @@ def run_devset(devset: Path, tools: list[str] | None, pipeline: str = "agr") -> 
     """The devset through the stack, round 0 only; `tools`: the coarse tools (None: as the
     pipeline plans them)."""
     from api.batch_view import batch_progress
-    from api.local_stack import LocalStack
-    from api.batch_input import read_batch_file
-    from api.submission import submit
+    from local_stack.stack import LocalStack
+    from api.intake.batch_input import read_batch_file
+    from api.intake.submission import submit
 
     if tools is None:
         os.environ.pop("AGR_COARSE_TOOLS", None)
@@ -152,8 +152,8 @@ def tool_accuracy(meta: dict[str, dict], chains: list[dict]) -> dict:
 
 
 def pure_tone_pitch() -> dict:
-    from workers.perception.audio_io import AudioClip
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.audio_io import AudioClip
+    from workers.method.perception.tools import TOOLS
 
     rate, detail = 16000, []
     for hz in TONES_HZ:
@@ -172,8 +172,8 @@ def asr_word_error_rate() -> dict:
         return {"skipped": "espeak-ng is not installed (apt-get install espeak-ng)"}
     import jiwer
 
-    from workers.perception.audio_io import load_audio
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.audio_io import load_audio
+    from workers.method.perception.tools import TOOLS
 
     references, hypotheses = [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,7 +75,7 @@ def _run(tmp: Path, items: int, concurrency: int) -> dict:
     import openai
 
     from api.keys import create_key
-    from core import processes
+    from local_stack import processes
 
     key = create_key("bench", rate_limit_per_minute=10_000_000, max_queued_items=1_000_000)
     env, port = dict(os.environ), _free_port()

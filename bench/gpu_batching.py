@@ -40,9 +40,9 @@ def noise_clip(path: Path, seed: int) -> Path:
 
 def queue_gpu_steps(tmp: Path, jobs: int, seed: int) -> None:
     """Submit `jobs` jobs and run their CPU steps here, leaving one queued GPU step each."""
-    from api.batch_input import Item
-    from api.submission import submit
-    from workers.step_runner import run_step
+    from api.intake.batch_input import Item
+    from api.intake.submission import submit
+    from workers.runtime.step_runner import run_step
 
     items = [Item(f"j{seed}-{i}", noise_clip(tmp / f"n{seed}-{i}.wav", seed * 1000 + i), "What is heard?",
                   ["Noise", "Music"], "Noise") for i in range(jobs)]
@@ -64,7 +64,7 @@ def queued(kind: str) -> list[int]:
 
 def drain_gpu_steps(batch_size: int) -> float:
     """Seconds to settle every queued GPU step, B at a time, as a GPU worker does."""
-    from workers.gpu_batch import run_gpu_steps
+    from workers.runtime.gpu_batch import run_gpu_steps
 
     os.environ["AGR_GPU_BATCH_SIZE"] = str(batch_size)
     get_settings.cache_clear()
@@ -109,7 +109,7 @@ def main() -> None:
                           AGR_ALM_MAX_NEW_TOKENS=str(args.new_tokens), AGR_COARSE_TOOLS='["caption"]',
                           AGR_GPU_BATCH_WAIT_S="0")
         get_settings.cache_clear()
-        from workers.perception.loaded_models import audio_language_model
+        from workers.method.perception.loaded_models import audio_language_model
 
         alm = audio_language_model()
         model_seconds(alm, 8, 8)  # warm-up: first-call allocations are not batching's cost

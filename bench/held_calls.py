@@ -20,7 +20,7 @@ WARM_UP_CALLS = 20  # held and let go before "idle": the first call's imports ar
 def measure_held_calls(tmp: Path, held: int, crowds: int = 2) -> dict:
     from api.keys import create_key
     from bench.front_door import _free_port, _request
-    from core import processes
+    from local_stack import processes
 
     key = create_key("held", rate_limit_per_minute=10_000_000, max_queued_items=10_000_000)
     port = _free_port()

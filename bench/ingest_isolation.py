@@ -52,7 +52,7 @@ def main() -> None:
 
 def measure(items: int, latency_s: float, puts_per_request: int | None) -> dict:
     from api.keys import create_key
-    from core import processes
+    from local_stack import processes
     from tests.latency_proxy import LatencyProxy
     from tests.s3_server import running_s3_server
     from tests.stack import _free_port
@@ -99,7 +99,7 @@ def _run(tmp: Path, url: str, keys: dict, items: int) -> dict:
     meta_a, clip_bytes = _dataset(tmp / "a", items, 0)
     load_probe = _Probe(url, keys["C"])
     began = time.perf_counter()
-    ingest = subprocess.Popen([sys.executable, "-m", "api.cli", "submit", str(meta_a), "--audio-dir", str(meta_a.parent)],
+    ingest = subprocess.Popen([sys.executable, "-m", "cli.main", "submit", str(meta_a), "--audio-dir", str(meta_a.parent)],
                               env=env_of["A"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = threading.Thread(target=lambda: setattr(ingest, "output", ingest.stdout.read()), daemon=True)
     out.start()

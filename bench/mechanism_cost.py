@@ -6,7 +6,7 @@
 A batch of devset items (../shared/devset, spread over its categories) goes through the real
 stack (private Postgres and Redis, one Celery worker process per queue and the sweeper, as
 `agr run` starts them) once per configuration: `agr`, `crosscheck` with every mechanism on,
-and `crosscheck` with each mechanism of workers/mechanisms.py switched off in turn (the batch
+and `crosscheck` with each mechanism of workers/method/mechanisms.py switched off in turn (the batch
 option `mechanisms`, resolved as `agr run --without` resolves it). All in one run, one
 configuration at a time.
 
@@ -59,7 +59,7 @@ BATCH_TIMEOUT_S = 900
 
 def pick_items(devset: Path, count: int) -> list:
     """`count` devset items, round-robin over its categories (the id's middle part)."""
-    from api.batch_input import read_batch_file
+    from api.intake.batch_input import read_batch_file
 
     items = read_batch_file(devset / "meta.jsonl", devset)
     by_kind: dict[str, list] = defaultdict(list)
@@ -75,7 +75,7 @@ def pick_items(devset: Path, count: int) -> list:
 
 
 def configurations(max_iters: int) -> list[tuple[str, dict]]:
-    from workers.mechanisms import MECHANISMS, resolved
+    from workers.method.mechanisms import MECHANISMS, resolved
 
     configs = [("agr", {"pipeline": "agr", "max_iters": max_iters}),
                ("crosscheck", {"pipeline": "crosscheck", "max_iters": max_iters,
@@ -87,8 +87,8 @@ def configurations(max_iters: int) -> list[tuple[str, dict]]:
 
 
 def submit_as_new_tenant(config: str, items: list, options: dict):
-    """The batch as api.submission.submit makes it, under a tenant of its own: its own cache scope."""
-    from api.submission import BatchRequest, create_batch, enqueue_first_steps
+    """The batch as api.intake.submission.submit makes it, under a tenant of its own: its own cache scope."""
+    from api.intake.submission import BatchRequest, create_batch, enqueue_first_steps
     from models import Tenant
     from models.db import session_scope
 
@@ -247,8 +247,8 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="run only this configuration (repeatable)")
     args = parser.parse_args()
 
-    from core.audio_store import audio_store
-    from core.embedded import EmbeddedStack
+    from storage.factory import audio_store
+    from local_stack.embedded import EmbeddedStack
     from core.migrate import upgrade_to_head
     from core.settings import get_settings
     from tests.scripted_llm import ScriptedLLM
@@ -294,7 +294,7 @@ def main() -> None:
 
 
 def run_configs(args, configs: list, llm, result: dict) -> None:
-    from api.local_stack import LocalStack
+    from local_stack.stack import LocalStack
     from core.settings import get_settings
 
     items = pick_items(args.devset, args.items)

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import bench_services, write_result  # noqa: E402
-from core import processes  # noqa: E402
+from local_stack import processes  # noqa: E402
 from core.settings import get_settings  # noqa: E402
 from models.db import reset_after_fork  # noqa: E402
 
@@ -187,8 +187,8 @@ def run_reference(clips: list[Path]) -> dict:
     """One item after another: the same tools and the same two LLM calls, nothing overlapped."""
     from openai import OpenAI
 
-    from workers.perception.audio_io import load_audio
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.audio_io import load_audio
+    from workers.method.perception.tools import TOOLS
 
     settings = get_settings()
     client = OpenAI(base_url=settings.llm_base_url, api_key="not-needed", max_retries=0)
@@ -208,9 +208,9 @@ def run_reference(clips: list[Path]) -> dict:
 def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp: Path, llm,
                  gpu_concurrency: int | None = 1, options: dict | None = None, engine=None) -> dict:
     """The batch through the stack (`gpu_concurrency` None: the GPU worker's default)."""
-    from api.batch_input import Item
+    from api.intake.batch_input import Item
     from api.batch_view import batch_progress
-    from api.submission import submit
+    from api.intake.submission import submit
 
     env = dict(os.environ)
     logs = tmp / "logs"

@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_services("agr-bench-queries-") as tmp:
         from api.keys import create_key
-        from core import processes
+        from local_stack import processes
 
         key = create_key("bench", rate_limit_per_minute=10_000_000)
         started = time.perf_counter()

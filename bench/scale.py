@@ -7,9 +7,9 @@ baseline taken in the same run:
 
 - submission: `POST /v1/batches` of 10 batches of 10,000 items (each its own audio file in
   the tenant's server-side root: parsed, resolved, hashed, committed, each first step due
-  and a window of them sent: workers/outbox.py);
+  and a window of them sent: workers/runtime/outbox.py);
   the last batch's time against the first's shows whether a fuller database slows it;
-- the sweeper (`workers.sweeper.Sweeper.sweep`, what the sweeper process runs every AGR_SWEEP_INTERVAL_S) per pass:
+- the sweeper (`workers.runtime.sweeper.Sweeper.sweep`, what the sweeper process runs every AGR_SWEEP_INTERVAL_S) per pass:
   with nothing to do, against the same pass on an empty database; with 1% of the steps'
   leases lapsed (their workers died); and the recovery pass after the broker lost every
   message (Redis restarted empty), which re-sends the window's (the backlog behind it
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     with bench_services("agr-bench-scale-") as tmp:
         from api.keys import create_key
-        from core import processes
+        from local_stack import processes
 
         root = tmp / "audio"
         root.mkdir()
@@ -125,7 +125,7 @@ def submit_all(http: httpx.Client, root: Path, jobs: int, batch_size: int) -> di
 
 
 def sweep_passes(passes: int) -> dict:
-    from workers.sweeper import Sweeper
+    from workers.runtime.sweeper import Sweeper
 
     sweeper = Sweeper()
     samples, resent = [], 0
@@ -160,7 +160,7 @@ def broker_lost_pass() -> dict:
 
 
 def one_pass() -> dict:
-    from workers.sweeper import Sweeper
+    from workers.runtime.sweeper import Sweeper
 
     sweeper = Sweeper(last_pass_at=time.monotonic())  # one that has been sweeping: no post-gap grace
     started = time.perf_counter()

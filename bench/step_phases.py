@@ -56,16 +56,16 @@ class PhaseClock:
 
 
 def instrument(clock: PhaseClock) -> None:
-    import workers.reasoning.agent_call as agent_call
-    import workers.step_runner as step_runner
-    from workers.steps import answer, interact, perception_round, plan
+    import workers.method.reasoning.agent_call as agent_call
+    import workers.runtime.step_runner as step_runner
+    from workers.method.steps import answer, interact, perception_round, plan
 
     clock.time("claim", step_runner, "_claim")
     clock.time("commit (fenced, with successor)", step_runner, "_commit")
     clock.time("outbox top-up (sending)", step_runner.outbox, "top_up")
     clock.time("stored LLM reply lookup", agent_call, "_stored")
     clock.time("LLM HTTP call", agent_call.reasoner_client(), "complete_json")
-    from workers.perception.executor import RoundExecutor
+    from workers.method.perception.executor import RoundExecutor
 
     for module in (answer, interact, plan):
         clock.time("load job context", module, "load_job_and_iteration")
@@ -106,10 +106,10 @@ def six_tool_rounds(batch_id) -> None:
 def measure(jobs: int, clip: Path) -> dict:
     from sqlalchemy import event
 
-    from api.batch_input import Item
-    from api.submission import submit
+    from api.intake.batch_input import Item
+    from api.intake.submission import submit
     from models.db import get_engine
-    from workers.step_runner import run_step
+    from workers.runtime.step_runner import run_step
 
     def items(name, count):
         return [Item(f"{name}-{i}", clip, "What is heard?", ["A tone", "A voice"], "A tone") for i in range(count)]

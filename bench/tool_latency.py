@@ -65,8 +65,8 @@ def process_started() -> float:
 
 def child_latency(tool_name: str, clip_path: str, repeats: int) -> dict:
     started = time.perf_counter()
-    from workers.perception.audio_io import load_audio
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.audio_io import load_audio
+    from workers.method.perception.tools import TOOLS
 
     imported = time.perf_counter()
     clip = load_audio(clip_path)
@@ -88,9 +88,9 @@ def child_latency(tool_name: str, clip_path: str, repeats: int) -> dict:
 
 
 def child_memory(device_class: str, clip_paths: list[str]) -> dict:
-    from workers.perception import loaded_models
-    from workers.perception.audio_io import load_audio
-    from workers.perception.tools import TOOLS
+    from workers.method.perception import loaded_models
+    from workers.method.perception.audio_io import load_audio
+    from workers.method.perception.tools import TOOLS
 
     clips = [load_audio(p) for p in clip_paths]
     tools = [t for t in TOOLS.values() if t.available() and device_class in ("all", t.device)]
@@ -183,7 +183,7 @@ def clip_facts() -> dict:
 def measure(repeats: int, rounds: int, only: list[str] | None, scratch: Path) -> dict:
     # The parent imports the registry only to list tools; its own numba folder is scratch.
     os.environ.setdefault("NUMBA_CACHE_DIR", str(scratch / "numba-parent"))
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.tools import TOOLS
 
     load_at_start = os.getloadavg()
     chosen = [t for t in TOOLS.values() if not only or t.name in only]

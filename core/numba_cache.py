@@ -4,7 +4,7 @@ Without NUMBA_CACHE_DIR numba writes its cache beside librosa's own sources, whi
 whenever the virtualenv or image is rebuilt and cannot be written at all in a read-only
 install, so every new worker process compiles again. numba reads the variable once, when it
 is first imported: this must run before anything imports librosa, which is why
-workers/perception/__init__.py calls it.
+workers/method/perception/__init__.py calls it.
 """
 
 import fcntl

@@ -16,8 +16,8 @@ from core.alm_endpoint import is_endpoint, parse_endpoint
 from core.cuda import cuda_visible
 
 
-PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/pipelines.py (which imports models)
-# workers/perception/alm/loading.py FAMILIES (which imports torch)
+PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/method/pipelines.py (which imports models)
+# workers/method/perception/alm/loading.py FAMILIES (which imports torch)
 ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")
 MAX_ALMS = 4  # configured audio-language models: each has its slot of routes
 
@@ -66,11 +66,11 @@ class Settings(BaseSettings):
     lost_message_after_s: float = 60.0
     # The broker holds at most this many messages per queue that no worker has claimed yet;
     # the rest of the backlog waits in Postgres and goes out in the fair order across
-    # tenants and batches (workers/fair_dispatch.py). A new tenant's step waits behind at
+    # tenants and batches (workers/runtime/fair_dispatch.py). A new tenant's step waits behind at
     # most this many per queue; fewer than a GPU batch would shrink the GPU's batches.
     dispatch_window: int = Field(64, ge=1)
     task_time_limit_s: int = 1800  # hard limit per task; the visibility timeout is longer
-    # A thread-pool worker's broker watchdog (workers/broker_watchdog.py): pings that time
+    # A thread-pool worker's broker watchdog (workers/runtime/broker_watchdog.py): pings that time
     # out are a slow broker (a BGSAVE fork, an fsync stall) until they have for this long;
     # and once the worker must restart, it waits this long at most for its steps in flight
     # to store their paid replies.
@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     alm_model: str | None = None  # path or hub id of an audio-language model (see alm_family); None = no ALM
     # Several audio-language models (the crosscheck pipeline asks each): "family=path,family=path",
     # family one of alm_family's or omitted ("auto"). The first is the primary model and takes
-    # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/perception/tools/alm_routes.py).
+    # the place of AGR_ALM_MODEL / AGR_ALM_FAMILY; each gets its own routes (workers/method/perception/tools/alm_routes.py).
     alms: str | None = None
     # Engine-backed models (core/alm_endpoint.py): the servers' key, how many requests one
     # worker process keeps in flight to one engine, how long one may take, and the longest
@@ -157,7 +157,7 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"  # where the CLI's submit/status/results commands call
     api_key: SecretStr | None = None  # the CLI's key (create one with `agr keys create`)
 
-    # --- audio store (core/audio_store.py) ---
+    # --- audio store (storage/audio_store.py) ---
     # None: the folder <data_dir>/audio-store; file:///folder; or s3://bucket[/prefix] with
     # the endpoint and credentials below (unset credentials: boto3's own chain, AWS_* etc.).
     audio_store_url: str | None = None
@@ -182,7 +182,7 @@ class Settings(BaseSettings):
     max_files_per_upload: int = Field(1000, ge=1)
     # POST /v1/files: a submission file (as the OpenAI Files API's batch input, 200 MB).
     max_input_file_bytes: int = Field(200 * 1024**2, ge=1024)
-    # How often each API process looks for `validating` batches to check (api/batch_intake.py);
+    # How often each API process looks for `validating` batches to check (api/intake/batch_intake.py);
     # the process that made one starts on it at once.
     intake_poll_s: float = Field(1.0, gt=0)
     # An intake's lease on the batch it checks, renewed every third of it: a process that
@@ -196,7 +196,7 @@ class Settings(BaseSettings):
     # A chat completion is held open until its job ends, at most this long; then 504 with
     # the job id to poll (GET /v1/jobs/{id}). The job goes on either way.
     chat_timeout_s: float = Field(600.0, gt=0)
-    # How often the API reads every held chat call's job at once (api/held_jobs.py): the net
+    # How often the API reads every held chat call's job at once (api/front_door/held_jobs.py): the net
     # under Postgres's announcement of a job's end, and the pace of a stream's progress.
     chat_poll_s: float = Field(0.5, gt=0)
     # The same request again within this long of its job's end answers that job (a

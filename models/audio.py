@@ -8,7 +8,7 @@ from models.base import Base, CreatedAt
 
 
 class AudioAsset(CreatedAt, Base):
-    """One object in the service's audio store (core/audio_store.py), named by the sha256
+    """One object in the service's audio store (storage/audio_store.py), named by the sha256
     of its stored bytes, however many jobs ask about it. Perception results are cached by
     this hash: only identical bytes ever share one."""
 
@@ -45,9 +45,9 @@ class AudioGrant(CreatedAt, Base):
 
 class AudioDeletion(Base):
     """A stored object to delete once the transaction that released it has committed: the
-    store is never touched under a lock or before a commit (workers/object_deletions.py).
+    store is never touched under a lock or before a commit (workers/runtime/object_deletions.py).
     `done_at` is set when the object went; a submit that finds a done deletion of bytes it
-    put earlier knows they are gone and tries again (api/audio_ingest.py)."""
+    put earlier knows they are gone and tries again (api/intake/audio_ingest.py)."""
 
     __tablename__ = "audio_deletions"
 

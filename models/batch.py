@@ -48,7 +48,7 @@ class Batch(CreatedAt, Base):
     completed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]  # cancel asked (status cancelling, then cancelled)
     ended_at: Mapped[datetime | None]  # cancelled or expired: the moment it stopped for good
-    # A batch made from an uploaded file is `validating` until api/batch_intake.py has
+    # A batch made from an uploaded file is `validating` until api/intake/batch_intake.py has
     # checked every line and file: `intake` holds what the request asked for until then.
     # Deleting the file (DELETE /v1/files/{id}) leaves the batch, without its link.
     input_file_id: Mapped[UUID | None] = mapped_column(ForeignKey("input_files.id", ondelete="SET NULL"))

@@ -8,7 +8,7 @@ from models.base import Base, CreatedAt
 
 class InputFile(CreatedAt, Base):
     """A submission file a tenant uploaded (`POST /v1/files`, purpose `batch`): a batch made
-    from it is validated off the request path (api/batch_intake.py). The same bytes
+    from it is validated off the request path (api/intake/batch_intake.py). The same bytes
     uploaded again by the same tenant are the same file, so a re-run finds its batch."""
 
     __tablename__ = "input_files"

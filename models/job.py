@@ -47,7 +47,7 @@ class Job(CreatedAt, Base):
     reasoning: Mapped[str | None] = mapped_column(Text)
     vote: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # several answer samples: counts, margin, dissent
     # crosscheck: how the answer was decided (the agreement gate, or the text side against
-    # the audio model's final answer and the arbitration): workers/steps/answer.py
+    # the audio model's final answer and the arbitration): workers/method/steps/answer.py
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None]

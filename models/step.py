@@ -24,13 +24,13 @@ class Step(CreatedAt, Base):
         # running steps whose lease lapsed. Partial, so 100,000 done steps cost them nothing.
         Index("ix_steps_queued_kind_updated_at", "kind", "updated_at", postgresql_where=text("status = 'queued'")),
         Index("ix_steps_running_lease_expires_at", "lease_expires_at", postgresql_where=text("status = 'running'")),
-        # The outbox (workers/outbox.py): steps whose message is yet to be sent, queued
+        # The outbox (workers/runtime/outbox.py): steps whose message is yet to be sent, queued
         # steps by the number of their last message, and recent claims.
         Index("ix_steps_send_due_at", "send_due_at", postgresql_where=text("send_due_at IS NOT NULL")),
         Index("ix_steps_queued_kind_sent_seq", "kind", "sent_seq", postgresql_where=text("status = 'queued'")),
         Index("ix_steps_claimed_at", "claimed_at"),
         # A queue's window: messages out and not yet claimed. GPU batch-mates are picked
-        # and locked from it (workers/step_claim.py) without reading the backlog behind it.
+        # and locked from it (workers/runtime/step_claim.py) without reading the backlog behind it.
         Index("ix_steps_window_kind_sent_seq", "kind", "sent_seq",
               postgresql_where=text("status = 'queued' AND send_due_at IS NULL AND sent_seq IS NOT NULL")),
     )
@@ -55,7 +55,7 @@ class Step(CreatedAt, Base):
     send_due_at: Mapped[datetime | None] = mapped_column(server_default=func.now())
     sent_seq: Mapped[int | None] = mapped_column(BigInteger)  # number of its latest message
     sent_at: Mapped[datetime | None]
-    sent_priority: Mapped[int | None] = mapped_column(SmallInteger)  # its queue's lane (workers/routing.py)
+    sent_priority: Mapped[int | None] = mapped_column(SmallInteger)  # its queue's lane (workers/runtime/routing.py)
     sends: Mapped[int] = mapped_column(default=0, server_default="0")
     claimed_at: Mapped[datetime | None]  # its latest claim
     claimed_seq: Mapped[int | None] = mapped_column(BigInteger)  # the number of the message that woke it

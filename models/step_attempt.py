@@ -9,7 +9,7 @@ from models.base import Base
 class StepAttempt(Base):
     """One execution of a step, for the audit: which worker claimed it and when, and how it
     ended (done, failed and why, its lease lapsed). Written in the claim's transaction and
-    in whichever transaction ends it (workers/attempt_log.py)."""
+    in whichever transaction ends it (workers/runtime/attempt_log.py)."""
 
     __tablename__ = "step_attempts"
     __table_args__ = (UniqueConstraint("step_id", "attempt"),)

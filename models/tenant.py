@@ -24,7 +24,7 @@ class Tenant(CreatedAt, Base):
 
 def lock_tenant(session, tenant_id: UUID) -> Tenant | None:
     """Hold the tenant's row until the transaction ends: its submits, uploads and retention
-    take turns (api/tenant_limits.py, workers/retention.py); other tenants do not wait."""
+    take turns (api/intake/tenant_limits.py, workers/runtime/retention.py); other tenants do not wait."""
     return session.scalar(select(Tenant).where(Tenant.id == tenant_id).with_for_update())
 
 

@@ -8,7 +8,7 @@ from models.base import Base, CreatedAt
 
 class ToolCatalogue(CreatedAt, Base):
     """The tools a job's agents were shown and the models its calls were planned with,
-    stored once per content: `version` is the sha256 of `tools` (workers/perception/catalogue.py)."""
+    stored once per content: `version` is the sha256 of `tools` (workers/method/perception/catalogue.py)."""
 
     __tablename__ = "tool_catalogues"
 

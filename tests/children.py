@@ -1,10 +1,10 @@
 """Every process the suite starts, started and stopped one way.
 
-- Started through core/tied_child.py: it dies with the pytest process, and its SIGINT is at
+- Started through local_stack/tied_child.py: it dies with the pytest process, and its SIGINT is at
   the disposition the test asks for (default unless told), never the one pytest inherited.
   Run under `nohup` or by a CI runner, pytest itself starts with SIGINT ignored, and a child
   that inherits that never stops on the Ctrl-C a test sends it.
-- Stopped by core.processes.stop_all's escalation, which always ends: the polite signal, a
+- Stopped by local_stack.processes.stop_all's escalation, which always ends: the polite signal, a
   bounded wait, SIGTERM, then SIGKILL of the whole tree.
 - Marked: each carries AGR_TEST_MODULE in its environment (and passes it on to whatever it
   starts, daemons included), so conftest's leak check finds any process a module left
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from core import processes
+from local_stack import processes
 
 SESSION_MARK = "AGR_TEST_SESSION"  # this pytest process's id, inherited by all it starts
 MODULE_MARK = "AGR_TEST_MODULE"  # the module that started it
@@ -66,7 +66,7 @@ def read_until(process: subprocess.Popen, marker: str, timeout: float) -> str:
 
 
 def stop(process: subprocess.Popen, first: int = signal.SIGTERM, timeout: float = 60) -> str:
-    """Stop `process` and its tree (core.processes.stop_all); what ended it."""
+    """Stop `process` and its tree (local_stack.processes.stop_all); what ended it."""
     return processes.stop(process, timeout, first)
 
 

@@ -99,7 +99,7 @@ def librosa_compiled_first():
     thread past the tests' 4-s lease (seen on one core: the step taken back three times, its
     job errored). Workers then only load them. Side by side, one session compiles while the
     other waits on the cache's lock (core.numba_cache.compiling_alone)."""
-    from workers.perception import music  # its import compiles librosa's compiled-at-import parts
+    from workers.method.perception import music  # its import compiles librosa's compiled-at-import parts
 
     music.compile_once()
 
@@ -176,7 +176,7 @@ def broker_url(module_services, database_url) -> str:
 
 
 def fresh_broker(url: str) -> str:
-    from workers.sweeper import BROKER_MARKER_KEY
+    from workers.runtime.sweeper import BROKER_MARKER_KEY
 
     _cancel_earlier_tests_unfinished_jobs()
     broker = redis.Redis.from_url(url)

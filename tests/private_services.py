@@ -63,7 +63,7 @@ class PrivateRedis:
     def pending_messages(self) -> int:
         """Messages waiting in the stack's queues plus those delivered and not yet acked."""
         from core.broker_redis import queue_depth
-        from workers.routing import QUEUES
+        from workers.runtime.routing import QUEUES
 
         client = self._client()
         queued = sum(queue_depth(client, q) for q in QUEUES)
@@ -116,7 +116,7 @@ class PrivatePostgres:
             self.server.cleanup()
 
     def _create_database(self, name: str) -> str:
-        from core.embedded import _psycopg_url
+        from local_stack.embedded import _psycopg_url
 
         url = make_url(_psycopg_url(self.server.get_uri()))
         admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
@@ -133,7 +133,7 @@ def this_process_uses(database_url: str, broker_url: str) -> Iterator[None]:
     from core.broker_redis import broker_redis
     from core.settings import get_settings
     from models.db import reset_after_fork
-    from workers.celery_app import app
+    from workers.runtime.celery_app import app
 
     saved = {k: os.environ.get(k) for k in ("AGR_DATABASE_URL", "AGR_BROKER_URL")}
 

@@ -18,9 +18,9 @@ import psutil
 import soundfile as sf
 from sqlalchemy import func, insert, select, update
 
-from api.batch_input import Item
-from api.submission import BatchRequest, create_batch, submit
-from core import processes
+from api.intake.batch_input import Item
+from api.intake.submission import BatchRequest, create_batch, submit
+from local_stack import processes
 from tests import children
 from core.settings import get_settings
 from models import Batch, BatchStatus, Iteration, Job, Step, StepKind
@@ -235,7 +235,7 @@ def tone_batch_file(folder: Path, items: int) -> Path:
 
 
 def agr_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "api.cli", *args]
+    return [sys.executable, "-m", "cli.main", *args]
 
 
 def run_cli(env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from core import processes
+from local_stack import processes
 from bench.simulated_engine import SimulatedEngine
 from models import Step, ToolCall
 from models.db import session_scope
@@ -213,10 +213,10 @@ def test_a_request_the_engine_refuses_fails_its_own_call_only(monkeypatch):
     """Three calls in one batch, the engine refusing one (400): that call's place holds the
     refusal, the other two hold their replies (their jobs' steps are not charged for it)."""
     from core.settings import get_settings
-    from workers.perception.alm.engine import EngineUnavailable
-    from workers.perception.audio_io import AudioClip
-    from workers.perception.loaded_models import audio_language_model
-    from workers.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.alm.engine import EngineUnavailable
+    from workers.method.perception.audio_io import AudioClip
+    from workers.method.perception.loaded_models import audio_language_model
+    from workers.method.perception.tools.alm_routes import run_prompts
 
     engine = SimulatedEngine(capacity=4, latency_s=0.0, models=["sim"], reply="rain", refuse_containing="REFUSE ME")
     monkeypatch.setenv("AGR_ALMS", engine.spec("sim"))

@@ -18,19 +18,16 @@ from tests.tiny_models import (
     build_tiny_remote_code_midashenglm,
     write_midashenglm_config_without_code,
 )
-from workers.perception.alm import (
-    CAPTION_PROMPT,
-    GenerationSettings,
-    ReasonerOutput,
-    choose_family,
-    load_audio_language_model,
-    parse_audio_reasoner_output,
-)
-from workers.perception.alm.audio_flamingo3 import AudioFlamingo3Model
-from workers.perception.alm.audio_reasoner import AUDIO_REASONER_SYSTEM_PROMPT, AudioReasonerModel
-from workers.perception.alm.midashenglm import MiDashengLMModel
-from workers.perception.alm.qwen2_audio import Qwen2AudioModel
-from workers.perception.alm.qwen_omni import QwenOmniModel
+from workers.method.perception.alm.audio_reasoner import ReasonerOutput, parse_audio_reasoner_output
+from workers.method.perception.alm.base import GenerationSettings
+from workers.method.perception.alm.families import choose_family
+from workers.method.perception.alm.loading import load_audio_language_model
+from workers.method.perception.alm.prompts import CAPTION_PROMPT
+from workers.method.perception.alm.audio_flamingo3 import AudioFlamingo3Model
+from workers.method.perception.alm.audio_reasoner import AUDIO_REASONER_SYSTEM_PROMPT, AudioReasonerModel
+from workers.method.perception.alm.midashenglm import MiDashengLMModel
+from workers.method.perception.alm.qwen2_audio import Qwen2AudioModel
+from workers.method.perception.alm.qwen_omni import QwenOmniModel
 
 RATE = 16000
 GREEDY = GenerationSettings(max_new_tokens=8)
@@ -225,7 +222,7 @@ def test_midashenglm_loads_its_shipped_code(tmp_path):
 
 def test_worker_loads_the_configured_family_and_decoding(tmp_path, monkeypatch):
     from core.settings import get_settings
-    from workers.perception.loaded_models import audio_language_model
+    from workers.method.perception.loaded_models import audio_language_model
 
     directory = build_tiny_qwen2_audio(tmp_path / "configured")
     monkeypatch.setenv("AGR_ALM_MODEL", str(directory))

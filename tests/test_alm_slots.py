@@ -7,12 +7,12 @@ import pytest
 
 from core.settings import Settings, get_settings, parse_alms
 from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio
-from workers.perception.audio_io import AudioClip
+from workers.method.perception.audio_io import AudioClip
 
 
 @pytest.fixture
 def two_models(tmp_path, monkeypatch):
-    from workers.perception.loaded_models import audio_language_model
+    from workers.method.perception.loaded_models import audio_language_model
 
     first, second = build_tiny_qwen2_audio(tmp_path / "q"), build_tiny_audio_flamingo3(tmp_path / "af3")
     monkeypatch.setenv("AGR_ALMS", f"qwen2_audio={first}, audio_flamingo3={second}")
@@ -32,8 +32,8 @@ def _tone(seconds: float, rate: int = 16000) -> AudioClip:
 
 
 def test_each_model_has_its_routes_and_the_first_is_the_primary(two_models):
-    from workers.perception.loaded_models import audio_language_model
-    from workers.perception.tools import TOOLS
+    from workers.method.perception.loaded_models import audio_language_model
+    from workers.method.perception.tools import TOOLS
 
     first, second = two_models
     settings = get_settings()
@@ -46,8 +46,8 @@ def test_each_model_has_its_routes_and_the_first_is_the_primary(two_models):
 
 
 def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_models):
-    from workers.perception.loaded_models import audio_language_model
-    from workers.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.loaded_models import audio_language_model
+    from workers.method.perception.tools.alm_routes import run_prompts
 
     model = audio_language_model(1)
     sizes = []
@@ -92,8 +92,8 @@ def test_alms_entries_parse_with_or_without_a_family():
 
 
 def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monkeypatch):
-    from workers.perception.loaded_models import audio_language_model
-    from workers.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.loaded_models import audio_language_model
+    from workers.method.perception.tools.alm_routes import run_prompts
 
     model = audio_language_model(2)
     temperatures = []
@@ -110,8 +110,8 @@ def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monk
 
 
 def test_crosscheck_plans_each_models_samples(two_models, monkeypatch):
-    from workers.perception import catalogue
-    from workers.pipelines import first_round_calls
+    from workers.method.perception import catalogue
+    from workers.method.pipelines import first_round_calls
 
     monkeypatch.setenv("AGR_ALM_ANSWER_SAMPLES", "3")
     get_settings.cache_clear()
@@ -129,7 +129,7 @@ def _answer(tool: str, choice: str | None, sample: int) -> dict:
 
 
 def test_each_models_samples_are_voted_before_the_models_are_compared():
-    from workers.perception.agreement import describe, of_round_zero
+    from workers.method.perception.agreement import describe, of_round_zero
 
     split = [_answer("audio_answer", c, k) for k, c in enumerate(["rain", "dog", "rain"], 1)]
     tied = [_answer("audio_answer_2", c, k) for k, c in enumerate(["rain", "dog", None], 1)]

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from models import LLMCall
 from models.db import session_scope
 from tests.stack import question_item, tone_wav
-from workers.reasoning.vote import Sample, vote
+from workers.method.reasoning.vote import Sample, vote
 
 
 def test_three_samples_vote_and_the_dissent_is_stored(stack, scripted_llm, tmp_path):

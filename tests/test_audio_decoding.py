@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from core.settings import get_settings
-from workers.perception.audio_io import BadAudioError, ffmpeg_binary, load_audio
+from workers.method.perception.audio_io import BadAudioError, ffmpeg_binary, load_audio
 
 RATE = 16000
 

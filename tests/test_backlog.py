@@ -15,7 +15,7 @@ from core.broker_redis import queue_depth, queue_keys
 from models import Batch, BatchStatus, Step, StepStatus
 from models.db import session_scope
 from tests.stack import planning_steps, question_item, tone_wav
-from workers import outbox
+from workers.runtime import outbox
 
 BACKLOG = 2000
 LLM_S = 1.0

@@ -1,4 +1,4 @@
-"""The intake that checks `validating` batches (api/batch_intake.py), driven from the test
+"""The intake that checks `validating` batches (api/intake/batch_intake.py), driven from the test
 process against the real Postgres, with no API running so no other intake takes the
 batch: a cancel while a check runs is answered at once and the check's result dropped; a
 batch whose checks keep dying fails after a few instead of blocking the intake; an upload
@@ -17,14 +17,14 @@ from botocore.exceptions import ClientError
 from sqlalchemy import delete, select, text
 from sqlalchemy.exc import OperationalError
 
-from api import batch_intake
-from api.batch_intake import Submission, record_for_intake, validate_next
+from api.intake import batch_intake
+from api.intake.batch_intake import Submission, record_for_intake, validate_next
 from api.keys import caller_for, create_key
 from models import Batch, BatchStatus, InputFile, Job, Upload
 from models.db import session_scope
 from tests.stack import api_client, tone_wav
-from workers.batch_lifecycle import cancel_batch, lock_for_ending
-from workers.retention import release_audio
+from workers.runtime.batch_lifecycle import cancel_batch, lock_for_ending
+from workers.runtime.retention import release_audio
 
 SUBMISSION = Submission("jsonl", None, None, "agr", 0, {}, None)
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bench.evidence_recall import offline_tools
-from workers.perception.tools import TOOLS
+from workers.method.perception.tools import TOOLS
 
 
 def test_every_offline_tool_is_measured_batched_ones_included():

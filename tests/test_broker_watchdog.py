@@ -1,4 +1,4 @@
-"""The thread-pool reasoning worker's broker watchdog (workers/broker_watchdog.py), on a
+"""The thread-pool reasoning worker's broker watchdog (workers/runtime/broker_watchdog.py), on a
 Redis of each test's own that the test stalls or restarts, with LLM calls in flight.
 
 - A stall (Redis blocked for 3 s: a BGSAVE fork, an fsync; made with CLIENT PAUSE) makes

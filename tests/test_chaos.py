@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.migrate import upgrade_to_head
-from core.processes import reasoning_concurrency
+from local_stack.processes import reasoning_concurrency
 from models import Iteration, Job, JobStatus, LLMCall, Step, StepAttempt, ToolCall
 from models.db import session_scope
 from tests.private_services import PrivatePostgres, PrivateRedis, this_process_uses

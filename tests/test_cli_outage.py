@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from api.client import ApiError
+from cli.client import ApiError
 from core.migrate import upgrade_to_head
 from models import Batch, Job, JobStatus
 from tests import children
@@ -150,10 +150,10 @@ SCORE = {"rule": "token", "by_group": {},
 
 @pytest.fixture
 def scripted_api(monkeypatch):
-    import api.db_outage
-    from api import cli_remote
+    import cli.db_outage
+    from cli import remote as cli_remote
 
-    monkeypatch.setattr(api.db_outage, "RETRY_S", 0.0)
+    monkeypatch.setattr(cli.db_outage, "RETRY_S", 0.0)
     monkeypatch.setattr(cli_remote, "POLL_S", 0.0)
     monkeypatch.setenv("COLUMNS", "200")
 
@@ -168,7 +168,7 @@ def scripted_api(monkeypatch):
 def _agr(*args):
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from cli.main import app
 
     return CliRunner().invoke(app, list(args))
 
@@ -200,7 +200,7 @@ def test_the_api_answers_503_while_the_database_is_away(monkeypatch):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.client import ApiClient
+    from cli.client import ApiClient
     from tests.private_services import _free_port, this_process_uses
 
     nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/agr"

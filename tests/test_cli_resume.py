@@ -10,7 +10,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from core import processes
+from local_stack import processes
 from models import Batch, Job, JobStatus, LLMCall
 from models.db import session_scope
 from tests import children

@@ -6,12 +6,12 @@ from models import Iteration, LLMCall, Step, ToolCall
 from models.db import session_scope
 from models.status import StepKind
 from tests.stack import count_rows, question_item, tone_wav
-from workers.perception.tools import coarse_tools
-from workers.dispatch import send_step
+from workers.method.perception.tools import coarse_tools
+from workers.runtime.dispatch import send_step
 
 
 def test_the_same_message_delivered_twice_leaves_one_row_per_step(stack, scripted_llm, tmp_path):
-    from api.submission import BatchRequest, create_batch
+    from api.intake.submission import BatchRequest, create_batch
 
     stack.configure(llm_base_url=scripted_llm.base_url)
     batch_id, (step_id,) = create_batch(BatchRequest("dup", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))
@@ -61,9 +61,9 @@ def test_a_message_lost_between_delivery_and_claim_is_sent_again_soon(stack, scr
     """A worker killed after taking a message and before claiming its step leaves the step
     queued in Postgres with its message gone (Redis would hand it back only after its
     hour-long visibility timeout). Made directly: the message is sent, then taken away."""
-    from api.submission import BatchRequest, create_batch
+    from api.intake.submission import BatchRequest, create_batch
     from core.broker_redis import broker_redis, queue_keys
-    from workers import outbox
+    from workers.runtime import outbox
 
     stack.configure(llm_base_url=scripted_llm.base_url)
     batch_id, step_ids = create_batch(BatchRequest("lost", [question_item("q1", tone_wav(tmp_path / "t.wav"))], {}))

@@ -36,7 +36,7 @@ def settings(monkeypatch, database_url, broker_url):
 
 def _steps(tmp_path, count: int, kind: StepKind = StepKind.PERCEIVE_CPU, tenant_id=None) -> list[int]:
     """A batch of `count` jobs, each with one queued step of `kind`, their messages unsent."""
-    from api.submission import BatchRequest, create_batch
+    from api.intake.submission import BatchRequest, create_batch
 
     items = [question_item(f"q{i}", tone_wav(tmp_path / f"{i}.wav")) for i in range(count)]
     _, ids = create_batch(BatchRequest("units", items, {}, tenant_id=tenant_id))
@@ -104,8 +104,8 @@ def test_waiting_out_an_outage_is_bounded(settings):
 # --- the lease -----------------------------------------------------------------------------
 
 def test_a_lease_renewal_retries_through_failures_and_notices_a_takeover(settings, tmp_path, monkeypatch):
-    from workers.lease import LeaseLost, LeaseRenewal
-    from workers.step_claim import claim_step
+    from workers.runtime.lease import LeaseLost, LeaseRenewal
+    from workers.runtime.step_claim import claim_step
 
     settings(step_lease_s=3, step_lease_renew_s=0.2)
     (step_id,) = _steps(tmp_path, 1)
@@ -141,8 +141,8 @@ def test_a_lease_renewal_retries_through_failures_and_notices_a_takeover(setting
 def test_paid_work_waits_while_the_lease_is_in_doubt(settings, tmp_path, monkeypatch):
     """No renewal reaching the database for most of a lease: another worker might take
     the step soon, so no new paid call starts until a renewal says whose it is."""
-    from workers.lease import LeaseRenewal
-    from workers.step_claim import claim_step
+    from workers.runtime.lease import LeaseRenewal
+    from workers.runtime.step_claim import claim_step
 
     settings(step_lease_s=1, step_lease_renew_s=0.2)
     (step_id,) = _steps(tmp_path, 1)
@@ -175,7 +175,7 @@ def test_paid_work_waits_while_the_lease_is_in_doubt(settings, tmp_path, monkeyp
 # --- the outbox ------------------------------------------------------------------------------
 
 def test_each_queued_step_has_at_most_one_message_out(settings, tmp_path):
-    from workers import outbox
+    from workers.runtime import outbox
 
     ids = _steps(tmp_path, 3)
     assert outbox.send_now(ids) == 3
@@ -186,7 +186,7 @@ def test_each_queued_step_has_at_most_one_message_out(settings, tmp_path):
 
 
 def test_a_commit_whose_send_never_happened_is_sent_by_the_next_top_up(settings, tmp_path):
-    from workers import outbox
+    from workers.runtime import outbox
 
     (step_id,) = _steps(tmp_path, 1)  # committed with its message due: the crash came before the send
     assert outbox.top_up() == 1  # whoever tops the window up next
@@ -196,8 +196,8 @@ def test_a_commit_whose_send_never_happened_is_sent_by_the_next_top_up(settings,
 
 def test_the_window_is_filled_in_turns_across_tenants_then_batches(settings, tmp_path):
     from models import Tenant
-    from workers import outbox
-    from workers.step_claim import claim_step
+    from workers.runtime import outbox
+    from workers.runtime.step_claim import claim_step
 
     settings(dispatch_window=6)
     with session_scope() as session:
@@ -218,9 +218,9 @@ def test_the_window_is_filled_in_turns_across_tenants_then_batches(settings, tmp
 
 
 def test_a_failed_attempts_retry_waits_in_postgres_not_in_a_worker(settings, tmp_path):
-    from workers import outbox
-    from workers.step_claim import claim_step
-    from workers.step_runner import fail_attempt
+    from workers.runtime import outbox
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.step_runner import fail_attempt
 
     settings(retry_backoff_s=1.5)
     (step_id,) = _steps(tmp_path, 1)
@@ -237,9 +237,9 @@ def test_a_failed_attempts_retry_waits_in_postgres_not_in_a_worker(settings, tmp
 # --- the sweeper -----------------------------------------------------------------------------
 
 def test_a_message_lost_in_a_busy_queue_is_re_sent_ahead_of_the_backlog(settings, tmp_path):
-    from workers import outbox
-    from workers.step_claim import claim_step
-    from workers.sweeper import Sweeper
+    from workers.runtime import outbox
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.sweeper import Sweeper
 
     settings(lost_message_after_s=0.5)
     made = _steps(tmp_path, 5)
@@ -264,8 +264,8 @@ def test_a_message_lost_in_a_busy_queue_is_re_sent_ahead_of_the_backlog(settings
 def test_a_lost_urgent_message_is_found_by_its_empty_lane_behind_a_busy_one(settings, tmp_path):
     """The urgent lane is empty and the normal one holds a backlog: a message lost from the
     urgent lane is not waiting behind anything, whatever the other lane holds."""
-    from workers import outbox
-    from workers.sweeper import Sweeper
+    from workers.runtime import outbox
+    from workers.runtime.sweeper import Sweeper
 
     settings(lost_message_after_s=0.5)
     lost, *backlog = _steps(tmp_path, 4)
@@ -282,9 +282,9 @@ def test_a_lost_urgent_message_is_found_by_its_empty_lane_behind_a_busy_one(sett
 def test_a_step_taken_without_its_message_does_not_mark_earlier_ones_lost(settings, tmp_path):
     """A GPU worker takes batch-mates from Postgres ahead of their messages: such a claim
     says nothing about how far the queue's consumers have got."""
-    from workers import outbox
-    from workers.step_claim import claim_step
-    from workers.sweeper import Sweeper
+    from workers.runtime import outbox
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.sweeper import Sweeper
 
     settings(lost_message_after_s=0.5)
     made = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)
@@ -297,8 +297,8 @@ def test_a_step_taken_without_its_message_does_not_mark_earlier_ones_lost(settin
 
 
 def test_after_a_gap_a_lapsed_lease_gets_one_more_lease_before_it_is_taken_back(settings, tmp_path):
-    from workers.step_claim import claim_step
-    from workers.sweeper import Sweeper
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.sweeper import Sweeper
 
     settings(step_lease_s=2)  # and Postgres has been up longer than that
     (step_id,) = _steps(tmp_path, 1)
@@ -325,8 +325,8 @@ def test_after_a_gap_a_lapsed_lease_gets_one_more_lease_before_it_is_taken_back(
 def test_a_sweeper_just_started_takes_back_a_lapsed_lease_at_once(settings, tmp_path):
     """Only the sweeper restarted (`agr resume` after a crash): the database stayed up, so
     the workers were renewing all along, and what lapsed is dead."""
-    from workers.step_claim import claim_step
-    from workers.sweeper import Sweeper
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.sweeper import Sweeper
 
     settings(step_lease_s=2)  # and Postgres has been up longer than that
     (step_id,) = _steps(tmp_path, 1)
@@ -340,9 +340,9 @@ def test_a_sweeper_just_started_takes_back_a_lapsed_lease_at_once(settings, tmp_
 
 def test_each_attempt_is_audited_with_how_it_ended(settings, tmp_path):
     from models import StepAttempt
-    from workers.step_claim import claim_step
-    from workers.step_runner import fail_attempt
-    from workers.sweeper import Sweeper
+    from workers.runtime.step_claim import claim_step
+    from workers.runtime.step_runner import fail_attempt
+    from workers.runtime.sweeper import Sweeper
 
     settings(step_lease_s=2)
     (step_id,) = _steps(tmp_path, 1)
@@ -362,8 +362,8 @@ def test_each_attempt_is_audited_with_how_it_ended(settings, tmp_path):
 
 def test_steps_of_a_cancelled_job_are_settled_once_not_read_every_pass(settings, tmp_path):
     from models import Job, JobStatus
-    from workers import outbox
-    from workers.sweeper import Sweeper
+    from workers.runtime import outbox
+    from workers.runtime.sweeper import Sweeper
 
     ids = _steps(tmp_path, 2)
     outbox.send_now(ids)
@@ -377,7 +377,7 @@ def test_steps_of_a_cancelled_job_are_settled_once_not_read_every_pass(settings,
 
 
 def test_exactly_one_sweeper_holds_the_cluster_lock(settings):
-    from workers.sweeper_loop import ClusterLock
+    from workers.runtime.sweeper_loop import ClusterLock
 
     first, second = ClusterLock(), ClusterLock()
     assert first.held() and not second.held()
@@ -389,8 +389,8 @@ def test_exactly_one_sweeper_holds_the_cluster_lock(settings):
 # --- the GPU batch pipeline ------------------------------------------------------------------
 
 def test_a_gpu_pipeline_that_raises_ends_every_claim(settings, tmp_path, monkeypatch):
-    from workers import gpu_batch
-    from workers.steps import perceive_gpu
+    from workers.runtime import gpu_batch
+    from workers.method.steps import perceive_gpu
 
     settings(gpu_batch_size=3, gpu_batch_wait_s=0, step_lease_renew_s=0.2, max_attempts=3)
     ids = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)

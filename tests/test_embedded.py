@@ -16,8 +16,8 @@ import openai  # noqa: E402
 from kombu import Connection  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from core import embedded  # noqa: E402
-from core.embedded import EmbeddedStack  # noqa: E402
+from local_stack import embedded  # noqa: E402
+from local_stack.embedded import EmbeddedStack  # noqa: E402
 
 
 @pytest.fixture(scope="module")

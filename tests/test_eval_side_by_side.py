@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from api.cli_eval import column_label
+from cli.evaluate import column_label
 from tests.stack import run_cli
 
 ITEMS = {"item-1": "tones", "item-2": "tones", "item-3": "voices", "item-4": "voices"}

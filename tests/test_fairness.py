@@ -1,4 +1,4 @@
-"""Fair scheduling across tenants (workers/fair_dispatch.py): a tenant's small batch is not
+"""Fair scheduling across tenants (workers/runtime/fair_dispatch.py): a tenant's small batch is not
 stuck behind another tenant's huge one. Each job here is two instant LLM steps (plan, then
 answer), so under one FIFO per queue the small batch would finish after the whole of the big
 one's planning (2,000 steps) and the big one's first answers."""
@@ -8,11 +8,11 @@ import uuid
 
 from sqlalchemy import select
 
-from api.submission import enqueue_first_steps
+from api.intake.submission import enqueue_first_steps
 from models import Batch, Job, JobStatus, Tenant
 from models.db import session_scope
 from tests.stack import planning_steps
-from workers.batch_lifecycle import cancel_batch, lock_for_ending
+from workers.runtime.batch_lifecycle import cancel_batch, lock_for_ending
 
 BIG, SMALL = 2000, 10
 BIG_FINISHED_BY = 200  # the small batch must be done before the big one's 200th job

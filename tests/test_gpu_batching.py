@@ -103,7 +103,7 @@ def test_a_crashing_forward_pass_and_an_unstorable_result_leave_no_claim_behind(
     """A batch whose forward pass raises, and one job's result that Postgres refuses: the
     batch-mates finish (each retried alone), the two bad jobs error after their attempts,
     and no step is left running, its lease renewed for ever, once the workers are idle."""
-    from core import processes
+    from local_stack import processes
     from tests.faulty_gpu import POISON_COMPUTE_S, POISON_REPLY_S
 
     stack.configure(llm_base_url=scripted_llm.base_url, coarse_tools='["simulated_gpu"]', simulated_gpu_s=0.1,

@@ -1,6 +1,6 @@
 """GPU workers on one queue never queue behind each other's row locks (issue 16).
 
-A GPU worker takes batch-mates from its queue's window (workers/gpu_batch.py). Two such
+A GPU worker takes batch-mates from its queue's window (workers/runtime/gpu_batch.py). Two such
 workers look at the same window, in the same order; if the second waited on the rows the
 first is claiming, they would take turns instead of both being busy. These tests hold a
 claim's row locks open in another transaction, as a worker mid-claim does, and check from
@@ -33,8 +33,8 @@ def settings(monkeypatch, database_url, broker_url):
 def _gpu_steps_in_window(tmp_path, count: int) -> list[int]:
     """`count` jobs, each with one queued GPU step whose message is out (in the window),
     in the order of their messages."""
-    from api.submission import BatchRequest, create_batch
-    from workers import outbox
+    from api.intake.submission import BatchRequest, create_batch
+    from workers.runtime import outbox
 
     items = [question_item(f"g{i}", tone_wav(tmp_path / f"{i}.wav")) for i in range(count)]
     _, ids = create_batch(BatchRequest("gpu-claims", items, {}))
@@ -82,7 +82,7 @@ def _hold_row_locks(step_ids: list[int]):
 
 
 def test_a_gpu_worker_takes_other_batch_mates_while_another_holds_the_first_ones_locked(settings, tmp_path):
-    from workers.gpu_batch import claim_waiting
+    from workers.runtime.gpu_batch import claim_waiting
 
     ids = _gpu_steps_in_window(tmp_path, 6)
     conn, held = _hold_row_locks(ids[:3])  # worker A, claiming the window's first three
@@ -108,7 +108,7 @@ def test_a_gpu_worker_takes_other_batch_mates_while_another_holds_the_first_ones
 
 
 def test_two_gpu_workers_claiming_at_once_share_the_window_without_overlap(settings, tmp_path):
-    from workers.gpu_batch import claim_waiting
+    from workers.runtime.gpu_batch import claim_waiting
 
     ids = _gpu_steps_in_window(tmp_path, 8)
     start = threading.Barrier(2)
@@ -131,7 +131,7 @@ def test_two_gpu_workers_claiming_at_once_share_the_window_without_overlap(setti
 
 
 def test_batch_mates_are_only_untried_window_steps_of_live_jobs(settings, tmp_path):
-    from workers.gpu_batch import claim_waiting
+    from workers.runtime.gpu_batch import claim_waiting
 
     ids = _gpu_steps_in_window(tmp_path, 5)
     tried, cancelled, due, excluded, fine = ids
@@ -147,7 +147,7 @@ def test_a_claim_woken_by_its_message_waits_for_a_sender_holding_its_row(setting
     """The other side: a step's own message may arrive while its sender's transaction still
     holds the row (it sends before it commits). That claim must wait, not skip: skipping
     would drop the message and leave the step for the sweeper's lost-message pass."""
-    from workers.step_claim import claim_step
+    from workers.runtime.step_claim import claim_step
 
     ids = _gpu_steps_in_window(tmp_path, 1)
     with session_scope() as session:

@@ -17,7 +17,7 @@ import psutil
 from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.pool import NullPool
 
-from api.held_jobs import RETURN_MEMORY_AFTER
+from api.front_door.held_jobs import RETURN_MEMORY_AFTER
 from api.keys import create_key
 from models import Job, JobStatus
 from models.db import session_scope

@@ -1,5 +1,5 @@
 """The helper process that runs interpreter-lock-holding work apart from a step's lease
-renewals (workers/perception/helper_process.py): answers, errors, crashes, and its end
+renewals (workers/method/perception/helper_process.py): answers, errors, crashes, and its end
 when the process that started it is killed."""
 
 import os
@@ -10,7 +10,7 @@ import textwrap
 import psutil
 import pytest
 
-from workers.perception.helper_process import HelperDied, run_apart, run_in_helper, stop_helper
+from workers.method.perception.helper_process import HelperDied, run_apart, run_in_helper, stop_helper
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -46,7 +46,7 @@ def test_the_helper_ends_when_its_worker_is_killed(tmp_path):
     """kill -9 of the worker: nothing signals the helper; it must see its socket close."""
     worker = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import os, sys, time
-        from workers.perception.helper_process import run_in_helper
+        from workers.method.perception.helper_process import run_in_helper
         print(run_in_helper(os.getpid), flush=True)
         time.sleep(600)
     """)], stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from models import LLMCall
 from models.db import session_scope
-from api.batch_input import Item
+from api.intake.batch_input import Item
 from models import Job
 from tests.stack import planning_steps, tone_wav
 
@@ -79,8 +79,8 @@ def a_job(database_url, tmp_path_factory):
 def test_any_reply_is_stored_the_moment_it_is_paid_for(a_job, text, number, tokens):
     """Whatever the text around and inside the JSON, whatever the usage says, the store
     takes the reply at once, and what it stores reads back as the row the step uses."""
-    from workers.reasoning.agent_call import _store
-    from workers.reasoning.llm_client import Completion
+    from workers.method.reasoning.agent_call import _store
+    from workers.method.reasoning.llm_client import Completion
 
     reply = f"{text}{{\"answer\": {json.dumps(text, ensure_ascii=False)}, \"confidence\": {number}}}{text}"
     key = {"job_id": a_job, "iteration": 0, "agent": "property", "prompt_hash": uuid.uuid4().hex}

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select, text, update
 
-from api.job_end_listener import JobEndListener, Waiter
+from api.front_door.job_end_listener import JobEndListener, Waiter
 from models import Job, JobStatus
 from models.db import session_scope
 from tests.stack import planning_steps

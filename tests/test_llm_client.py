@@ -20,7 +20,7 @@ import pytest
 
 from core.settings import Settings
 from tests.scripted_llm import ScriptedLLM
-from workers.reasoning.llm_client import ReasonerClient, ReasonerUnavailable
+from workers.method.reasoning.llm_client import ReasonerClient, ReasonerUnavailable
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,9 +4,9 @@ tempo, two tones' pitches and order, a count of beeps, a chord's quality."""
 import numpy as np
 import pytest
 
-from workers.perception.audio_io import AudioClip
-from workers.perception.tools import TOOLS
-from workers.reasoning import interaction
+from workers.method.perception.audio_io import AudioClip
+from workers.method.perception.tools import TOOLS
+from workers.method.reasoning import interaction
 
 RATE = 16000
 

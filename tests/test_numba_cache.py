@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # What a perception worker does: import the package (which sets the folder), then run librosa.
 MUSIC_ON_A_TONE = """
 import numpy as np
-from workers.perception.audio_io import AudioClip
-from workers.perception.tools import TOOLS
+from workers.method.perception.audio_io import AudioClip
+from workers.method.perception.tools import TOOLS
 t = np.arange(16000) / 16000
 TOOLS["music"].run(AudioClip((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, "tone"), {})
 """

@@ -28,7 +28,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from core import processes
+from local_stack import processes
 from models import Batch, Job, LLMCall
 from models.batch import BatchInterface
 from models.db import session_scope
@@ -460,7 +460,7 @@ def test_past_the_ceiling_a_504_names_the_job_and_the_retry_attaches_to_it(serve
     """A second API process on the same services whose ceiling is 1 s: the held call ends
     with 504 and the job id; the job goes on, and the same request sent again (to the
     first API) waits for that job instead of making another."""
-    from core import processes
+    from local_stack import processes
 
     served.gate.word, served.gate.open = "ceiling", threading.Event()
     port = _free_port()

@@ -2,14 +2,14 @@
 
 import pytest
 
-from api.batch_input import Item
-from api.submission import BatchRequest, create_batch
+from api.intake.batch_input import Item
+from api.intake.submission import BatchRequest, create_batch
 from models import Step
 from models.db import session_scope
 from sqlalchemy import select
 from tests.stack import tone_wav
-from workers.perception import catalogue
-from workers.pipelines import CROSSCHECK_TOOLS, first_round_calls
+from workers.method.perception import catalogue
+from workers.method.pipelines import CROSSCHECK_TOOLS, first_round_calls
 
 CHEAP = list(CROSSCHECK_TOOLS)  # no ALM is configured here: no audio-model calls
 
@@ -54,7 +54,7 @@ def test_crosscheck_through_the_workers_shows_sources_and_votes(stack, scripted_
     from sqlalchemy import select as select_
 
     from models import Iteration
-    from workers.perception.trust import declared
+    from workers.method.perception.trust import declared
 
     stack.configure(llm_base_url=scripted_llm.base_url)
     stack.start()
@@ -79,7 +79,7 @@ def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
     """With several audio models configured, `agr`'s agents still see one ALM's caption,
     question and re-caption routes, with the paper's descriptions; crosscheck sees them all."""
     from core.settings import get_settings
-    from workers.pipelines import tools_for
+    from workers.method.pipelines import tools_for
 
     monkeypatch.setenv("AGR_ALMS", "qwen2_audio=/models/a,audio_flamingo3=/models/b")
     get_settings.cache_clear()
@@ -98,7 +98,7 @@ def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
 def test_an_agents_call_keeps_only_its_declared_arguments():
     """What only the pipeline sets (final listening's evidence, a sample's temperature, covering
     windows) an agent's call cannot: it would pass for the pipeline's own decision."""
-    from workers.reasoning.interaction import accepted_calls, plan_from
+    from workers.method.reasoning.interaction import accepted_calls, plan_from
 
     tools = catalogue.current()
     plan = plan_from({"calls": [{"tool": "signal_facts", "args": {"start": 1, "evidence": "x", "cover": True}}]},
@@ -108,7 +108,7 @@ def test_an_agents_call_keeps_only_its_declared_arguments():
 
 
 def test_a_line_of_another_pipeline_drops_the_batch_switches():
-    from api.submission import item_options
+    from api.intake.submission import item_options
 
     batch = {"pipeline": "crosscheck", "max_iters": 2, "mechanisms": {"agreement_gate": False}}
     assert item_options(batch, {"pipeline": "agr"}) == {"pipeline": "agr", "max_iters": 2}

@@ -9,7 +9,7 @@ import psutil
 
 LAUNCHER = """
 import subprocess, sys, time
-from core.processes import tied_to_this_process
+from local_stack.processes import tied_to_this_process
 child = subprocess.Popen(tied_to_this_process([sys.executable, "-c", "import time; time.sleep(120)"]),
                          start_new_session=True)
 print(child.pid, flush=True)

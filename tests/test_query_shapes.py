@@ -16,10 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select, text
 
-from api.batch_intake import INTAKE_THREAD
+from api.intake.batch_intake import INTAKE_THREAD
 from api.keys import create_key
 from api.presenters import benchmark_item, prediction_of, result_line
-from core.scoring import score
+from evaluation.scoring import score
 from models import Job, JobStatus
 from models.db import get_engine, session_scope
 
@@ -108,7 +108,7 @@ def test_listing_a_page_of_batches_costs_the_same_statements_for_2_and_20(app_cl
 
 
 def test_score_output_and_status_cost_the_same_statements_for_3_and_300_jobs(app_client, audio_id, monkeypatch):
-    import api.result_files as routes
+    import api.front_door.result_files as routes
 
     monkeypatch.setattr(routes, "RESULT_CHUNK", 1000, raising=False)  # one chunk each: the chunking is tested below
     small, (small_batch,) = _tenant(1, 3, audio_id)
@@ -124,7 +124,7 @@ def _jobs(batch_id: str) -> list[Job]:
 
 
 def test_counts_files_and_scores_are_those_of_every_job_rendered_one_by_one(app_client, audio_id, monkeypatch):
-    import api.result_files as routes
+    import api.front_door.result_files as routes
 
     monkeypatch.setattr(routes, "RESULT_CHUNK", 7, raising=False)  # many chunks, and a last one part full
     headers, batch_ids = _tenant(3, 61, audio_id)

@@ -230,7 +230,7 @@ class _Ran:
 
 
 def _agr(*args: str) -> _Ran:
-    from api.cli import app
+    from cli.main import app
 
     return _Ran(CliRunner().invoke(app, list(args)))
 

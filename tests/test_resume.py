@@ -13,7 +13,7 @@ from models import Iteration, Job, LLMCall, Step, ToolCall
 from models.db import session_scope
 from models.status import StepKind
 from tests.stack import question_item, tone_wav
-from workers.dispatch import send_step
+from workers.runtime.dispatch import send_step
 
 
 def _long_speech(devset, path):

@@ -29,15 +29,15 @@ HEAVY_NATIVE = {"torch": "/torch/lib/libtorch", "onnxruntime": "/onnxruntime/cap
 # What each role runs at start and on its first work, as far as it can run without services.
 ROLE_CODE = {
     "api": "from api.app import create_app; create_app()",
-    "cli": "import api.cli, api.cli_remote, api.cli_admin",
-    "sweeper": "import workers.sweeper_loop\nfrom workers.sweeper import Sweeper",
+    "cli": "import cli.main, cli.remote, cli.admin",
+    "sweeper": "import workers.runtime.sweeper_loop\nfrom workers.runtime.sweeper import Sweeper",
     "reasoning": (
-        "from workers.celery_app import app; app.loader.import_default_modules()\n"
+        "from workers.runtime.celery_app import app; app.loader.import_default_modules()\n"
         "from models.status import StepKind\n"
-        "from workers.steps import handler_for\n"
+        "from workers.method.steps import handler_for\n"
         "for kind in (StepKind.PLAN, StepKind.INTERACT, StepKind.ANSWER): handler_for(kind)\n"
-        "from workers.perception.tools import available_tools\n"
-        "from workers.reasoning import interaction, planner\n"
+        "from workers.method.perception.tools import available_tools\n"
+        "from workers.method.reasoning import interaction, planner\n"
         "tools = available_tools()\n"
         "interaction.messages('q?', ['a', 'b'], 'doc', ['more'], tools); interaction.schema(tools)\n"
         "planner.schema([t.name for t in tools])\n"
@@ -46,8 +46,8 @@ ROLE_CODE = {
 
 
 def test_every_route_names_a_task_the_workers_register():
-    from workers.celery_app import app
-    from workers.routing import STEP_ROUTES
+    from workers.runtime.celery_app import app
+    from workers.runtime.routing import STEP_ROUTES
 
     app.loader.import_default_modules()
     for route in STEP_ROUTES.values():

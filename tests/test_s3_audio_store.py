@@ -11,8 +11,9 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
-from core.audio_store import ObjectMissing, store_from
-from core.s3_audio_store import ObjectCorrupt, S3AudioStore, client_from_settings
+from storage.audio_store import ObjectMissing
+from storage.factory import store_from
+from storage.s3_audio_store import ObjectCorrupt, S3AudioStore, client_from_settings
 from core.settings import Settings
 
 
@@ -143,7 +144,7 @@ def test_the_operator_command_makes_the_bucket_from_the_environment(s3_server, t
     # The same AGR_* variables a worker process of the stack would be given.
     bucket = f"agr-{uuid.uuid4().hex[:12]}"
     env = os.environ | s3_server.env() | {"AGR_AUDIO_STORE_URL": f"s3://{bucket}", "AGR_DATA_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "core.s3_audio_store"], env=env, capture_output=True,
+    run = subprocess.run([sys.executable, "-m", "storage.s3_audio_store"], env=env, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
 

@@ -6,18 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.benchmark_exports import EXPORT_FORMATS
-from core.scoring import (
-    Accuracy,
-    extract_choice_letter,
-    letter_match,
-    read_benchmark,
-    read_predictions,
-    score,
-    score_item,
-    token_match,
-    tokenize,
-)
+from evaluation.benchmark_exports import EXPORT_FORMATS
+from evaluation.scoring import Accuracy, extract_choice_letter, letter_match, read_benchmark, read_predictions, score, score_item, token_match, tokenize
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 MMAR_FILE = BENCHMARKS / "MMAR-meta.jsonl"

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from workers.perception.audio_io import AudioClip, load_audio
-from workers.perception.sound_events import log_mel_patches, merge_events
-from workers.perception.tools import TOOLS
+from workers.method.perception.audio_io import AudioClip, load_audio
+from workers.method.perception.tools.sound_events.backend import log_mel_patches, merge_events
+from workers.method.perception.tools import TOOLS
 
 RATE = 16000
 

@@ -16,11 +16,11 @@ import pytest
 from core.settings import get_settings
 from models import AudioAsset, Batch, BatchStatus, Job, JobStatus, Step, StepKind
 from models.db import session_scope
-from workers.perception import catalogue
-from workers.perception.audio_io import AudioClip, load_audio
-from workers.perception.tools import TOOLS, PlannedCall
-from workers.perception.tools.base import calls_as_json
-from workers.perception.tools import transcription as transcription_tool
+from workers.method.perception import catalogue
+from workers.method.perception.audio_io import AudioClip, load_audio
+from workers.method.perception.tools import TOOLS, PlannedCall
+from workers.method.perception.tools.base import calls_as_json
+from core.cuda import cuda_visible
 
 SPEECH = ("dev-spoken_number-00", "dev-spoken_number-01", "dev-city-00")
 
@@ -46,7 +46,7 @@ def speech_paths(devset):
 
 @pytest.fixture
 def recognizer():
-    from workers.perception.loaded_models import speech_recognizer
+    from workers.method.perception.loaded_models import speech_recognizer
 
     return speech_recognizer()  # this process's: tiny.en on the CPU here
 
@@ -58,7 +58,7 @@ def test_on_a_cpu_only_machine_transcription_is_a_cpu_tool(asr_device):
     assert (tool.device, tool.model_name()) == ("cpu", "faster-whisper/tiny.en")
     entry = catalogue.current().tool("transcription")  # what the API stores with a job
     assert (entry.device, entry.model) == ("cpu", "faster-whisper/tiny.en")
-    assert not transcription_tool.cuda_visible()  # this machine has no NVIDIA GPU
+    assert not cuda_visible()  # this machine has no NVIDIA GPU
 
 
 def test_on_cuda_transcription_is_a_gpu_tool_with_its_own_model_name(asr_device):
@@ -74,7 +74,7 @@ def test_on_cuda_transcription_is_a_gpu_tool_with_its_own_model_name(asr_device)
 def _transcription_job(speech_path, tmp_path) -> SimpleNamespace:
     """A job whose coarse round is one transcription call, planned with this process's
     catalogue as the API would, and its first step's claim."""
-    from core.audio_store import audio_store
+    from storage.factory import audio_store
 
     data = speech_path.read_bytes()
     sha = hashlib.sha256(data + uuid.uuid4().bytes).hexdigest()  # no earlier test's cache hit
@@ -103,8 +103,8 @@ def test_the_cpu_step_runs_transcription_and_hands_nothing_to_the_gpu_queue(data
                                                                            speech_paths, tmp_path):
     """The round of a job whose coarse plan has transcription closes in its CPU step: no
     GPU step follows (on the old code, where transcription was a GPU tool, it did)."""
-    from workers.steps import perceive_cpu
-    from workers.steps.perception_round import Round
+    from workers.method.steps import perceive_cpu
+    from workers.method.steps.perception_round import Round
 
     asr_device("auto")
     claim = _transcription_job(speech_paths[1], tmp_path)
@@ -120,8 +120,8 @@ def test_the_cpu_step_runs_transcription_and_hands_nothing_to_the_gpu_queue(data
 def test_a_cpu_worker_refuses_a_transcription_planned_for_cuda(database_url, asr_device, speech_paths, tmp_path):
     """An API that resolved cuda and a CPU worker that resolves cpu disagree: the worker
     refuses the call by its model name, loudly, instead of transcribing with another model."""
-    from workers.steps import perceive_cpu
-    from workers.steps.perception_round import ToolUnavailableError
+    from workers.method.steps import perceive_cpu
+    from workers.method.steps.perception_round import ToolUnavailableError
 
     asr_device("cuda")
     claim = _transcription_job(speech_paths[0], tmp_path)
@@ -146,7 +146,8 @@ class _FakeWhisper:
 
 
 def test_the_language_is_the_models_detection_not_a_hard_coded_english(monkeypatch):
-    from workers.perception import asr, loaded_models
+    from workers.method.perception.tools.transcription import whisper as asr
+    from workers.method.perception import loaded_models
 
     recognizer = asr.SpeechRecognizer.__new__(asr.SpeechRecognizer)
     recognizer._model = fake = _FakeWhisper()
@@ -179,7 +180,7 @@ def test_clips_of_several_jobs_decoded_together_read_as_each_alone(recognizer, s
 def test_one_jobs_bad_audio_fails_only_its_own_call_in_a_gpu_batch(recognizer, speech_paths):
     """The GPU step's compute with transcription's batch runner: the clip that breaks the
     decode fails its own job's step; its batch-mates' results are kept."""
-    from workers.steps.perceive_gpu import GpuBatch, PendingCall, compute
+    from workers.method.steps.perceive_gpu import GpuBatch, PendingCall, compute
 
     good = load_audio(speech_paths[1])
     bad = AudioClip(np.full(16000, np.nan, np.float32), 16000, "broken.wav", 0.0)

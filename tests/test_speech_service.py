@@ -91,7 +91,7 @@ class _VerboseTranscriptions(BaseHTTPRequestHandler):
 
 
 def test_word_timestamps_are_asked_for_and_placed_in_absolute_time():
-    from workers.perception.speech_service import SpeechService
+    from workers.method.perception.tools.transcription.service import SpeechService
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _VerboseTranscriptions)
     threading.Thread(target=server.serve_forever, daemon=True).start()

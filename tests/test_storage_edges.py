@@ -22,17 +22,17 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from api.batch_input import Item
+from api.intake.batch_input import Item
 from api.keys import caller_for, create_key
-from api.submission import BatchRequest, create_batch
-from core.audio_store import audio_store
+from api.intake.submission import BatchRequest, create_batch
+from storage.factory import audio_store
 from models import AudioAsset, AudioDeletion, Batch, BatchStatus, Job, Step
 from models.db import session_scope
 from models.tenant import lock_tenant
 from tests.latency_proxy import LatencyProxy
 from tests.stack import api_client, tone_wav
-from workers import object_deletions
-from workers.retention import delete_batch
+from workers.runtime import object_deletions
+from workers.runtime.retention import delete_batch
 
 
 def _tenant(name: str):
@@ -169,7 +169,7 @@ def test_a_failed_commit_deletes_no_object_and_a_failed_store_delete_is_worked_o
 
 
 def test_an_object_no_row_names_is_collected(stack, tmp_path, monkeypatch):
-    from api.audio_ingest import put_staged, stage_path
+    from api.intake.audio_ingest import put_staged, stage_path
     from core.settings import get_settings
 
     monkeypatch.setenv("AGR_ORPHAN_GRACE_S", "3600")

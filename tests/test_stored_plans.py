@@ -17,7 +17,7 @@ from models import Batch, Iteration, Job, LLMCall, Step, ToolCall
 from models.db import session_scope
 from models.status import StepKind
 from tests.stack import question_item, tone_wav
-from workers.dispatch import send_step
+from workers.runtime.dispatch import send_step
 
 GPU_S = 0.05
 DEPLOYMENT = dict(coarse_tools='["signal_facts", "simulated_gpu"]', simulated_gpu_s=GPU_S, llm_model="reasoner-x")

@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 from api.keys import caller_for, create_key
-from core.audio_store import audio_store
+from storage.factory import audio_store
 from models import AudioAsset, AudioGrant, Job, Tenant, ToolCall, Upload
 from models.db import session_scope
 from tests.stack import api_client, tone_wav
-from workers.perception.executor import cache_key
-from workers.object_deletions import work_off
-from workers.retention import expire_uploads
+from workers.method.perception.executor import cache_key
+from workers.runtime.object_deletions import work_off
+from workers.runtime.retention import expire_uploads
 
 QUICK_COARSE_TOOLS = '["signal_facts", "voice_activity"]'
 
@@ -136,7 +136,7 @@ def test_tenants_share_bytes_not_files_and_later_changes_to_files_change_nothing
     assert _finished(b, again.json()["id"])["request_counts"]["completed"] == 1
     # The other tenant's job is not found, not forbidden.
     assert a.get(f"/v1/jobs/{job_b['id']}/audio").status_code == 404
-    # The objects go after the delete's commit (workers/object_deletions.py), once it answered.
+    # The objects go after the delete's commit (workers/runtime/object_deletions.py), once it answered.
     for digest in (submitted["moved.wav"][0], submitted["rewritten.wav"][0]):
         _until(lambda digest=digest: not audio_store().exists(digest))
     assert audio_store().exists(submitted["clip.wav"][0])

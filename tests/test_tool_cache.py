@@ -6,8 +6,8 @@ import uuid
 
 from models import AudioAsset, Batch, BatchStatus, Job, JobStatus
 from models.db import session_scope
-from workers.perception.executor import NO_SPEECH, RoundExecutor
-from workers.perception.tools import PlannedCall, ToolResult
+from workers.method.perception.executor import NO_SPEECH, RoundExecutor
+from workers.method.perception.tools import PlannedCall, ToolResult
 
 VOICE_ACTIVITY = PlannedCall("voice_activity", {})
 

@@ -4,8 +4,8 @@ import json
 
 import numpy as np
 
-from workers.perception.audio_io import AudioClip, load_audio
-from workers.perception.tools import TOOLS
+from workers.method.perception.audio_io import AudioClip, load_audio
+from workers.method.perception.tools import TOOLS
 
 RATE = 16000
 

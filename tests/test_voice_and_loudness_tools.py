@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from workers.perception.audio_io import AudioClip
-from workers.perception.tools import TOOLS
+from workers.method.perception.audio_io import AudioClip
+from workers.method.perception.tools import TOOLS
 
 RATE = 16000
 

@@ -401,7 +401,7 @@ def build_tiny_whisper(directory: Path) -> Path:
     """A randomly initialised Whisper of a few thousand parameters with the real English
     tokenizer (faster-whisper's bundled tiny.en's): what `transformers serve` transcribes
     with, where production serves a real Whisper."""
-    from workers.perception.asr import bundled_model_dir
+    from workers.method.perception.tools.transcription.whisper import bundled_model_dir
 
     tokenizer = WhisperTokenizerFast(tokenizer_file=str(bundled_model_dir("tiny.en") / "tokenizer.json"))
     start, end = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|endoftext|>"])

@@ -10,11 +10,11 @@ from sqlalchemy import select
 
 from api.deps import CallerDep, SessionDep
 from api.schemas import KnownAudio, UploadList, UploadOut
-from api.audio_ingest import put_staged, staged_file, store_staged
-from api.tenant_limits import check_storage_room
+from api.intake.audio_ingest import put_staged, staged_file, store_staged
+from api.intake.tenant_limits import check_storage_room
 from models.tenant import lock_tenant
-from api.upload_stream import ReceivedFile, ReceivedParts, UploadMalformed, UploadTooLarge, receive_parts
-from core.audio_store import audio_store
+from api.intake.upload_stream import ReceivedFile, ReceivedParts, UploadMalformed, UploadTooLarge, receive_parts
+from storage.factory import audio_store
 from core.settings import get_settings
 from models import AudioAsset, Upload
 from models.db import session_scope

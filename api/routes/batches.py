@@ -12,23 +12,23 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
-from api.batch_input import SubmissionInvalid
-from api.batch_intake import Submission, commit, prepare, record_for_intake
+from api.intake.batch_input import SubmissionInvalid
+from api.intake.batch_intake import Submission, commit, prepare, record_for_intake
 from api.deps import CallerDep, SessionDep
 from api.keys import Caller
 from api.presenters import (ENDED, SCORE_COLUMNS, batch_with_counts, benchmark_item, counts_by_batch, job_out,
                             prediction_of, present)
-from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
+from api.front_door.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
 from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
-from api.submission import enqueue_first_steps
+from api.intake.submission import enqueue_first_steps
 from models.tenant import lock_tenant
-from core.scoring import report_of, score_item
+from evaluation.scoring import report_of, score_item
 from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
 from models.db import session_scope
-from workers.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
-from workers import object_deletions
-from workers.retention import delete_batch
+from workers.runtime.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
+from workers.runtime import object_deletions
+from workers.runtime.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
@@ -47,7 +47,7 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None):
     """Inline `input`: validate every line and every audio reference, then queue the whole
     batch (or nothing). `input_file_id`: the batch is recorded `validating` and checked
-    off the request path (api/batch_intake.py); poll it for `in_progress` or `failed`."""
+    off the request path (api/intake/batch_intake.py); poll it for `in_progress` or `failed`."""
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     submission = _submission(body)
     if idempotency_key and (replay := _replay_now(caller, idempotency_key, request_hash)):
@@ -151,7 +151,7 @@ def remove(batch_id: UUID, caller: CallerDep, after: BackgroundTasks) -> dict:
     """Delete an ended batch: its jobs, their evidence, and the audio objects no other job or
     upload of this tenant uses (uploads are kept until they expire). The objects go from the
     store after the answer (and the commit), not under the tenant's lock; the sweeper
-    finishes what fails (workers/object_deletions.py)."""
+    finishes what fails (workers/runtime/object_deletions.py)."""
     with session_scope() as session:  # committed before the answer says it is done
         lock_tenant(session, caller.tenant_id)  # retention and the tenant's submits take turns
         batch = session.scalar(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == caller.tenant_id)

@@ -1,6 +1,6 @@
 """POST /v1/chat/completions: one question about one clip, in the OpenAI request shape,
-answered by the pipeline the `model` names (api/chat_request.py reads the request,
-api/chat_jobs.py makes or finds its job, api/chat_completion.py shows the reply).
+answered by the pipeline the `model` names (api/front_door/chat_request.py reads the request,
+api/front_door/chat_jobs.py makes or finds its job, api/front_door/chat_completion.py shows the reply).
 
 The call is held open until the job ends, at most AGR_CHAT_TIMEOUT_S; past it, 504 with
 the job id (it goes on: poll GET /v1/jobs/{id}, or send the same request again to wait
@@ -19,13 +19,13 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
-from api.chat_jobs import job_for
-from api.chat_progress import JobWatch, traces
-from api.chat_request import invalid, read_chat_request
+from api.front_door.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
+from api.front_door.chat_jobs import job_for
+from api.front_door.chat_progress import JobWatch, traces
+from api.front_door.chat_request import invalid, read_chat_request
 from api.deps import CallerDep
-from api.job_end_listener import Waiter
-from api.openai_errors import OpenAIError, error_object
+from api.front_door.job_end_listener import Waiter
+from api.front_door.openai_errors import OpenAIError, error_object
 from core.settings import get_settings
 from models import JobStatus
 from models.db import session_scope
@@ -80,8 +80,8 @@ async def _wait(request: Request, watch: JobWatch, on_progress=None):
     """The job once it ended; TIMED_OUT past the ceiling; CLIENT_LEFT if the client left
     first; None if it was deleted meanwhile.
     Read once, then again each time there is news of it: its end announced
-    (api/job_end_listener.py), or found by the process's one read of every held job
-    (api/held_jobs.py). A stream (`on_progress`) is told each step done; its client leaving
+    (api/front_door/job_end_listener.py), or found by the process's one read of every held job
+    (api/front_door/held_jobs.py). A stream (`on_progress`) is told each step done; its client leaving
     is seen by the StreamingResponse, which cancels this wait; otherwise this waits for
     the client's disconnect itself."""
     state = request.app.state

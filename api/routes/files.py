@@ -3,7 +3,7 @@ output and error files of batches made through the OpenAI Batch API (purpose
 `batch_output`: rendered from the batch's jobs when read, deleted with the batch).
 
 A large batch arrives here first, streamed, then `POST /v1/batches` names it by
-`input_file_id` and is validated off the request path (api/batch_intake.py). The same
+`input_file_id` and is validated off the request path (api/intake/batch_intake.py). The same
 bytes uploaded again by the same tenant answer the file made the first time, so a
 re-run of a submission finds the batch it made (its Idempotency-Key's request is the
 same).
@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, SessionDep
 from api.presenters import ERROR_FILE_PREFIX, OUTPUT_FILE_PREFIX
-from api.result_files import ERROR_STATUSES, OUTPUT_STATUSES, batch_api_lines, file_size, result_file
+from api.front_door.result_files import ERROR_STATUSES, OUTPUT_STATUSES, batch_api_lines, file_size, result_file
 from api.schemas import FileList, FileOut
-from api.upload_stream import UploadMalformed, UploadTooLarge, receive_parts
+from api.intake.upload_stream import UploadMalformed, UploadTooLarge, receive_parts
 from core.settings import get_settings
 from models import Batch, BatchStatus, InputFile
 from models.db import session_scope

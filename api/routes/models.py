@@ -1,9 +1,9 @@
 """GET /v1/models: the pipelines a chat completion or a Batch API line may name as its
-`model` (workers/pipelines.py), and the operator's aliases (AGR_MODEL_ALIASES)."""
+`model` (workers/method/pipelines.py), and the operator's aliases (AGR_MODEL_ALIASES)."""
 
 from fastapi import APIRouter
 
-from api.chat_request import pipeline_of
+from api.front_door.chat_request import pipeline_of
 from api.deps import CallerDep
 from core.settings import get_settings
 

@@ -4,7 +4,7 @@
 lapsed lease) and cleared when its message is handed to the broker; `sent_seq` numbers
 every message sent (and `sent_priority` says which of the queue's lanes it went to), so
 the sweeper can tell a message a consumer has passed over (lost)
-from one still waiting behind a backlog (workers/outbox.py).
+from one still waiting behind a backlog (workers/runtime/outbox.py).
 
 Revision ID: 0006
 Revises: 0005

@@ -2,7 +2,7 @@
 
 Assets were rows pointing at the first submitter's file, shared by every tenant with the
 same bytes. From this revision an asset is an object in the service's content-addressed
-store (core/audio_store.py); `audio_grants` says which tenant may read it; a job keeps
+store (storage/audio_store.py); `audio_grants` says which tenant may read it; a job keeps
 the name its submitter gave the audio (`audio_name`); a tenant has a storage quota.
 Rows made before keep their path as `legacy_path`, which nothing opens: their objects
 are not in the store, so their unfinished jobs fail with that reason.

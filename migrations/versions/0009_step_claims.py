@@ -2,8 +2,8 @@
 
 The window of a queue is its steps whose message is out and not yet claimed (queued,
 numbered, nothing due). GPU batch-mates are picked from it in message order and locked in
-the same statement, skipping rows another worker holds (workers/step_claim.py); the fair
-dispatcher counts it (workers/fair_dispatch.py). This index holds those rows alone, a
+the same statement, skipping rows another worker holds (workers/runtime/step_claim.py); the fair
+dispatcher counts it (workers/runtime/fair_dispatch.py). This index holds those rows alone, a
 window (64 by default) per step kind, so neither reads the backlog waiting behind it, nor
 the retries due, however many there are.
 

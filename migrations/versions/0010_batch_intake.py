@@ -1,7 +1,7 @@
 """batches made from an uploaded file are validated off the request path
 
 `input_files` holds submission files (`POST /v1/files`); a batch made from one is
-`validating` until the intake (api/batch_intake.py) has checked it, with the request's
+`validating` until the intake (api/intake/batch_intake.py) has checked it, with the request's
 parameters in `intake` meanwhile and, if refused, every bad line in `errors`. The intake
 checks a batch under a lease (`intake_claim`, `intake_claimed_until`), not a transaction.
 

@@ -6,7 +6,7 @@ index leaves them out). `in_progress_at` is the OpenAI batch object's timestamp 
 name. Deleting a submission file (DELETE /v1/files/{id}) leaves its batches, unlinked.
 
 A job that answers or errors notifies channel `agr_job_ended` with its id, delivered when
-its transaction commits: a held chat call (api/job_end_listener.py) wakes at once instead
+its transaction commits: a held chat call (api/front_door/job_end_listener.py) wakes at once instead
 of on its next poll. Cancel and expiry, which end thousands of jobs in one statement,
 notify nothing; a held call sees those on its next poll.
 

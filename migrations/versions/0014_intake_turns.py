@@ -1,6 +1,6 @@
 """batches keep when the intake began checking them, so tenants take turns
 
-The intake (api/batch_intake.py) checks next a waiting batch of the tenant whose last
+The intake (api/intake/batch_intake.py) checks next a waiting batch of the tenant whose last
 check began longest ago (or never): one tenant's twenty large files no longer hold
 another's small one behind all of them (issue 28).
 

@@ -1,0 +1,23 @@
+"""Sound-event tagging over time: what kinds of sound occur, and when (YAMNet)."""
+
+from workers.method.perception.tools.base import Tool, ToolResult
+from workers.method.perception.tools.sound_events.spec import MODEL_NAME, installed
+
+
+def run(clip, _args: dict) -> ToolResult:
+    from workers.method.perception.tools.sound_events import backend as sound_events
+    from workers.method.perception.loaded_models import sound_tagger
+
+    facts = sound_tagger().tag(clip)
+    return ToolResult(facts, sound_events.render(facts))
+
+
+TOOL = Tool(
+    "sound_events",
+    "Sound-event tags over time (speech, music, instruments, tones, noise, animals, vehicles, "
+    "...): the top AudioSet labels every 0.48 s, merged into events with start and end.",
+    "cpu",
+    run,
+    lambda: MODEL_NAME,
+    installed,
+)

@@ -1,0 +1,21 @@
+"""Voice activity: the segments where someone speaks (Silero VAD)."""
+
+from workers.method.perception.tools.base import Tool, ToolResult
+from workers.method.perception.tools.voice_activity.spec import MODEL_NAME
+
+
+def run(clip, _args: dict) -> ToolResult:
+    from workers.method.perception.tools.voice_activity import backend as voice_activity
+    from workers.method.perception.loaded_models import voice_activity_detector
+
+    facts = voice_activity_detector().segments(clip)
+    return ToolResult(facts, voice_activity.render(facts))
+
+
+TOOL = Tool(
+    "voice_activity",
+    "Where speech is: start and end of every speech segment, and the share of the audio that is speech.",
+    "cpu",
+    run,
+    lambda: MODEL_NAME,
+)
