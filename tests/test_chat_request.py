@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.front_door.chat_request import allowed_url, read_chat_request
-from api.front_door.openai_errors import OpenAIError
+from api.intake.chat_request import allowed_url, read_chat_request
+from api.openai_errors import OpenAIError
 
 AUDIO = {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -119,3 +119,34 @@ def test_the_method_never_imports_the_runtime_that_runs_it():
                       if module.startswith("workers.method") for target in targets
                       if target.startswith("workers.runtime"))
     assert not crossing, "\n".join(crossing)
+
+
+# What each package may import besides itself, as its __init__'s docstring says.
+MAY_IMPORT = {
+    "core": set(),
+    "models": {"core"},
+    "storage": {"core"},
+    "evaluation": {"core"},
+    "local_stack": {"core", "models", "storage"},
+    "workers.method": {"core", "models", "storage"},
+    "workers.runtime": {"core", "models", "storage", "workers.method"},
+    "api.intake": {"api", "core", "models", "storage", "workers.method", "workers.runtime"},
+    "api.front_door": {"api", "api.intake", "core", "models", "storage", "workers.method"},
+    "api.routes": {"api", "api.intake", "api.front_door", "core", "evaluation", "models", "storage",
+                   "workers.method", "workers.runtime"},
+}
+
+
+def _package(module: str) -> str:
+    for package in sorted(MAY_IMPORT, key=len, reverse=True):
+        if module == package or module.startswith(package + "."):
+            return package
+    return module.partition(".")[0]
+
+
+def test_each_package_imports_only_what_its_docstring_allows():
+    graph = import_graph()
+    broken = sorted(f"{module} -> {target}" for module, targets in graph.items()
+                    if (package := _package(module)) in MAY_IMPORT for target in targets
+                    if (other := _package(target)) != package and other not in MAY_IMPORT[package])
+    assert not broken, "\n".join(broken)

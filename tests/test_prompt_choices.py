@@ -2,7 +2,7 @@
 
 import pytest
 
-from api.front_door.prompt_choices import parse_prompt
+from api.intake.prompt_choices import parse_prompt
 
 MMAR_LMMS_EVAL = ("Listen to the audio and answer the following multiple-choice question. Respond with only the "
                   "letter (A, B, C, or D) of the correct option.\nWhat instrument plays first?\nA. Piano\n"

@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from api.intake.audio_ingest import put_items
 from api.intake.batch_input import BATCH_API_ENDPOINT, Item, SubmissionInvalid
 from api.intake.batch_intake import commit, parse_window
-from api.front_door.chat_audio import stage_chat_audio
-from api.front_door.chat_request import ChatQuestion, invalid
+from api.intake.chat_audio import stage_chat_audio
+from api.intake.chat_request import ChatQuestion, invalid
 from api.keys import Caller
-from api.front_door.openai_errors import OpenAIError
+from api.openai_errors import OpenAIError
 from api.intake.submission import BatchRequest, enqueue_first_steps
 from core.settings import get_settings
 from models import Batch, Job, JobStatus

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from api.front_door.chat_completion import completion_body, job_failure, job_model, usage_by_job
 from api.front_door.chat_progress import traces
-from api.front_door.openai_errors import error_object
+from api.openai_errors import error_object
 from api.presenters import RESULT_COLUMNS, result_line
 from models import Job, JobStatus
 from models.db import session_scope

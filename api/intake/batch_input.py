@@ -1,5 +1,5 @@
 """Reading a submission: our JSONL items, an MMAR JSONL file, an MMAU JSON file, or an
-OpenAI Batch API file (each line a chat completion request: api/front_door/chat_request.py).
+OpenAI Batch API file (each line a chat completion request: api/intake/chat_request.py).
 
 Reading is two passes, so every problem is reported at once, by line, before anything is
 queued: `parse_submission` checks each line's JSON and fields; `resolve_audio` then turns
@@ -16,8 +16,8 @@ from uuid import UUID
 
 from api.intake import item_limits
 from api.intake.audio_refs import AudioRef, UploadRef
-from api.front_door.chat_request import read_chat_request
-from api.front_door.openai_errors import OpenAIError
+from api.intake.chat_request import read_chat_request
+from api.openai_errors import OpenAIError
 
 if TYPE_CHECKING:
     from api.intake.audio_ingest import StagedAudio

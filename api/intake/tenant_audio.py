@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from api.intake.audio_ingest import StagedAudio, stage_beneath, stored_upload
 from api.intake.audio_refs import InlineAudio, RemoteAudio
-from api.front_door.chat_audio import stage_chat_audio
-from api.front_door.openai_errors import OpenAIError
+from api.intake.chat_audio import stage_chat_audio
+from api.openai_errors import OpenAIError
 from api.intake.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
 from api.keys import Caller
 from storage.open_beneath import NotBeneath, check_dir_beneath

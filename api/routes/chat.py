@@ -1,5 +1,5 @@
 """POST /v1/chat/completions: one question about one clip, in the OpenAI request shape,
-answered by the pipeline the `model` names (api/front_door/chat_request.py reads the request,
+answered by the pipeline the `model` names (api/intake/chat_request.py reads the request,
 api/front_door/chat_jobs.py makes or finds its job, api/front_door/chat_completion.py shows the reply).
 
 The call is held open until the job ends, at most AGR_CHAT_TIMEOUT_S; past it, 504 with
@@ -22,10 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from api.front_door.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
 from api.front_door.chat_jobs import job_for
 from api.front_door.chat_progress import JobWatch, traces
-from api.front_door.chat_request import invalid, read_chat_request
+from api.intake.chat_request import invalid, read_chat_request
 from api.deps import CallerDep
 from api.front_door.job_end_listener import Waiter
-from api.front_door.openai_errors import OpenAIError, error_object
+from api.openai_errors import OpenAIError, error_object
 from core.settings import get_settings
 from models import JobStatus
 from models.db import session_scope

@@ -3,7 +3,7 @@
 
 from fastapi import APIRouter
 
-from api.front_door.chat_request import pipeline_of
+from api.intake.chat_request import pipeline_of
 from api.deps import CallerDep
 from core.settings import get_settings
 

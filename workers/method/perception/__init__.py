@@ -1,4 +1,8 @@
-"""Perception: model backends and the tools the agents call (see tools/)."""
+"""Perception: what the agents learn about a clip. Audio decoded into one form (audio_io),
+the tools the agents may call (tools/: one module, or one package with a light spec and a
+heavy backend, per tool), the audio-language models behind several tools (alm/), the models a
+worker holds once loaded (loaded_models), a round's calls run and reused (executor), and the
+evidence document they make (evidence, trust, agreement, catalogue)."""
 
 from core.numba_cache import use_persistent_numba_cache
 

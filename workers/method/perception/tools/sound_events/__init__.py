@@ -1,4 +1,8 @@
-"""Sound-event tagging over time: what kinds of sound occur, and when (YAMNet)."""
+"""Sound-event tagging over time: what kinds of sound occur, and when (YAMNet).
+
+The tool as the agents see it; spec.py holds what every role may read of its model (its name),
+backend.py the model itself, loaded only by a worker that runs the tool.
+"""
 
 from workers.method.perception.tools.base import Tool, ToolResult
 from workers.method.perception.tools.sound_events.spec import MODEL_NAME, installed

@@ -1,4 +1,8 @@
-"""Speakers: how many different voices speak, and the turns of each (no identities)."""
+"""Speakers: how many different voices speak, and the turns of each (no identities).
+
+The tool as the agents see it; spec.py holds what every role may read of its model (its name),
+backend.py the model itself, loaded only by a worker that runs the tool.
+"""
 
 from workers.method.perception.tools.base import Tool, ToolResult
 from workers.method.perception.tools.speakers.spec import MODEL_NAME, installed

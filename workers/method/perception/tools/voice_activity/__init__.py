@@ -1,4 +1,8 @@
-"""Voice activity: the segments where someone speaks (Silero VAD)."""
+"""Voice activity: the segments where someone speaks (Silero VAD).
+
+The tool as the agents see it; spec.py holds what every role may read of its model (its name),
+backend.py the model itself, loaded only by a worker that runs the tool.
+"""
 
 from workers.method.perception.tools.base import Tool, ToolResult
 from workers.method.perception.tools.voice_activity.spec import MODEL_NAME

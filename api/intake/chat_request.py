@@ -6,7 +6,7 @@ lmms-eval, UltraEval-Audio, VoiceBench), `{"type": "audio_url", "audio_url": {"u
 "data:audio/wav;base64,..."}}` (vLLM), or `{"type": "file", "file": {"file_id": <upload
 id>}}` for audio uploaded with POST /v1/audio. An http(s) URL is fetched only under an
 operator's allow-list (AGR_AUDIO_URL_ALLOWLIST). The user messages' text is the question,
-its choices read out of it (api/front_door/prompt_choices.py); system messages are kept as context.
+its choices read out of it (api/intake/prompt_choices.py); system messages are kept as context.
 
 Sampling fields (`temperature`, `top_p`, `max_tokens`, `seed`, ...) are accepted and do not
 change the job: the pipeline's own settings decide how its agents sample. What cannot be
@@ -23,8 +23,8 @@ import httpx
 
 from api.intake import item_limits
 from api.intake.audio_refs import InlineAudio, RemoteAudio, UploadRef
-from api.front_door.openai_errors import OpenAIError
-from api.front_door.prompt_choices import parse_prompt
+from api.openai_errors import OpenAIError
+from api.intake.prompt_choices import parse_prompt
 from core.settings import get_settings
 
 # What the stored copy is named by, and read with (soundfile, else ffmpeg: workers/method/perception/audio_io.py).

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.intake.audio_ingest import StagedAudio, stage_stream, stored_upload
 from api.intake.audio_refs import InlineAudio, RemoteAudio, UploadRef
-from api.front_door.chat_request import ChatAudio, decode_inline, invalid
+from api.intake.chat_request import ChatAudio, decode_inline, invalid
 from core.settings import get_settings
 from models import AudioAsset, Upload
 from models.db import session_scope
@@ -61,7 +61,7 @@ def _upload(ref: UploadRef, tenant_id) -> StagedAudio:
 
 
 def _fetch(audio: RemoteAudio) -> StagedAudio:
-    """The URL's body (an allowed prefix: api/front_door/chat_request.py), refused past the audio limit."""
+    """The URL's body (an allowed prefix: api/intake/chat_request.py), refused past the audio limit."""
     settings = get_settings()
     limit = settings.max_audio_bytes
     with tempfile.SpooledTemporaryFile(max_size=FETCH_BLOCK * 8) as body:
