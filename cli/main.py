@@ -27,7 +27,7 @@ from local_stack.stack import LocalStack
 from cli.stop_signals import exit_status, stop_on_sigint_and_sigterm
 from api.intake.batch_input import SubmissionInvalid, read_batch_file
 from core.settings import get_settings
-from workers.method.pipelines import PIPELINES
+from workers.method.pipelines import PIPELINES, Pipeline
 from workers.method.mechanisms import MECHANISMS, resolved
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
@@ -54,9 +54,8 @@ def run(
     settings = get_settings()
     if pipeline not in PIPELINES:
         raise typer.BadParameter(f"use one of {', '.join(PIPELINES)}", param_hint="--pipeline")
-    if pipeline == "direct" and not settings.alm_model:
-        raise typer.BadParameter("the direct pipeline needs an audio-language model (AGR_ALM_MODEL)",
-                                 param_hint="--pipeline")
+    if unavailable := Pipeline(pipeline).why_unavailable():
+        raise typer.BadParameter(unavailable, param_hint="--pipeline")
     options = {"max_iters": settings.max_iters if max_iters is None else max_iters, "pipeline": pipeline}
     try:
         if switches := resolved(pipeline, {m: False for m in without}):

@@ -111,15 +111,15 @@ def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monk
 
 def test_crosscheck_plans_each_models_samples(two_models, monkeypatch):
     from workers.method.perception import catalogue
-    from workers.method.pipelines import first_round_calls
+    from workers.method.pipelines import Pipeline
 
     monkeypatch.setenv("AGR_ALM_ANSWER_SAMPLES", "3")
     get_settings.cache_clear()
-    calls = first_round_calls("crosscheck", "What?", ["a", "b"], catalogue.current())
+    calls = Pipeline("crosscheck").first_round_calls("What?", ["a", "b"], catalogue.current())
     answers = [(c.tool, c.args.get("sample"), c.args.get("temperature")) for c in calls
                if c.tool.startswith("audio_answer")]
     assert answers == [(tool, k, 0.7) for tool in ("audio_answer", "audio_answer_2") for k in (1, 2, 3)]
-    open_question = first_round_calls("crosscheck", "What is heard?", [], catalogue.current())
+    open_question = Pipeline("crosscheck").first_round_calls("What is heard?", [], catalogue.current())
     assert not [c for c in open_question if c.tool.startswith("audio_answer")]  # no choice to name
 
 

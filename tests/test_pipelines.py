@@ -9,7 +9,7 @@ from models.db import session_scope
 from sqlalchemy import select
 from tests.stack import tone_wav
 from workers.method.perception import catalogue
-from workers.method.pipelines import CROSSCHECK_TOOLS, first_round_calls
+from workers.method.pipelines import CROSSCHECK_TOOLS, Pipeline
 
 CHEAP = list(CROSSCHECK_TOOLS)  # no ALM is configured here: no audio-model calls
 
@@ -24,7 +24,7 @@ CHEAP = list(CROSSCHECK_TOOLS)  # no ALM is configured here: no audio-model call
     ("What is said?", ["the song is over", "hello"], True),  # a choice may call for it
 ])
 def test_crosscheck_round_zero_runs_every_cheap_tool_and_music_where_the_question_needs_it(question, choices, music):
-    calls = first_round_calls("crosscheck", question, choices, catalogue.current())
+    calls = Pipeline("crosscheck").first_round_calls(question, choices, catalogue.current())
     names = [c.tool for c in calls]
     assert [n for n in names if n != "music"] == CHEAP
     assert ("music" in names) is music
@@ -79,7 +79,6 @@ def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
     """With several audio models configured, `agr`'s agents still see one ALM's caption,
     question and re-caption routes, with the paper's descriptions; crosscheck sees them all."""
     from core.settings import get_settings
-    from workers.method.pipelines import tools_for
 
     monkeypatch.setenv("AGR_ALMS", "qwen2_audio=/models/a,audio_flamingo3=/models/b")
     get_settings.cache_clear()
@@ -87,10 +86,10 @@ def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
         tools = catalogue.current().tools
     finally:
         get_settings.cache_clear()
-    offered = {t.name for t in tools_for("agr", tools)}
+    offered = {t.name for t in Pipeline("agr").offered(tools)}
     assert {"caption", "audio_qa", "re_caption"} <= offered
     assert not offered & {"audio_answer", "caption_2", "audio_answer_2", "re_caption_2"}
-    assert {"audio_answer", "caption_2", "audio_answer_2"} <= {t.name for t in tools_for("crosscheck", tools)}
+    assert {"audio_answer", "caption_2", "audio_answer_2"} <= {t.name for t in Pipeline("crosscheck").offered(tools)}
     caption = next(t for t in tools if t.name == "caption")
     assert caption.description == "A detailed description of the whole audio from an audio-language model."
 

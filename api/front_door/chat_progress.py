@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from models import Iteration, Job, Step, StepKind, StepStatus
 from models.db import session_scope
+from workers.method.verdict import Verdict
 
 STEP_COLUMNS = (Step.id, Step.job_id, Step.kind, Step.iteration, Step.calls)
 
@@ -64,9 +65,9 @@ def _line(step, verdicts: dict) -> str:
         tools = ", ".join(dict.fromkeys(c["tool"] for c in step.calls or [])) or "no tools"
         return f"{where}: perception ran {tools}"
     if step.kind == StepKind.PLAN:
-        verdict = verdicts.get((step.job_id, step.iteration)) or {}
-        judged = "sufficient" if verdict.get("sufficient") else "not sufficient"
-        reason = f": {verdict['reason']}" if verdict.get("reason") else ""
+        verdict = Verdict.from_json(verdicts.get((step.job_id, step.iteration))) or Verdict(False, "")
+        judged = "sufficient" if verdict.sufficient else "not sufficient"
+        reason = f": {verdict.reason}" if verdict.reason else ""
         return f"{where}: the planning agent judged the evidence {judged}{reason}"
     if step.kind == StepKind.INTERACT:
         return f"{where}: the interaction agent chose tool calls for what is missing"

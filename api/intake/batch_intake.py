@@ -47,6 +47,7 @@ from models import Batch, BatchStatus, InputFile, Tenant
 from models.db import session_scope
 from models.tenant import lock_tenant
 from workers.method.mechanisms import resolved
+from workers.method.pipelines import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ def prepare(caller: Caller, text: str, submission: Submission, idempotency_key: 
             request_sha256: str | None = None) -> BatchRequest:
     """The validated request, its files staged; SubmissionInvalid names every bad line."""
     settings = get_settings()
-    if submission.pipeline == "direct" and not settings.alm_model:
-        raise SubmissionInvalid(["the direct pipeline needs an audio-language model (AGR_ALM_MODEL)"])
+    if unavailable := Pipeline(submission.pipeline).why_unavailable():
+        raise SubmissionInvalid([unavailable])
     parsed, errors = parse_lines(text, submission.input_format, settings.batch_max_items)
     with session_scope() as session:  # read only, and over before any file is read
         resolver = resolver_for(session, caller, parsed, submission.audio_dir)

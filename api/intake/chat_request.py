@@ -26,6 +26,7 @@ from api.intake.audio_refs import InlineAudio, RemoteAudio, UploadRef
 from api.openai_errors import OpenAIError
 from api.intake.prompt_choices import parse_prompt
 from core.settings import get_settings
+from workers.method.pipelines import Pipeline
 
 # What the stored copy is named by, and read with (soundfile, else ffmpeg: workers/method/perception/audio_io.py).
 AUDIO_FORMATS = {"wav": "wav", "wave": "wav", "x-wav": "wav", "mp3": "mp3", "mpeg": "mp3", "flac": "flac",
@@ -77,8 +78,8 @@ def read_chat_request(body) -> ChatQuestion:
     if not isinstance(model, str) or not model:
         raise invalid("you must provide a model parameter", "model", "missing_required_parameter")
     pipeline = pipeline_of(model)
-    if pipeline == "direct" and not get_settings().alm_model:
-        raise invalid("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service", "model")
+    if unavailable := Pipeline(pipeline).why_unavailable():
+        raise invalid(f"{unavailable} on this service", "model")
     _refuse_what_cannot_be_honoured(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

@@ -17,7 +17,7 @@ from workers.runtime import outbox
 from workers.method.perception import catalogue
 from workers.method.perception.tools.base import calls_as_json
 from workers.method.mechanisms import PIPELINES_WITH_MECHANISMS
-from workers.method.pipelines import DEFAULT_PIPELINE, first_round_calls, round_zero_kind
+from workers.method.pipelines import DEFAULT_PIPELINE, Pipeline
 
 
 @dataclass(frozen=True)
@@ -122,17 +122,16 @@ def item_options(batch: dict, item: dict) -> dict:
 
 class _FirstCalls:
     """Each job's coarse-round calls, as stored on its first step, worked out once for each
-    kind of round 0 the batch has (workers/method/pipelines.round_zero_kind)."""
+    kind of round 0 the batch has (Pipeline.round_zero_kind, workers/method/pipelines.py)."""
 
     def __init__(self, tools):
         self.tools, self._by_kind = tools, {}
 
     def of(self, job: Job) -> list[dict]:
-        pipeline = job.options.get("pipeline", DEFAULT_PIPELINE)
-        mechanisms = job.options.get("mechanisms")
-        kind = round_zero_kind(pipeline, job.question, job.choices, mechanisms)
+        pipeline = Pipeline(job.options.get("pipeline", DEFAULT_PIPELINE), job.options.get("mechanisms"))
+        kind = pipeline.round_zero_kind(job.question, job.choices)
         if kind is None or kind not in self._by_kind:
-            calls = calls_as_json(first_round_calls(pipeline, job.question, job.choices, self.tools, mechanisms))
+            calls = calls_as_json(pipeline.first_round_calls(job.question, job.choices, self.tools))
             if kind is None:
                 return calls
             self._by_kind[kind] = calls

@@ -12,17 +12,22 @@ audio and the same stored perception results:
   the answering agent is sampled and voted on, and the audio model hears the clip again to
   answer with the evidence before the reasoner arbitrates (workers/method/steps/answer.py). Each
   mechanism can be switched off per batch (workers/method/mechanisms.py).
+
+A job's pipeline is resolved once into a `Pipeline` value (its name and switches); the
+steps ask it what to do rather than comparing names.
 """
 
 import re
+from dataclasses import dataclass
 
 from core.settings import MAX_ALMS, get_settings
 from models.status import StepKind
 from workers.method.mechanisms import is_on
 from workers.method.perception.alm.prompts import direct_prompt
 
-PIPELINES = ("agr", "cascade", "direct", "crosscheck")
-DEFAULT_PIPELINE = "agr"
+AGR, CASCADE, DIRECT, CROSSCHECK = "agr", "cascade", "direct", "crosscheck"
+PIPELINES = (AGR, CASCADE, DIRECT, CROSSCHECK)
+DEFAULT_PIPELINE = AGR
 # Round 0 of `crosscheck`: each ≤ 0.2 s warm on a devset clip (bench/tool_latency.py), in
 # the order their evidence is read; transcription only where voice activity found speech.
 CROSSCHECK_TOOLS = ("signal_facts", "voice_activity", "steady_sounds", "sound_events", "loudness", "voice_pitch",
@@ -36,21 +41,96 @@ MUSIC_CUES = re.compile(
     r"pitch\w*|tones?|tonal|instrument\w*|genre|beeps?|clicks?|pulses?|how many|count\w*|times)\b", re.IGNORECASE)
 
 
-def first_round_calls(pipeline: str, question: str, choices: list[str], catalogue,
-                      mechanisms: dict | None = None) -> list:
-    """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
-    configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
-    without loading the tool registry.)"""
-    from workers.method.perception.tools import coarse_tools
+@dataclass(frozen=True)
+class Pipeline:
+    """How one job answers: its pipeline's name and its switches (crosscheck's mechanisms;
+    None: all of its own). What each step does differently is asked of this value."""
 
-    if pipeline == "direct":
-        return [catalogue.call("audio_qa", {"question": direct_prompt(question, choices)})]
-    if pipeline != "crosscheck":
-        return [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
-    tools = crosscheck_tools(question, choices) if is_on(mechanisms, "round0_evidence") else [
-        t for t in coarse_tools() if t.name != "caption"]
-    calls = [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in tools]
-    return calls + alm_round_zero(question, choices, catalogue, is_on(mechanisms, "alm_ensemble"))
+    name: str = DEFAULT_PIPELINE
+    mechanisms: dict[str, bool] | None = None
+
+    def uses(self, mechanism: str) -> bool:
+        """Whether this job runs one of crosscheck's mechanisms (workers/method/mechanisms.py)."""
+        return self.name == CROSSCHECK and is_on(self.mechanisms, mechanism)
+
+    def switched_off(self, mechanism: str) -> bool:
+        return not is_on(self.mechanisms, mechanism)
+
+    @property
+    def answers_directly(self) -> bool:
+        """One audio-language-model call answers; no reasoner LLM."""
+        return self.name == DIRECT
+
+    @property
+    def after_first_document(self) -> StepKind:
+        """What reads the coarse document: the planner (the refinement loop), or the answerer."""
+        return StepKind.PLAN if self.name in (AGR, CROSSCHECK) else StepKind.ANSWER
+
+    @property
+    def goes_beyond_the_paper(self) -> bool:
+        """crosscheck: every configured audio model offered, their answers shown beside the
+        evidence, several answers sampled, and how the answer was decided recorded. `agr`
+        stays the paper's single-model method whatever the deployment configured."""
+        return self.name == CROSSCHECK
+
+    @property
+    def shows_sources(self) -> bool:
+        """Whether the evidence document shows each item's source, trust and declared limits
+        (workers/method/perception/trust.py); `agr` keeps the paper's document."""
+        return self.uses("trust_labels")
+
+    @property
+    def gates_on_agreement(self) -> bool:
+        return self.uses("agreement_gate")
+
+    @property
+    def hears_again_to_answer(self) -> bool:
+        return self.uses("audio_decision")
+
+    def why_unavailable(self) -> str | None:
+        """Why this service cannot run this pipeline (None: it can)."""
+        if self.answers_directly and not get_settings().alm_model:
+            return "the direct pipeline needs an audio-language model (AGR_ALM_MODEL)"
+        return None
+
+    def default_answer_samples(self) -> int:
+        return get_settings().crosscheck_answer_samples if self.goes_beyond_the_paper else 1
+
+    def offered(self, tools) -> list:
+        """The tools this pipeline's agents are offered: only crosscheck has the audio models'
+        own answers and the models after the first."""
+        from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+
+        if self.goes_beyond_the_paper:
+            return list(tools)
+        return [t for t in tools if route_of(t.name)[0] != ANSWER_ROUTE and route_of(t.name)[1] == 1]
+
+    def first_round_calls(self, question: str, choices: list[str], catalogue) -> list:
+        """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
+        configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
+        without loading the tool registry.)"""
+        from workers.method.perception.tools import coarse_tools
+
+        if self.answers_directly:
+            return [catalogue.call("audio_qa", {"question": direct_prompt(question, choices)})]
+        if not self.goes_beyond_the_paper:
+            return [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in coarse_tools()]
+        tools = crosscheck_tools(question, choices) if self.uses("round0_evidence") else [
+            t for t in coarse_tools() if t.name != "caption"]
+        calls = [catalogue.call(t.name, {}, needs_speech=t.speech_only) for t in tools]
+        return calls + alm_round_zero(question, choices, catalogue, self.uses("alm_ensemble"))
+
+    def round_zero_kind(self, question: str, choices: list[str]) -> tuple | None:
+        """What a job's round-0 calls depend on: jobs of one kind have the same calls (None:
+        its own, `direct`'s prompt being the question)."""
+        if self.answers_directly:
+            return None
+        if self.goes_beyond_the_paper:
+            switches = tuple(sorted((self.mechanisms or {}).items()))
+            # The audio models' own answers are to this question with these choices.
+            asked = (question, tuple(choices)) if self.uses("alm_ensemble") else ()
+            return self.name, needs_music(question, choices), switches, asked
+        return (self.name,)
 
 
 def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool) -> list:
@@ -85,19 +165,6 @@ def answer_args(question: str, choices: list[str]) -> list[dict]:
             for k in range(1, settings.alm_answer_samples + 1)]
 
 
-def round_zero_kind(pipeline: str, question: str, choices: list[str], mechanisms: dict | None = None) -> tuple | None:
-    """What a job's round-0 calls depend on: jobs of one kind have the same calls (None:
-    its own, `direct`'s prompt being the question)."""
-    if pipeline == "direct":
-        return None
-    if pipeline == "crosscheck":
-        switches = tuple(sorted((mechanisms or {}).items()))
-        # The audio models' own answers are to this question with these choices.
-        asked = (question, tuple(choices)) if is_on(mechanisms, "alm_ensemble") else ()
-        return pipeline, needs_music(question, choices), switches, asked
-    return (pipeline,)
-
-
 def needs_music(question: str, choices: list[str]) -> bool:
     return MUSIC_CUES.search(" ".join([question, *choices])) is not None
 
@@ -110,33 +177,3 @@ def crosscheck_tools(question: str, choices: list[str]) -> list:
     if needs_music(question, choices):
         names.insert(names.index("transcription"), "music")
     return [TOOLS[n] for n in names if n in TOOLS and TOOLS[n].available()]
-
-
-def shows_sources(pipeline: str, mechanisms: dict | None = None) -> bool:
-    """Whether the evidence document shows each item's source, trust and declared limits
-    (workers/method/perception/trust.py); `agr` keeps the paper's document."""
-    return pipeline == "crosscheck" and is_on(mechanisms, "trust_labels")
-
-
-def tools_for(pipeline: str, tools) -> list:
-    """The tools a pipeline's agents are offered. Only `crosscheck` has the audio models'
-    own answers and the models after the first: `agr` stays the paper's single-ALM method
-    whatever the deployment has configured."""
-    from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
-
-    if pipeline == "crosscheck":
-        return list(tools)
-    return [t for t in tools if route_of(t.name)[0] != ANSWER_ROUTE and route_of(t.name)[1] == 1]
-
-
-def gates_on_agreement(pipeline: str, mechanisms: dict | None = None) -> bool:
-    return pipeline == "crosscheck" and is_on(mechanisms, "agreement_gate")
-
-
-def hears_again_to_answer(pipeline: str, mechanisms: dict | None = None) -> bool:
-    return pipeline == "crosscheck" and is_on(mechanisms, "audio_decision")
-
-
-def after_first_document(pipeline: str) -> StepKind:
-    """What reads the coarse document: the planner, or (no loop) the answerer."""
-    return StepKind.PLAN if pipeline in ("agr", "crosscheck") else StepKind.ANSWER

@@ -26,7 +26,7 @@ from workers.runtime.lease import LeaseLost, LeaseRenewal, lease_heartbeat
 from workers.method.perception.tools.base import calls_as_json
 from workers.runtime.routing import queue_of
 from workers.runtime.step_claim import StepClaim, claim_in, fenced
-from workers.method.steps import NextStep, handler_for
+from workers.method.steps import NextStep, StepHandler, handler_for
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ SELECT status FROM job
 JOB_ENDED_OUTCOME = "done; its job had ended, so nothing follows"
 
 
-def _commit(claim: StepClaim, handler, result) -> StepKind | None:
+def _commit(claim: StepClaim, handler: StepHandler, result) -> StepKind | None:
     """Commit the result and persist the successor step; returns the successor's kind if
     its queue's window has room for a top-up now (otherwise a later top-up sends it)."""
     with session_scope() as session:
@@ -122,8 +122,7 @@ def _commit(claim: StepClaim, handler, result) -> StepKind | None:
         if JobStatus(job_status).is_terminal:
             # Cancelled or expired while this step worked: the step is settled, but the job
             # keeps its status and gets no successor.
-            if hasattr(handler, "keep_partial"):
-                handler.keep_partial(session, claim, result)
+            handler.keep_partial(session, claim, result)
             _settle_cancelled_batch(session, claim.job_id)
             return None
         next_step = handler.commit(session, claim, result)

@@ -1,9 +1,8 @@
 """The planning agent: is the evidence enough to answer, and if not, what is missing?"""
 
-from dataclasses import asdict, dataclass
-
 from workers.method.reasoning.json_reply import as_confidence
 from workers.method.reasoning.prompts import evidence_block, question_block
+from workers.method.verdict import Verdict
 
 SYSTEM = (
     "You are the planning agent of an audio question-answering system. You cannot hear the "
@@ -25,19 +24,6 @@ def schema(tool_names: list[str]) -> dict:
         },
         "required": ["reason", "sufficient", "confidence", "missing"],
     }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    sufficient: bool
-    reason: str
-    confidence: float
-    missing: list[str]
-    routes: list[str]
-    readable: bool = True  # False: the agent's reply could not be read even after repair
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
 
 def messages(question: str, choices: list[str], document: str, tools: list) -> list[dict]:

@@ -16,13 +16,14 @@ from sqlalchemy import func, update
 from core.settings import get_settings
 from models import Job, JobStatus
 from workers.method.perception.agreement import answer_in, is_final_listening
-from workers.method.pipelines import hears_again_to_answer
 from workers.method.reasoning import answerer, arbiter
 from workers.method.reasoning.agent_call import ask_agent
 from workers.method.reasoning.normalise import normalise
 from workers.method.reasoning.json_reply import as_confidence
 from workers.method.reasoning.vote import Sample, vote
+from workers.method.steps import StepHandler
 from workers.method.steps.context import load_iteration, load_job_and_iteration
+from workers.method.verdict import Verdict
 
 JOBS = Job.__table__
 
@@ -40,17 +41,17 @@ class FinalAnswer:
 
 def execute(claim) -> FinalAnswer:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
-    if job.pipeline == "direct":
+    if job.pipeline.answers_directly:
         return _direct_answer(job, current)
-    if (current.verdict or {}).get("gate") == "agreement":
+    if current.verdict and current.verdict.agreed:
         return _gated(current.verdict)
     heard = [e for e in current.evidence
              if e["iteration"] == claim.iteration and is_final_listening(e["tool"], e["args"])]
-    if heard and claim.iteration > 0 and hears_again_to_answer(job.pipeline, job.mechanisms):
+    if heard and claim.iteration > 0 and job.pipeline.hears_again_to_answer:
         before = load_iteration(claim.job_id, claim.iteration - 1)  # the document the text side reads
         return _with_audio_decision(claim, job, _text_side(claim, job, before.document), heard[0], current.document)
     final = _text_side(claim, job, current.document)
-    if job.pipeline == "crosscheck":  # how it was decided, whichever mechanisms ran
+    if job.pipeline.goes_beyond_the_paper:  # how it was decided, whichever mechanisms ran
         why = "no final listening: audio_decision is off, or no audio model answers"
         return replace(final, decision={"by": "text_side", "answer": final.answer, "why": why})
     return final
@@ -64,13 +65,13 @@ def _text_side(claim, job, document: str) -> FinalAnswer:
     return _voted(claim, job, messages, schema)
 
 
-def _gated(verdict: dict) -> FinalAnswer:
+def _gated(verdict: Verdict) -> FinalAnswer:
     """The audio models agreed and the planner found the evidence consistent: their answer."""
-    answer = verdict["gated_answer"]
+    answer = verdict.gated_answer
     reasoning = (f"The audio models, heard independently, all chose {answer!r}, and the planner found the evidence "
-                 f"consistent: {verdict['reason']}")
-    return FinalAnswer(answer, answer, "agreement", verdict.get("confidence"), reasoning,
-                       decision={"by": "agreement_gate", "answer": answer, "agreement": verdict.get("agreement")})
+                 f"consistent: {verdict.reason}")
+    return FinalAnswer(answer, answer, "agreement", verdict.confidence, reasoning,
+                       decision={"by": "agreement_gate", "answer": answer, "agreement": verdict.agreement})
 
 
 def _with_audio_decision(claim, job, text: FinalAnswer, heard: dict, document: str) -> FinalAnswer:
@@ -150,3 +151,6 @@ def commit(session, claim, final: FinalAnswer) -> None:
                 normalisation=final.rule, confidence=final.confidence, reasoning=final.reasoning, vote=final.vote,
                 decision=final.decision, finished_at=func.now()))
     return None
+
+
+HANDLER = StepHandler(execute, commit)

@@ -10,8 +10,9 @@ from sqlalchemy import and_, literal, select
 from core.settings import get_settings
 from models import AudioAsset, Batch, Iteration, Job, Step
 from models.db import session_scope
-from workers.method.mechanisms import is_on
+from workers.method.pipelines import DEFAULT_PIPELINE, Pipeline
 from workers.method.perception.tools.base import PlannedCall, calls_from_json
+from workers.method.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -22,11 +23,10 @@ class JobContext:
     max_iters: int
     audio_name: str  # as its submitter named it, for messages
     audio_sha256: str  # the stored object's name: what perception reads
-    pipeline: str = "agr"
+    pipeline: Pipeline = Pipeline()  # its name and crosscheck's switches
     catalogue_version: str | None = None  # its tool catalogue; None: submitted before one was stored
     tenant_id: UUID | None = None  # whose job (None: the local CLI's): scopes its perception cache
     answer_samples: int = 1  # how many times the answering agent is asked (its answers voted on)
-    mechanisms: dict | None = None  # crosscheck's switches (workers/method/mechanisms.py); None: all its own
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class IterationView:
 
     document: str
     evidence: list[dict[str, Any]]
-    verdict: dict[str, Any] | None
+    verdict: Verdict | None  # None: not judged yet
     tool_plan: list[dict[str, Any]] | None
 
 
@@ -57,21 +57,19 @@ def _with_iteration(query, job_id: UUID, index: int | None):
 
 def _job(row) -> JobContext:
     max_iters = row.options.get("max_iters", get_settings().max_iters)
-    pipeline = row.options.get("pipeline", "agr")
-    mechanisms = row.options.get("mechanisms")
-    samples = row.options.get("answer_samples") or (
-        get_settings().crosscheck_answer_samples if pipeline == "crosscheck" else 1)
-    if not is_on(mechanisms, "self_consistency"):
+    pipeline = Pipeline(row.options.get("pipeline", DEFAULT_PIPELINE), row.options.get("mechanisms"))
+    samples = row.options.get("answer_samples") or pipeline.default_answer_samples()
+    if pipeline.switched_off("self_consistency"):
         samples = 1
     return JobContext(row.id, row.question, list(row.choices), int(max_iters),
                       row.audio_name or f"audio {row.sha256[:12]}", row.sha256,
-                      pipeline, row.catalogue_version, row.tenant_id, int(samples), mechanisms)
+                      pipeline, row.catalogue_version, row.tenant_id, int(samples))
 
 
 def _iteration(row) -> IterationView | None:
     if row.iteration_id is None:
         return None
-    return IterationView(row.document, row.evidence, row.verdict, row.tool_plan)
+    return IterationView(row.document, row.evidence, Verdict.from_json(row.verdict), row.tool_plan)
 
 
 def load_job(job_id: UUID) -> JobContext:

@@ -7,13 +7,12 @@ then weighs it against the text side (workers/method/steps/answer.py)."""
 from workers.method.perception.agreement import is_final_listening
 from workers.method.perception.evidence import neutral_summary
 from workers.method.perception.tools.alm_routes import ANSWER_ROUTE
-from workers.method.pipelines import hears_again_to_answer
 
 
 def calls(job, evidence: list[dict], tools) -> tuple:
     """The final-listening call, or () where there is none: another pipeline, the mechanism
     off, no audio model in the job's catalogue, or an open question (no choice to name)."""
-    if not (hears_again_to_answer(job.pipeline, job.mechanisms) and job.choices and tools.tool(ANSWER_ROUTE)):
+    if not (job.pipeline.hears_again_to_answer and job.choices and tools.tool(ANSWER_ROUTE)):
         return ()
     args = {"question": job.question, "choices": list(job.choices), "evidence": neutral_summary(evidence)}
     return (tools.call(ANSWER_ROUTE, args),)

@@ -11,8 +11,7 @@ from models import Iteration, StepKind
 from workers.method.perception import catalogue
 from workers.method.reasoning import interaction
 from workers.method.reasoning.agent_call import ask_agent
-from workers.method.pipelines import tools_for
-from workers.method.steps import NextStep, final_listening
+from workers.method.steps import NextStep, StepHandler, final_listening
 
 ITERATIONS = Iteration.__table__
 from workers.method.steps.context import load_job_and_iteration
@@ -28,11 +27,11 @@ class ToolPlan:
 def execute(claim) -> ToolPlan:
     job, current = load_job_and_iteration(claim.job_id, claim.iteration)
     tools = catalogue.of_job(job.catalogue_version)
-    offered = tools_for(job.pipeline, tools.tools)
+    offered = job.pipeline.offered(tools.tools)
     reply = ask_agent(
         claim.job_id, claim.iteration, "interaction",
         interaction.messages(job.question, job.choices, current.document,
-                             (current.verdict or {}).get("missing", []), offered),
+                             current.verdict.missing if current.verdict else [], offered),
         interaction.schema(offered),
     )
     plan = interaction.plan_from(reply.valid_json, offered)
@@ -52,3 +51,6 @@ def commit(session, claim, result: ToolPlan) -> NextStep:
         # Nothing usable was asked for: another round would see the same document.
         return NextStep(claim.iteration, StepKind.ANSWER)
     return NextStep(claim.iteration + 1, StepKind.PERCEIVE_CPU, calls=result.calls)
+
+
+HANDLER = StepHandler(execute, commit)

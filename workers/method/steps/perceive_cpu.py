@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from models import StepKind
 from workers.method.perception.executor import store_rows
-from workers.method.steps import NextStep
+from workers.method.steps import NextStep, StepHandler
 from workers.method.steps.perception_round import Round, RoundWritten, write_iteration
 
 
@@ -39,3 +39,6 @@ def commit(session, claim, result: CpuRoundResult) -> NextStep:
     if result.written is None:
         return NextStep(claim.iteration, StepKind.PERCEIVE_GPU, calls=result.calls)
     return write_iteration(session, claim, result.written)
+
+
+HANDLER = StepHandler(execute, commit, keep_partial=keep_partial)

@@ -19,6 +19,7 @@ from core.database_outage import database_unreachable
 from core.settings import get_settings
 from workers.method.perception.audio_io import AudioClip, BadAudioError
 from workers.method.perception.tools import TOOLS, PlannedCall, ToolResult
+from workers.method.steps import StepHandler
 from workers.method.steps.perception_round import Round, RoundWritten, write_iteration
 
 
@@ -173,3 +174,6 @@ def _attempt(outcomes: dict, step_id: int, work, keep: bool = False):
     if keep:
         outcomes[step_id] = value
     return value
+
+
+HANDLER = StepHandler(execute, commit)

@@ -18,7 +18,6 @@ from workers.method.perception import catalogue
 from workers.method.perception.evidence import evidence_item, render_document
 from workers.method.perception.executor import RoundExecutor
 from workers.method.perception.tools import TOOLS, PlannedCall
-from workers.method.pipelines import after_first_document, first_round_calls, shows_sources
 from workers.method.reasoning.interaction import accepted_calls
 from workers.method.steps import NextStep, final_listening
 from workers.method.steps.context import IterationView, load_round
@@ -74,7 +73,7 @@ class Round:
         evidence = self.evidence()
         document = document_of(evidence, self.job)
         if self.iteration == 0:
-            kind = after_first_document(self.pipeline)
+            kind = self.pipeline.after_first_document
         else:
             kind = StepKind.ANSWER if self.answers_next else StepKind.PLAN
         return RoundWritten(evidence, document, kind)
@@ -90,15 +89,15 @@ class RoundWritten:
 def document_of(evidence: list[dict], job) -> str:
     """The job's document of these items: `crosscheck`'s with sources (unless switched off)
     and the audio models' agreement; `agr`'s as the paper has it."""
-    choices = list(job.choices) if job.pipeline == "crosscheck" else None
-    return render_document(evidence, with_sources=shows_sources(job.pipeline, job.mechanisms), choices=choices)
+    choices = list(job.choices) if job.pipeline.goes_beyond_the_paper else None
+    return render_document(evidence, with_sources=job.pipeline.shows_sources, choices=choices)
 
 
 def _planned_as_before(job, before: IterationView | None) -> list[PlannedCall]:
     """A step made before calls were stored: its round planned from this worker's tools."""
     tools = catalogue.of_job(job.catalogue_version)
     if before is None:
-        return first_round_calls(job.pipeline, job.question, job.choices, tools, job.mechanisms)
+        return job.pipeline.first_round_calls(job.question, job.choices, tools)
     return accepted_calls(before.tool_plan or [], tools)
 
 
