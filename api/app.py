@@ -15,9 +15,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.intake.batch_intake import IntakeLoop
 from api.front_door.held_jobs import HeldJobs
 from api.front_door.job_end_listener import JobEndListener
+from api.intake.batch_intake import IntakeLoop
 from api.openai_errors import error_body
 from api.request_guard import RequestGuard, database_unavailable
 from api.routes import audio, batches, chat, files, health, jobs, models

@@ -23,9 +23,9 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.openai_errors import error_body
 from api.deps import CALLER_SCOPE_KEY, authenticate, client_address, key_from_headers
 from api.intake.upload_stream import PART_OVERHEAD
+from api.openai_errors import error_body
 from core.database_outage import database_unreachable
 from core.settings import get_settings
 

@@ -38,8 +38,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, bench_services, write_result  # noqa: E402
-from storage.factory import audio_store  # noqa: E402
 from core.settings import Settings, get_settings  # noqa: E402
+from storage.factory import audio_store  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
 TONES_HZ = (220.0, 330.0, 440.0, 587.3, 880.0, 1200.0)
@@ -58,8 +58,7 @@ def offline_tools() -> list[str]:
     recall measured over fewer tools than it claims is a wrong figure, not a smaller one
     (choosing by `run_batch` once dropped transcription when it gained batching, and the
     figure fell from 0.955 to 0.818 with no error)."""
-    from workers.method.perception.tools import TOOLS
-    from workers.method.perception.tools import alm_routes, simulated_gpu
+    from workers.method.perception.tools import TOOLS, alm_routes, simulated_gpu
 
     excluded = {t.name for t in alm_routes.TOOLS} | {simulated_gpu.TOOL.name}
     names = [name for name in TOOLS if name not in excluded]
@@ -74,9 +73,9 @@ def run_devset(devset: Path, tools: list[str] | None, pipeline: str = "agr") -> 
     """The devset through the stack, round 0 only; `tools`: the coarse tools (None: as the
     pipeline plans them)."""
     from api.batch_view import batch_progress
-    from local_stack.stack import LocalStack
     from api.intake.batch_input import read_batch_file
     from api.intake.submission import submit
+    from local_stack.stack import LocalStack
 
     if tools is None:
         os.environ.pop("AGR_COARSE_TOOLS", None)

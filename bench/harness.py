@@ -18,9 +18,9 @@ DEVSET = ROOT.parent / "shared" / "devset"  # ../shared/devset, beside the check
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from local_stack.embedded import EmbeddedStack  # noqa: E402
 from core.migrate import upgrade_to_head  # noqa: E402
 from core.settings import get_settings  # noqa: E402
+from local_stack.embedded import EmbeddedStack  # noqa: E402
 
 
 @contextmanager

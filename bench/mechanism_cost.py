@@ -247,10 +247,10 @@ def main() -> None:
     parser.add_argument("--only", action="append", default=[], help="run only this configuration (repeatable)")
     args = parser.parse_args()
 
-    from storage.factory import audio_store
-    from local_stack.embedded import EmbeddedStack
     from core.migrate import upgrade_to_head
     from core.settings import get_settings
+    from local_stack.embedded import EmbeddedStack
+    from storage.factory import audio_store
     from tests.scripted_llm import ScriptedLLM
     from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio
 
@@ -294,8 +294,8 @@ def main() -> None:
 
 
 def run_configs(args, configs: list, llm, result: dict) -> None:
-    from local_stack.stack import LocalStack
     from core.settings import get_settings
+    from local_stack.stack import LocalStack
 
     items = pick_items(args.devset, args.items)
     result["items"] = len(items)

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import bench_services, tone_clip, write_result  # noqa: E402
-from local_stack import processes  # noqa: E402
 from core.settings import get_settings  # noqa: E402
+from local_stack import processes  # noqa: E402
 
 WARMUP_JOBS = 5
 HOPS_PER_JOB = 3  # perceive, plan, answer
@@ -161,9 +161,9 @@ def wait_until(done, what: str, timeout: float = 600) -> None:
 
 
 def run_ours(jobs: int, log_dir: Path, clip: Path, count_transactions: bool = False) -> dict:
+    from api.batch_view import batch_progress
     from api.intake.batch_input import Item
     from api.intake.submission import submit
-    from api.batch_view import batch_progress
 
     # One perception worker takes both perception queues: the bench's only tool (signal facts)
     # runs on the CPU queue, and a round without GPU calls has no GPU step.

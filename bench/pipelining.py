@@ -46,8 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import bench_services, write_result  # noqa: E402
-from local_stack import processes  # noqa: E402
 from core.settings import get_settings  # noqa: E402
+from local_stack import processes  # noqa: E402
 from models.db import reset_after_fork  # noqa: E402
 
 WARMUP_ITEMS = 8
@@ -208,8 +208,8 @@ def run_reference(clips: list[Path]) -> dict:
 def run_pipeline(clips: list[Path], items: int, reasoning_concurrency: int, tmp: Path, llm,
                  gpu_concurrency: int | None = 1, options: dict | None = None, engine=None) -> dict:
     """The batch through the stack (`gpu_concurrency` None: the GPU worker's default)."""
-    from api.intake.batch_input import Item
     from api.batch_view import batch_progress
+    from api.intake.batch_input import Item
     from api.intake.submission import submit
 
     env = dict(os.environ)

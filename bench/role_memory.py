@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import bench_services, write_result  # noqa: E402
-from local_stack import processes  # noqa: E402
 from core.settings import get_settings  # noqa: E402
+from local_stack import processes  # noqa: E402
 
 DEVSET = ROOT.parent / "shared" / "devset"
 SLIM_TARGET_MIB = 150

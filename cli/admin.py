@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from cli.common import app, console, fail
-from local_stack import embedded
 from core.settings import get_settings
+from local_stack import embedded
 
 keys = typer.Typer(help="API keys (stored hashed; a key is shown once, when made)", no_args_is_help=True)
 app.add_typer(keys, name="keys")
@@ -27,7 +27,8 @@ def create_key(
     max_queued: int | None = typer.Option(None, min=1, help="unfinished items at once [default 100000]"),
 ) -> None:
     """Make an API key for a tenant and print it (only now: only its hash is stored)."""
-    from api.keys import AudioRootRefused, create_key as make
+    from api.keys import AudioRootRefused
+    from api.keys import create_key as make
 
     _need_database()
     if audio_root is not None and not audio_root.is_dir():

@@ -10,7 +10,6 @@ import httpx
 
 from core.settings import get_settings
 
-
 RATE_LIMIT_RETRIES = 30
 
 

@@ -8,11 +8,19 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from cli.client import ApiClient
 from cli.common import app, console, fail
 from cli.remote import _api, _client, _pct, _print_score, each_at_once
-from cli.client import ApiClient
-from evaluation.scoring import GROUP_FIELDS, ScoredItem, common_items, read_benchmark, read_predictions, report_of, score
 from core.settings import get_settings
+from evaluation.scoring import (
+    GROUP_FIELDS,
+    ScoredItem,
+    common_items,
+    read_benchmark,
+    read_predictions,
+    report_of,
+    score,
+)
 from evaluation.trace_rubric import JUDGE_RUNS, TraceItem, TraceJudge, TraceReport, judge_messages, thinking_prediction
 from workers.method.mechanisms import switched_off
 

@@ -22,19 +22,19 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
-from cli.db_outage import Outage
-from local_stack.stack import LocalStack
-from cli.stop_signals import exit_status, stop_on_sigint_and_sigterm
 from api.intake.batch_input import SubmissionInvalid, read_batch_file
+from cli import admin, evaluate, remote  # noqa: F401  (importing them adds their commands to `app`)
+from cli.common import app, console
+from cli.db_outage import Outage
+from cli.stop_signals import exit_status, stop_on_sigint_and_sigterm
 from core.settings import get_settings
-from workers.method.pipelines import PIPELINES, Pipeline
+from local_stack.stack import LocalStack
 from workers.method.mechanisms import MECHANISMS, resolved
+from workers.method.pipelines import PIPELINES, Pipeline
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
 
-from cli import admin as cli_admin, evaluate as cli_eval, remote as cli_remote  # noqa: E402,F401  (they add their commands to `app`)
-from cli.common import app, console
 
 
 @app.command()

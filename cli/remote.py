@@ -11,11 +11,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.audit_view import render_audit
-from cli import uploads as cli_uploads
 from api.intake.batch_input import SubmissionInvalid, UploadRef, parse_submission, resolve_in_root
-from cli.common import app, console, fail
+from cli import uploads as cli_uploads
+from cli.audit_view import render_audit
 from cli.client import ApiClient, ApiError
+from cli.common import app, console, fail
 from cli.db_outage import Outage
 from evaluation.benchmark_exports import EXPORT_FORMATS
 from evaluation.trace_rubric import JudgeUnavailable, thinking_prediction

@@ -15,7 +15,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.alm_endpoint import is_endpoint, parse_endpoint
 from core.cuda import cuda_visible
 
-
 PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/method/pipelines.py (which imports models)
 # workers/method/perception/alm/loading.py FAMILIES (which imports torch)
 ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")

@@ -13,10 +13,10 @@ import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
-from local_stack import processes
-from local_stack.embedded import EmbeddedStack
 from core.migrate import upgrade_to_head
 from core.settings import Settings, get_settings
+from local_stack import processes
+from local_stack.embedded import EmbeddedStack
 
 log = logging.getLogger(__name__)
 

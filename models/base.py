@@ -1,9 +1,8 @@
 """Declarative base shared by every table, with a naming convention so Alembic's
 constraint names are stable across autogenerate runs."""
 
-from datetime import datetime
-
 import enum
+from datetime import datetime
 
 from sqlalchemy import DateTime, Enum, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column

@@ -24,8 +24,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from storage.audio_store import DIGEST, AudioStore, ObjectMissing, checked
 from core.settings import Settings
+from storage.audio_store import DIGEST, AudioStore, ObjectMissing, checked
 
 CHUNK = 1024 * 1024
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound"}

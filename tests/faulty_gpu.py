@@ -10,10 +10,10 @@ misbehaves on two clip lengths:
 
 import dataclasses
 
-from workers.runtime.celery_app import app  # noqa: F401  (what `-A tests.faulty_gpu` runs)
 from workers.method.perception import tools
 from workers.method.perception.tools import ToolResult
 from workers.method.steps import perceive_gpu
+from workers.runtime.celery_app import app  # noqa: F401  (what `-A tests.faulty_gpu` runs)
 
 POISON_COMPUTE_S = 0.7
 POISON_REPLY_S = 0.9

@@ -20,11 +20,11 @@ from sqlalchemy import func, insert, select, update
 
 from api.intake.batch_input import Item
 from api.intake.submission import BatchRequest, create_batch, submit
-from local_stack import processes
-from tests import children
 from core.settings import get_settings
+from local_stack import processes
 from models import Batch, BatchStatus, Iteration, Job, Step, StepKind
 from models.db import session_scope
+from tests import children
 
 SHARED_BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from local_stack import processes
 from bench.simulated_engine import SimulatedEngine
+from local_stack import processes
 from models import Step, ToolCall
 from models.db import session_scope
 from tests import children

@@ -9,13 +9,12 @@ import random
 import re
 import time
 import uuid
-
 from collections import Counter, defaultdict
 
 import httpx
 import hypothesis
-from hypothesis import strategies as st
 import schemathesis
+from hypothesis import strategies as st
 from schemathesis import runner
 from schemathesis.checks import not_a_server_error
 from schemathesis.models import Status

@@ -21,8 +21,8 @@ import pytest
 
 from api.keys import create_key
 from tests.stack import api_client, run_cli, tone_wav
-from tests.test_console import ARTIFACTS, console_page
 from tests.test_api_batches import ended, wait_for
+from tests.test_console import ARTIFACTS, console_page
 from tests.tiny_models import build_tiny_audio_flamingo3, build_tiny_qwen2_audio, steer_to_words
 
 RESOLVING_CALLS = [{"tool": "re_caption_2", "args": {"focus": "the rain", "start": 0, "end": 0.5},

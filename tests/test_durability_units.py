@@ -389,8 +389,8 @@ def test_exactly_one_sweeper_holds_the_cluster_lock(settings):
 # --- the GPU batch pipeline ------------------------------------------------------------------
 
 def test_a_gpu_pipeline_that_raises_ends_every_claim(settings, tmp_path, monkeypatch):
-    from workers.runtime import gpu_batch
     from workers.method.steps import perceive_gpu
+    from workers.runtime import gpu_batch
 
     settings(gpu_batch_size=3, gpu_batch_wait_s=0, step_lease_renew_s=0.2, max_attempts=3)
     ids = _steps(tmp_path, 3, kind=StepKind.PERCEIVE_GPU)

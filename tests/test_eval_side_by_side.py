@@ -7,8 +7,8 @@ import json
 import os
 import re
 import threading
-from contextlib import contextmanager
 import time
+from contextlib import contextmanager
 
 import pytest
 

@@ -7,7 +7,6 @@ import time
 from sqlalchemy import func, select
 
 from api.evidence_chain import evidence_chain
-
 from models import Job, Step, ToolCall
 from models.db import session_scope
 from tests.stack import question_item, tone_wav

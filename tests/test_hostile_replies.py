@@ -12,13 +12,13 @@ import uuid
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
-from models import LLMCall
-from models.db import session_scope
 from api.intake.batch_input import Item
-from models import Job
+from models import Job, LLMCall
+from models.db import session_scope
 from tests.stack import planning_steps, tone_wav
 
 CHOICES = ["A tone", "A voice"]

@@ -32,9 +32,9 @@ from local_stack import processes
 from models import Batch, Job, LLMCall
 from models.batch import BatchInterface
 from models.db import session_scope
+from tests import children
 from tests.conftest import SHARED, fresh_broker
 from tests.scripted_llm import ScriptedLLM
-from tests import children
 from tests.stack import FAST_DURABILITY, _free_port, agr_command, tone_wav
 
 AUDIO_LIMIT = 2_000_000  # AGR_MAX_AUDIO_BYTES for this service: a 3 MB part is "huge"

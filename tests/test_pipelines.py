@@ -1,12 +1,12 @@
 """What each pipeline plans for round 0, as stored on a job's first step."""
 
 import pytest
+from sqlalchemy import select
 
 from api.intake.batch_input import Item
 from api.intake.submission import BatchRequest, create_batch
 from models import Step
 from models.db import session_scope
-from sqlalchemy import select
 from tests.stack import tone_wav
 from workers.method.perception import catalogue
 from workers.method.pipelines import CROSSCHECK_TOOLS, Pipeline

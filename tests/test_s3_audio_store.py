@@ -11,10 +11,10 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from core.settings import Settings
 from storage.audio_store import ObjectMissing
 from storage.factory import store_from
 from storage.s3_audio_store import ObjectCorrupt, S3AudioStore, client_from_settings
-from core.settings import Settings
 
 
 def _settings(server, tmp_path, **overrides) -> Settings:

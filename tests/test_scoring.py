@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 from evaluation.benchmark_exports import EXPORT_FORMATS
-from evaluation.scoring import Accuracy, extract_choice_letter, letter_match, read_benchmark, read_predictions, score, score_item, token_match, tokenize
+from evaluation.scoring import (
+    Accuracy,
+    extract_choice_letter,
+    letter_match,
+    read_benchmark,
+    read_predictions,
+    score,
+    score_item,
+    token_match,
+    tokenize,
+)
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 MMAR_FILE = BENCHMARKS / "MMAR-meta.jsonl"

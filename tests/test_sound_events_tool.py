@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from workers.method.perception.audio_io import AudioClip, load_audio
-from workers.method.perception.tools.sound_events.backend import log_mel_patches, merge_events
 from workers.method.perception.tools import TOOLS
+from workers.method.perception.tools.sound_events.backend import log_mel_patches, merge_events
 
 RATE = 16000
 

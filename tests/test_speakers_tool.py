@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from workers.method.perception.audio_io import AudioClip, load_audio
-from workers.method.perception.tools.speakers.backend import speech_windows
 from workers.method.perception.tools import TOOLS
+from workers.method.perception.tools.speakers.backend import speech_windows
 
 RATE = 16000
 BOUNDARY_TOLERANCE_S = 0.75  # one hop of the sliding windows
@@ -91,7 +91,7 @@ def test_no_speech_is_no_speakers(kind):
 def test_the_registry_names_the_encoder_as_its_settings_say():
     """The registry's model name is part of every stored result's cache key and is read
     without loading the encoder: it must change when the windows or the threshold do."""
-    from workers.method.perception.tools.speakers import backend as speakers
     from workers.method.perception.tools.speakers import MODEL_NAME
+    from workers.method.perception.tools.speakers import backend as speakers
 
     assert speakers.SpeakerEncoder.name == MODEL_NAME

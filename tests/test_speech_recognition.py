@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from core.cuda import cuda_visible
 from core.settings import get_settings
 from models import AudioAsset, Batch, BatchStatus, Job, JobStatus, Step, StepKind
 from models.db import session_scope
@@ -20,7 +21,6 @@ from workers.method.perception import catalogue
 from workers.method.perception.audio_io import AudioClip, load_audio
 from workers.method.perception.tools import TOOLS, PlannedCall
 from workers.method.perception.tools.base import calls_as_json
-from core.cuda import cuda_visible
 
 SPEECH = ("dev-spoken_number-00", "dev-spoken_number-01", "dev-city-00")
 
@@ -146,8 +146,8 @@ class _FakeWhisper:
 
 
 def test_the_language_is_the_models_detection_not_a_hard_coded_english(monkeypatch):
-    from workers.method.perception.tools.transcription import whisper as asr
     from workers.method.perception import loaded_models
+    from workers.method.perception.tools.transcription import whisper as asr
 
     recognizer = asr.SpeechRecognizer.__new__(asr.SpeechRecognizer)
     recognizer._model = fake = _FakeWhisper()

@@ -23,12 +23,12 @@ import pytest
 from sqlalchemy import select, text
 
 from api.intake.batch_input import Item
-from api.keys import caller_for, create_key
 from api.intake.submission import BatchRequest, create_batch
-from storage.factory import audio_store
+from api.keys import caller_for, create_key
 from models import AudioAsset, AudioDeletion, Batch, BatchStatus, Job, Step
 from models.db import session_scope
 from models.tenant import lock_tenant
+from storage.factory import audio_store
 from tests.latency_proxy import LatencyProxy
 from tests.stack import api_client, tone_wav
 from workers.runtime import object_deletions

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from api.keys import caller_for, create_key
-from storage.factory import audio_store
 from models import AudioAsset, AudioGrant, Job, Tenant, ToolCall, Upload
 from models.db import session_scope
+from storage.factory import audio_store
 from tests.stack import api_client, tone_wav
 from workers.method.perception.executor import cache_key
 from workers.runtime.object_deletions import work_off

@@ -12,7 +12,16 @@ import time
 import pytest
 
 from evaluation.benchmark_exports import export_mmar_challenge
-from evaluation.trace_rubric import TRACE_LIMIT, ItemScore, TraceFigures, TraceItem, judge_messages, middle_mean, parse_score, thinking_prediction
+from evaluation.trace_rubric import (
+    TRACE_LIMIT,
+    ItemScore,
+    TraceFigures,
+    TraceItem,
+    judge_messages,
+    middle_mean,
+    parse_score,
+    thinking_prediction,
+)
 from tests.stack import run_cli
 
 

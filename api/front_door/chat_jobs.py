@@ -20,9 +20,9 @@ from api.intake.batch_input import BATCH_API_ENDPOINT, Item, SubmissionInvalid
 from api.intake.batch_intake import commit, parse_window
 from api.intake.chat_audio import stage_chat_audio
 from api.intake.chat_request import ChatQuestion, invalid
+from api.intake.submission import BatchRequest, enqueue_first_steps
 from api.keys import Caller
 from api.openai_errors import OpenAIError
-from api.intake.submission import BatchRequest, enqueue_first_steps
 from core.settings import get_settings
 from models import Batch, Job, JobStatus
 from models.batch import BatchInterface

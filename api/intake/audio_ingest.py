@@ -25,11 +25,11 @@ import soundfile as sf
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 
-from storage.factory import audio_store
-from storage.open_beneath import open_beneath
 from core.settings import get_settings
 from core.transient_errors import RetryLater
 from models import AudioAsset, AudioDeletion, AudioGrant
+from storage.factory import audio_store
+from storage.open_beneath import open_beneath
 
 BLOCK = 1 << 20
 

@@ -35,12 +35,12 @@ from uuid import UUID, uuid4
 from fastapi import HTTPException
 from sqlalchemy import func, or_, select, update
 
-from api.intake.batch_input import SubmissionInvalid, parse_lines, resolve_audio
-from api.keys import Caller
-from api.intake.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.intake.audio_ingest import StagedAudio, put_items
+from api.intake.batch_input import SubmissionInvalid, parse_lines, resolve_audio
+from api.intake.submission import BatchRequest, create_batch, discard_staged, enqueue_first_steps
 from api.intake.tenant_audio import gone_since_resolved, resolver_for
 from api.intake.tenant_limits import check_queue_room, check_storage_room
+from api.keys import Caller
 from core.settings import get_settings
 from core.transient_errors import is_transient
 from models import Batch, BatchStatus, InputFile, Tenant

@@ -23,8 +23,8 @@ import httpx
 
 from api.intake import item_limits
 from api.intake.audio_refs import InlineAudio, RemoteAudio, UploadRef
-from api.openai_errors import OpenAIError
 from api.intake.prompt_choices import parse_prompt
+from api.openai_errors import OpenAIError
 from core.settings import get_settings
 from workers.method.pipelines import Pipeline
 

@@ -13,11 +13,11 @@ from api.intake.audio_ingest import StagedAudio, put_items, stage_path, store_st
 from api.intake.batch_input import Item
 from models import Batch, BatchStatus, Job, Step, StepKind
 from models.db import session_scope
-from workers.runtime import outbox
+from workers.method.mechanisms import PIPELINES_WITH_MECHANISMS
 from workers.method.perception import catalogue
 from workers.method.perception.tools.base import calls_as_json
-from workers.method.mechanisms import PIPELINES_WITH_MECHANISMS
 from workers.method.pipelines import DEFAULT_PIPELINE, Pipeline
+from workers.runtime import outbox
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ from sqlalchemy.orm import Session
 
 from api.intake.audio_ingest import StagedAudio, stage_beneath, stored_upload
 from api.intake.audio_refs import InlineAudio, RemoteAudio
-from api.intake.chat_audio import stage_chat_audio
-from api.openai_errors import OpenAIError
 from api.intake.batch_input import AudioRef, ParsedItem, UploadRef, check_relative
+from api.intake.chat_audio import stage_chat_audio
 from api.keys import Caller
-from storage.open_beneath import NotBeneath, check_dir_beneath
+from api.openai_errors import OpenAIError
 from models import AudioAsset, AudioGrant, Tenant, Upload
-
+from storage.open_beneath import NotBeneath, check_dir_beneath
 
 IDS_PER_STATEMENT = 10_000
 

@@ -5,19 +5,19 @@ from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Request
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, SessionDep
-from api.schemas import KnownAudio, UploadList, UploadOut
 from api.intake.audio_ingest import put_staged, staged_file, store_staged
 from api.intake.tenant_limits import check_storage_room
-from models.tenant import lock_tenant
 from api.intake.upload_stream import ReceivedFile, ReceivedParts, UploadMalformed, UploadTooLarge, receive_parts
-from storage.factory import audio_store
+from api.schemas import KnownAudio, UploadList, UploadOut
 from core.settings import get_settings
 from models import AudioAsset, Upload
 from models.db import session_scope
+from models.tenant import lock_tenant
+from storage.factory import audio_store
 
 router = APIRouter(prefix="/v1/audio", tags=["audio"])
 

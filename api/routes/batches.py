@@ -12,22 +12,30 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 
+from api.deps import CallerDep, SessionDep
+from api.front_door.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
 from api.intake.batch_input import SubmissionInvalid
 from api.intake.batch_intake import Submission, commit, prepare, record_for_intake
-from api.deps import CallerDep, SessionDep
-from api.keys import Caller
-from api.presenters import (ENDED, SCORE_COLUMNS, batch_with_counts, benchmark_item, counts_by_batch, job_out,
-                            prediction_of, present)
-from api.front_door.result_files import ERROR_STATUSES, OUTPUT_STATUSES, RESULT_CHUNK, result_file
-from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
 from api.intake.submission import enqueue_first_steps
-from models.tenant import lock_tenant
+from api.keys import Caller
+from api.presenters import (
+    ENDED,
+    SCORE_COLUMNS,
+    batch_with_counts,
+    benchmark_item,
+    counts_by_batch,
+    job_out,
+    prediction_of,
+    present,
+)
+from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
 from evaluation.scoring import report_of, score_item
 from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
 from models.db import session_scope
-from workers.runtime.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
+from models.tenant import lock_tenant
 from workers.runtime import object_deletions
+from workers.runtime.batch_lifecycle import cancel_batch, expire_if_due, lock_for_ending
 from workers.runtime.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])

@@ -19,12 +19,12 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.deps import CallerDep
 from api.front_door.chat_completion import JOB_ID_HEADER, chunk, completion_body, job_failure, usage_by_job
 from api.front_door.chat_jobs import job_for
 from api.front_door.chat_progress import JobWatch, traces
-from api.intake.chat_request import invalid, read_chat_request
-from api.deps import CallerDep
 from api.front_door.job_end_listener import Waiter
+from api.intake.chat_request import invalid, read_chat_request
 from api.openai_errors import OpenAIError, error_object
 from core.settings import get_settings
 from models import JobStatus

@@ -22,10 +22,10 @@ from sqlalchemy.orm import defer
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, SessionDep
-from api.presenters import ERROR_FILE_PREFIX, OUTPUT_FILE_PREFIX
 from api.front_door.result_files import ERROR_STATUSES, OUTPUT_STATUSES, batch_api_lines, file_size, result_file
-from api.schemas import FileList, FileOut
 from api.intake.upload_stream import UploadMalformed, UploadTooLarge, receive_parts
+from api.presenters import ERROR_FILE_PREFIX, OUTPUT_FILE_PREFIX
+from api.schemas import FileList, FileOut
 from core.settings import get_settings
 from models import Batch, BatchStatus, InputFile
 from models.db import session_scope

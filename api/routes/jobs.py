@@ -9,14 +9,14 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 
-from api.intake.audio_ingest import granted
 from api.deps import CallerDep, SessionDep
 from api.evidence_chain import evidence_chain
+from api.intake.audio_ingest import granted
 from api.presenters import job_out
 from api.schemas import JobOut
+from models import Batch, Job
 from storage.audio_store import LocalAudioStore, ObjectMissing
 from storage.factory import audio_store
-from models import Batch, Job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 NOT_FOUND = {404: {"description": "no such job for this key's tenant"}}

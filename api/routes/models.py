@@ -3,8 +3,8 @@
 
 from fastapi import APIRouter
 
-from api.intake.chat_request import pipeline_of
 from api.deps import CallerDep
+from api.intake.chat_request import pipeline_of
 from core.settings import get_settings
 
 router = APIRouter(prefix="/v1/models", tags=["openai"])

@@ -7,7 +7,7 @@ task modules, so none of them loads the code that runs the step.
 
 from models.status import StepKind
 from workers.runtime.celery_app import app
-from workers.runtime.routing import NORMAL_PRIORITY, URGENT_PRIORITY, STEP_ROUTES
+from workers.runtime.routing import NORMAL_PRIORITY, STEP_ROUTES, URGENT_PRIORITY
 
 # Ride out a broker restart of a few seconds before giving up a send (kombu's default
 # gives up after ~0.6 s).

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from core.database_outage import database_unreachable, through_outage
 from core.settings import get_settings
 from models import StepKind
+from workers.method.steps import perceive_gpu
 from workers.runtime import outbox
 from workers.runtime.lease import LeaseLost, LeaseRenewal
 from workers.runtime.routing import PERCEPTION_QUEUE
 from workers.runtime.step_claim import StepClaim, claim_batch_mates
 from workers.runtime.step_runner import claim_with_patience, fail_attempt, settle
-from workers.method.steps import perceive_gpu
 
 log = logging.getLogger(__name__)
 

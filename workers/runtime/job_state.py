@@ -6,7 +6,6 @@ from sqlalchemy.orm import Session
 from models import Batch, BatchStatus, Job, JobStatus
 from models.status import TERMINAL_JOB_STATUSES
 
-
 BATCHES = Batch.__table__
 CLOSE_IF_DONE = (
     update(BATCHES)

@@ -22,10 +22,10 @@ from datetime import timedelta
 
 from sqlalchemy import func, tuple_, update
 
+from core.database_outage import FIRST_WAIT_S, database_unreachable, outage_reason
 from core.settings import get_settings
 from models import Step, StepStatus
 from models.db import session_scope
-from core.database_outage import FIRST_WAIT_S, database_unreachable, outage_reason
 from workers.method.paid_work import checked_by
 from workers.runtime.step_claim import StepClaim
 

@@ -24,10 +24,10 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from storage.factory import audio_store
 from core.settings import get_settings
 from models import AudioAsset, AudioDeletion
 from models.db import session_scope
+from storage.factory import audio_store
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,7 @@ from uuid import UUID
 from sqlalchemy import delete, exists, func, select
 
 from core.settings import get_settings
-from models import (AudioAsset, AudioGrant, Batch, Iteration, Job, LLMCall, Step, StepAttempt, ToolCall,
-                    Upload)
+from models import AudioAsset, AudioGrant, Batch, Iteration, Job, LLMCall, Step, StepAttempt, ToolCall, Upload
 from models.db import session_scope
 from models.tenant import lock_tenant
 from workers.runtime.object_deletions import request_deletions

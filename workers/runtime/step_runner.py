@@ -17,16 +17,16 @@ from sqlalchemy.dialects.postgresql import insert
 from core.database_outage import through_outage
 from core.settings import get_settings
 from models import Batch, Job, JobStatus, Step, StepKind, StepStatus
-from models.status import TERMINAL_JOB_STATUSES
 from models.db import session_scope
+from models.status import TERMINAL_JOB_STATUSES
+from workers.method.perception.tools.base import calls_as_json
+from workers.method.steps import NextStep, StepHandler, handler_for
 from workers.runtime import attempt_log, outbox
 from workers.runtime.batch_lifecycle import settle_cancelling
 from workers.runtime.job_state import close_batch_if_done_by_id, finish_job_with_error
 from workers.runtime.lease import LeaseLost, LeaseRenewal, lease_heartbeat
-from workers.method.perception.tools.base import calls_as_json
 from workers.runtime.routing import queue_of
 from workers.runtime.step_claim import StepClaim, claim_in, fenced
-from workers.method.steps import NextStep, StepHandler, handler_for
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from storage.audio_store import ObjectMissing
-from storage.factory import audio_store
 from core.database_outage import through_outage
 from models import ToolCall
 from models.db import session_scope
+from storage.audio_store import ObjectMissing
+from storage.factory import audio_store
 from workers.method.paid_work import confirm_still_owned
 from workers.method.perception.audio_io import AudioClip, BadAudioError, load_audio
 from workers.method.perception.tools import TOOLS, PlannedCall, ToolResult

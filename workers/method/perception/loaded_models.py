@@ -13,8 +13,8 @@ def speech_recognizer():
         from workers.method.perception.tools.transcription.service import SpeechService
 
         return SpeechService(settings.asr_base_url, settings.asr_model)
-    from workers.method.perception.tools.transcription.whisper import SpeechRecognizer
     from workers.method.perception.tools.transcription.spec import asr_device
+    from workers.method.perception.tools.transcription.whisper import SpeechRecognizer
 
     return SpeechRecognizer(settings.asr_model, device=asr_device())
 

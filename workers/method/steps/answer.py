@@ -18,8 +18,8 @@ from models import Job, JobStatus
 from workers.method.perception.agreement import answer_in, is_final_listening
 from workers.method.reasoning import answerer, arbiter
 from workers.method.reasoning.agent_call import ask_agent
-from workers.method.reasoning.normalise import normalise
 from workers.method.reasoning.json_reply import as_confidence
+from workers.method.reasoning.normalise import normalise
 from workers.method.reasoning.vote import Sample, vote
 from workers.method.steps import StepHandler
 from workers.method.steps.context import load_iteration, load_job_and_iteration

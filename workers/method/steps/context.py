@@ -10,8 +10,8 @@ from sqlalchemy import and_, literal, select
 from core.settings import get_settings
 from models import AudioAsset, Batch, Iteration, Job, Step
 from models.db import session_scope
-from workers.method.pipelines import DEFAULT_PIPELINE, Pipeline
 from workers.method.perception.tools.base import PlannedCall, calls_from_json
+from workers.method.pipelines import DEFAULT_PIPELINE, Pipeline
 from workers.method.verdict import Verdict
 
 

@@ -12,9 +12,9 @@ from workers.method.perception import catalogue
 from workers.method.reasoning import interaction
 from workers.method.reasoning.agent_call import ask_agent
 from workers.method.steps import NextStep, StepHandler, final_listening
+from workers.method.steps.context import load_job_and_iteration
 
 ITERATIONS = Iteration.__table__
-from workers.method.steps.context import load_job_and_iteration
 
 
 @dataclass(frozen=True)

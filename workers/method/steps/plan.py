@@ -17,10 +17,10 @@ from workers.method.perception.agreement import of_round_zero
 from workers.method.reasoning import planner
 from workers.method.reasoning.agent_call import ask_agent
 from workers.method.steps import NextStep, StepHandler, final_listening
-
-ITERATIONS = Iteration.__table__
 from workers.method.steps.context import load_job_and_iteration
 from workers.method.verdict import GATE_AGREEMENT, GATE_DISAGREEMENT, Verdict
+
+ITERATIONS = Iteration.__table__
 
 RESOLVE_CONFLICT = "the audio models' answers conflict: evidence that tells their choices apart"
 

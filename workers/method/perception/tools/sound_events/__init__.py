@@ -9,8 +9,8 @@ from workers.method.perception.tools.sound_events.spec import MODEL_NAME, instal
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception.tools.sound_events import backend as sound_events
     from workers.method.perception.loaded_models import sound_tagger
+    from workers.method.perception.tools.sound_events import backend as sound_events
 
     facts = sound_tagger().tag(clip)
     return ToolResult(facts, sound_events.render(facts))

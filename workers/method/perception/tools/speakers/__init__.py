@@ -9,8 +9,8 @@ from workers.method.perception.tools.speakers.spec import MODEL_NAME, installed
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception.tools.speakers import backend as speakers
     from workers.method.perception.loaded_models import speaker_encoder, voice_activity_detector
+    from workers.method.perception.tools.speakers import backend as speakers
 
     facts = speakers.analyse(clip, speaker_encoder(), voice_activity_detector())
     return ToolResult(facts, speakers.render(facts))

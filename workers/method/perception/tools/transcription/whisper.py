@@ -14,7 +14,6 @@ preparation or its chunk's decode fails alone.
 """
 
 from itertools import groupby
-
 from pathlib import Path
 
 import numpy as np

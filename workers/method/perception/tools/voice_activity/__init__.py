@@ -9,8 +9,8 @@ from workers.method.perception.tools.voice_activity.spec import MODEL_NAME
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception.tools.voice_activity import backend as voice_activity
     from workers.method.perception.loaded_models import voice_activity_detector
+    from workers.method.perception.tools.voice_activity import backend as voice_activity
 
     facts = voice_activity_detector().segments(clip)
     return ToolResult(facts, voice_activity.render(facts))
