@@ -52,10 +52,11 @@ def create_app() -> FastAPI:
     # The audit console: static pages calling the routes above with the user's key.
     app.mount("/console", _ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")
     app.add_api_route("/", lambda: RedirectResponse("/console/"), include_in_schema=False)
-    app.add_exception_handler(SQLAlchemyError, _database_error)
-    app.add_exception_handler(RetryLater, _retry_later)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(StarletteHTTPException, _refused)
+    # Starlette's stubs want handlers of any Exception; each is only called with its own class.
+    app.add_exception_handler(SQLAlchemyError, _database_error)  # type: ignore[arg-type]  # see above
+    app.add_exception_handler(RetryLater, _retry_later)  # type: ignore[arg-type]  # see above
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]  # see above
+    app.add_exception_handler(StarletteHTTPException, _refused)  # type: ignore[arg-type]  # see above
     # Body limits and the key, before a route reads any of the body (api/request_guard.py).
     app.add_middleware(RequestGuard)
     return app

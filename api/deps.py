@@ -7,7 +7,7 @@ dependency hands on the caller it found (and checks by itself only in an app bui
 without the guard)."""
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -50,7 +50,7 @@ def authenticate(key: str | None, address: str) -> Caller:
     return caller
 
 
-def _refuse_unauthenticated(address: str, reason: str):
+def _refuse_unauthenticated(address: str, reason: str) -> NoReturn:
     limit = get_settings().unauthenticated_rate_limit_per_minute
     wait = unauthenticated_wait(address, limit)
     if wait:

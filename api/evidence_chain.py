@@ -4,6 +4,8 @@ perception calls that built its document, the document, and the agents' LLM call
 its steps with the calls each was made to run and each attempt at it (who ran it, how
 it ended)."""
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -28,7 +30,7 @@ def evidence_chain(session: Session, job: Job) -> dict:
     }
 
 
-def _iteration(n: int, it: Iteration | None, tools: list[ToolCall], llm: list[LLMCall]) -> dict:
+def _iteration(n: int, it: Iteration | None, tools: Sequence[ToolCall], llm: Sequence[LLMCall]) -> dict:
     return {
         "index": n,
         "document": it.document if it else None,

@@ -30,7 +30,7 @@ KEY_PREFIX = "agr_"
 class Caller:
     """Who a request is from: the key's tenant and what that tenant may do."""
 
-    key_id: UUID
+    key_id: UUID | None  # None: rebuilt for a batch's intake (api/intake/batch_intake.py), not from a key
     tenant_id: UUID
     tenant_name: str
     audio_root: Path | None
@@ -198,6 +198,7 @@ def revoke_key(prefix_or_id: str) -> tuple[KeyInfo, bool]:
         if len(found) > 1:
             raise LookupError(f"{len(found)} keys have the prefix {prefix_or_id!r}: revoke one by its id "
                               f"({', '.join(str(k.id) for k in found)})")
-        was_live = session.execute(update(ApiKey).where(ApiKey.id == found[0].id, ApiKey.revoked_at.is_(None))
-                                   .values(revoked_at=func.now())).rowcount == 1
+        revoked = session.execute(update(ApiKey).where(ApiKey.id == found[0].id, ApiKey.revoked_at.is_(None))
+                                  .values(revoked_at=func.now()))
+        was_live = revoked.rowcount == 1  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
         return _key_infos(session, ApiKey.id == found[0].id)[0], was_live

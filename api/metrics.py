@@ -23,7 +23,7 @@ CACHE_S = 5.0
 
 
 class StackCollector(Collector):
-    def __init__(self):
+    def __init__(self) -> None:
         self._cached: tuple[float, list] = (0.0, [])
 
     def collect(self):

@@ -1,6 +1,8 @@
 """Database rows as the API shows them: batches with live counts, jobs, result lines."""
 
-from sqlalchemy import func, select, true
+from typing import Any
+
+from sqlalchemy import Row, func, select, true
 from sqlalchemy.orm import Session
 
 from api.schemas import BatchError, BatchErrors, BatchOut, JobOut, OpenAIBatch, RequestCounts
@@ -163,13 +165,13 @@ SCORE_COLUMNS = (Job.custom_id, Job.question, Job.choices, Job.reference_answer,
                  Job.status, Job.answer, Job.raw_answer)
 
 
-def benchmark_item(job: Job) -> dict:
+def benchmark_item(job: Job | Row[Any]) -> dict:
     """The job as a benchmark item, for evaluation.scoring (or a row of SCORE_COLUMNS)."""
     return {"id": job.custom_id, "question": job.question, "choices": job.choices,
             "answer": job.reference_answer, **(job.item_metadata or {})}
 
 
-def prediction_of(job: Job) -> str | None:
+def prediction_of(job: Job | Row[Any]) -> str | None:
     """What the benchmark scripts would read: the mapped choice, else the raw reply;
     None (no prediction) for a job that never answered. (A row of SCORE_COLUMNS will do.)"""
     if job.status != JobStatus.SUCCEEDED:

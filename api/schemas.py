@@ -22,16 +22,12 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _stored_text(max_length: int):
-    """A string Postgres can store (no NUL) of at most `max_length` characters."""
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_no_nul)]
-
-
-BatchName = _stored_text(200)  # batches.name
-AudioDir = _stored_text(1000)
+# Each a string Postgres can store (no NUL) of at most so many characters.
+BatchName = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]  # batches.name
+AudioDir = Annotated[str, Field(max_length=1000), AfterValidator(_no_nul)]
 # As the OpenAI Batch API: metadata keys up to 64 characters, values up to 512.
-MetadataKey = _stored_text(64)
-MetadataValue = _stored_text(512)
+MetadataKey = Annotated[str, Field(max_length=64), AfterValidator(_no_nul)]
+MetadataValue = Annotated[str, Field(max_length=512), AfterValidator(_no_nul)]
 
 
 class UploadOut(BaseModel):

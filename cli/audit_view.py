@@ -2,7 +2,7 @@
 
 import json
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -35,7 +35,7 @@ def _iteration_title(index: int) -> str:
 
 
 def _iteration(it: dict) -> Group:
-    parts = []
+    parts: list[RenderableType] = []
     if it["tool_calls"]:
         tools = Table("#", "tool", "args", "ms", "cache", "result", expand=True)
         for call in it["tool_calls"]:

@@ -117,7 +117,7 @@ def _print_side_by_side(columns: list[dict], rule: str, shared: int) -> None:
     table.add_row("overall", "official", *(_cell(o["official"], o["correct"], o["scored"]) for o in overall))
     table.add_row("overall", "strict", *(_cell(o["strict"], o["correct"], o["total"]) for o in overall))
     table.add_row("overall", "no prediction", *(str(o["missing"]) for o in overall))
-    groups = {}  # group -> values, in report order, over every column
+    groups: dict[str, dict[str, None]] = {}  # group -> values, in report order, over every column
     for c in columns:
         for group, values in c["report"]["by_group"].items():
             groups.setdefault(group, {}).update(dict.fromkeys(values))

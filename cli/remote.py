@@ -6,6 +6,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any, cast
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -45,8 +46,8 @@ def submit(
     uploads only what is missing and finds the batch the first run made."""
     text = _read_text(file)
     client = _client()
-    body = {"input_format": input_format, "pipeline": pipeline, "max_iters": max_iters,
-            "name": name or file.name, "completion_window": completion_window}
+    body: dict[str, Any] = {"input_format": input_format, "pipeline": pipeline, "max_iters": max_iters,
+                            "name": name or file.name, "completion_window": completion_window}
     if without:
         body["mechanisms"] = {m: False for m in without}
     if server_audio_dir is not None:
@@ -223,12 +224,18 @@ def _with_uploads(client: ApiClient, text: str, input_format: str, audio_dir: Pa
         items = parse_submission(text, input_format)
     except SubmissionInvalid as exc:
         fail(str(exc))
-    errors, paths = [], {}
+    errors: list[str] = []
+    paths: dict[str, Path] = {}
     for item in items:
-        if isinstance(item.audio, UploadRef) or item.audio in paths:
+        if isinstance(item.audio, UploadRef):
+            continue
+        # Meant to be a path: an inline or URL audio (an OpenAI batch file) fails in check_relative
+        # with a TypeError, as it always has.
+        reference = cast(str, item.audio)
+        if reference in paths:
             continue
         try:
-            paths[item.audio] = resolve_in_root(item.audio, audio_dir)
+            paths[reference] = resolve_in_root(reference, audio_dir)
         except ValueError as exc:
             errors.append(f"{item.where}: {exc}")
     if errors:

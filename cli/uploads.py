@@ -78,7 +78,7 @@ def upload_missing(client: ApiClient, files: list[LocalFile], console: Console) 
 def _upload(client: ApiClient, files: list[LocalFile], console: Console) -> dict[str, str]:
     total = sum(f.bytes for f in files)
     started = time.monotonic()
-    uploads = {}
+    uploads: dict[str, str] = {}
     with _bar(console, "uploading", total) as bar, ThreadPoolExecutor(UPLOADS_IN_FLIGHT) as pool:
         task = bar.add_task("uploading", total=total)
 
@@ -110,7 +110,8 @@ def _send(client: ApiClient, group: list[LocalFile]) -> list[dict]:
 
 def _groups(files: list[LocalFile]):
     """Requests of at most FILES_PER_REQUEST files and about BYTES_PER_REQUEST bytes."""
-    group, size = [], 0
+    group: list[LocalFile] = []
+    size = 0
     for item in files:
         if group and (len(group) >= FILES_PER_REQUEST or size + item.bytes > BYTES_PER_REQUEST):
             yield group
@@ -126,8 +127,11 @@ def as_jsonl(items: list[ParsedItem], paths: dict[str, Path], digests: dict[Path
     """The submission as our JSONL, each audio path replaced by its upload."""
     lines = []
     for item in items:
-        audio = (str(item.audio.upload_id) if isinstance(item.audio, UploadRef)
-                 else uploads[digests[paths[item.audio]]])
+        if isinstance(item.audio, UploadRef):
+            audio = str(item.audio.upload_id)
+        else:
+            assert isinstance(item.audio, str)  # the caller (cli/remote.py) resolved every other audio as a path
+            audio = uploads[digests[paths[item.audio]]]
         lines.append(json.dumps({"custom_id": item.custom_id, "audio": {"upload_id": audio},
                                  "question": item.question, "choices": item.choices, "answer": item.answer,
                                  "metadata": item.metadata, "options": item.options}, ensure_ascii=False))

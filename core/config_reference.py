@@ -49,6 +49,7 @@ def sections() -> list[tuple[str, list[str]]]:
     source = inspect.getsource(core.settings)
     lines = source.splitlines()
     (cls,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "Settings"]
+    assert cls.end_lineno is not None  # ast.parse sets it on every statement
     headings = [(number, m["title"]) for number, line in enumerate(lines, 1)
                 if cls.lineno <= number <= cls.end_lineno and (m := SECTION_COMMENT.match(line))]
     found: list[tuple[str, list[str]]] = [(title, []) for _, title in headings]
@@ -64,7 +65,7 @@ def default_of(name: str) -> object:
     return Settings.model_fields[name].get_default(call_default_factory=True)
 
 
-def _number(value: float) -> str:
+def _number(value: object) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
 
 
@@ -118,7 +119,7 @@ def constraints(name: str) -> str:
         if key in bounds:
             parts.append(f"{sign} {_number(bounds.pop(key))}")
     if "pattern" in bounds:
-        pattern = bounds.pop("pattern")
+        pattern = str(bounds.pop("pattern"))  # Field(pattern=...) is a str
         choices = re.fullmatch(r"\^\(([\w.|-]+)\)\$", pattern)
         parts.append("one of " + ", ".join(f"`{c}`" for c in choices[1].split("|")) if choices
                      else f"matching `{pattern}`")

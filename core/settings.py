@@ -351,9 +351,9 @@ class Settings(BaseSettings):
         if bad := {name: p for name, p in self.model_aliases.items() if p not in PIPELINE_NAMES}:
             raise ValueError(f"AGR_MODEL_ALIASES must map names to one of {', '.join(PIPELINE_NAMES)}, not {bad}")
         # A bare scheme or host would allow every path (or every host): a prefix names a folder.
-        if bad := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/@?#]+/([^?#]*/)?$", u)]:
+        if bad_urls := [u for u in self.audio_url_allowlist if not re.match(r"^https?://[^/@?#]+/([^?#]*/)?$", u)]:
             raise ValueError(f"AGR_AUDIO_URL_ALLOWLIST entries are http(s) URLs of folders, ending in '/', "
-                             f"e.g. https://host/audio/, not {bad}")
+                             f"e.g. https://host/audio/, not {bad_urls}")
         return self
 
     @property

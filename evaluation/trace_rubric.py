@@ -326,8 +326,9 @@ class TraceJudge:
     def reply(self, messages: list[dict]) -> str:
         openai = self._openai
         try:
-            completion = self.client.chat.completions.create(model=self.model, messages=messages,
-                                                             max_tokens=self.max_tokens)
+            completion = self.client.chat.completions.create(
+                model=self.model, max_tokens=self.max_tokens,
+                messages=messages)  # type: ignore[arg-type]  # openai's message TypedDicts, not dicts
         except (openai.APIConnectionError, openai.APITimeoutError, openai.AuthenticationError,
                 openai.PermissionDeniedError, openai.NotFoundError, openai.RateLimitError,
                 openai.InternalServerError) as exc:

@@ -82,7 +82,9 @@ def _psycopg_url(pgserver_uri: str) -> str:
     socket directory; the empty password is dropped (pgserver uses trust auth).
     """
     parsed = make_url(pgserver_uri)
-    socket_dir = quote(parsed.query["host"], safe="/")  # readable, yet safe for odd characters
+    host = parsed.query["host"]
+    assert isinstance(host, str)  # pgserver's URI names one socket directory, not several
+    socket_dir = quote(host, safe="/")  # readable, yet safe for odd characters
     return f"postgresql+psycopg://{parsed.username or 'postgres'}@/{DATABASE_NAME}?host={socket_dir}"
 
 
@@ -360,6 +362,8 @@ class EmbeddedStack:
 
     def env(self) -> dict[str, str]:
         """The variables a child process needs to use this stack."""
+        # Entering the stack started every service whose URL was missing.
+        assert self.database_url is not None and self.broker_url is not None and self.llm_base_url is not None
         return {
             "AGR_DATABASE_URL": self.database_url,
             "AGR_BROKER_URL": self.broker_url,

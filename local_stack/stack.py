@@ -45,6 +45,7 @@ class LocalStack:
             if not self.settings.llm_base_url:
                 os.environ["AGR_REASONING_CONCURRENCY"] = str(
                     min(self.settings.reasoning_concurrency, EMBEDDED_LLM_CONCURRENCY))
+            assert services.database_url is not None  # entering the stack started one if unset
             upgrade_to_head(services.database_url)
             self._exit.callback(self._stop_workers)
             for role in ROLES:
@@ -82,6 +83,7 @@ class LocalStack:
         env = dict(os.environ)
         log_path = self.log_dir / f"{role}.log"
         if role == "api":
+            assert self.api_address is not None  # set by serve_api, the only starter of the "api" role
             host, port = self.api_address
             self.workers[role] = processes.start_api(env, log_path, port, host)
         elif role == "sweeper":

@@ -1,6 +1,6 @@
 import enum
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, text
@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, CreatedAt, status_enum
 from models.status import BatchStatus
+
+if TYPE_CHECKING:  # the relationship's annotation only: models/job.py names Batch the same way
+    from models.job import Job
 
 
 class BatchInterface(enum.StrEnum):
@@ -66,4 +69,4 @@ class Batch(CreatedAt, Base):
     interface: Mapped[str] = mapped_column(String(20), default="native", server_default="native")
     in_progress_at: Mapped[datetime | None]
 
-    jobs: Mapped[list["Job"]] = relationship(back_populates="batch")  # noqa: F821
+    jobs: Mapped[list["Job"]] = relationship(back_populates="batch")

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
@@ -8,6 +8,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.audio import AudioAsset
 from models.base import Base, CreatedAt, status_enum
 from models.status import JobStatus
+
+if TYPE_CHECKING:  # the relationship's annotation only: models/batch.py names Job the same way
+    from models.batch import Batch
 
 
 class Job(CreatedAt, Base):
@@ -53,5 +56,5 @@ class Job(CreatedAt, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
-    batch: Mapped["Batch"] = relationship(back_populates="jobs")  # noqa: F821
+    batch: Mapped["Batch"] = relationship(back_populates="jobs")
     audio: Mapped[AudioAsset] = relationship()

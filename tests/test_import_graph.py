@@ -4,7 +4,9 @@ The graph is built from the source, imports inside functions counted: a function
 import hides a circle from Python's start-up but not from the next engineer, who must read
 both modules to understand either. Edges go to the module an import names (`from a import b`
 names `a.b` where that is a module, else `a`); a package's `__init__` is a module like any
-other.
+other. Imports under `if TYPE_CHECKING:` are never executed: the circle check leaves them out
+(two SQLAlchemy models annotating each other's relationship name each other so), while the
+package rules below still count them.
 """
 
 import ast
@@ -43,12 +45,28 @@ def _imported(node: ast.AST, module: str, is_package: bool, known: dict[str, Pat
     return [f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source for alias in node.names]
 
 
-def import_graph() -> dict[str, set[str]]:
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """The ids of the nodes in the bodies of `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`)
+    blocks: for the type checker alone, never run. An `else:` branch runs, and is kept."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+                isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                or isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"):
+            skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return skipped
+
+
+def import_graph(type_checking: bool = True) -> dict[str, set[str]]:
+    """`type_checking`: count the imports under `if TYPE_CHECKING:` too."""
     known = _modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
         tree = ast.parse(path.read_text(), str(path))
+        skipped = set() if type_checking else _type_checking_only(tree)
         for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
             for target in _imported(node, name, path.name == "__init__.py", known):
                 # `import a.b.c` names a.b.c; the nearest module of ours it names is the edge
                 while target and target not in known:
@@ -100,10 +118,18 @@ def test_the_checker_finds_a_circle_hidden_in_a_function():
     tree = ast.parse("def f():\n    from core import settings\n")
     known = {"core": ROOT, "core.settings": ROOT}
     assert [t for n in ast.walk(tree) for t in _imported(n, "x", False, known)] == ["core.settings"]
+    # ...but not one only the type checker reads.
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core import settings\n"
+                     "else:\n    from core import cuda\n")
+    skipped = _type_checking_only(tree)
+    assert [t for n in ast.walk(tree) if id(n) not in skipped for t in _imported(n, "x", False, known)] \
+        == ["typing", "core"]
 
 
 def test_no_module_of_the_application_is_in_an_import_circle():
-    graph = import_graph()
+    # Imports under `if TYPE_CHECKING:` are left out: they never run, so they close no circle
+    # at start-up, and SQLAlchemy models annotating each other's relationships need them.
+    graph = import_graph(type_checking=False)
     assert len(graph) > 100, "the application's modules were not found"
     found = circles(graph)
     assert not found, "import circles (imports inside functions counted):\n" + "\n".join(

@@ -10,6 +10,7 @@ key up: the request is then asked afresh.
 """
 
 from datetime import datetime, timedelta, timezone
+from typing import cast
 from uuid import UUID
 
 from sqlalchemy import select
@@ -65,7 +66,8 @@ def _new_job(caller: Caller, question: ChatQuestion, request_sha256: str, key: s
         raise invalid(exc.errors[0], "messages", "file_not_found") from None
     enqueue_first_steps(step_ids)  # after the commit: no message without its state
     with session_scope() as session:
-        return session.scalar(select(Job.id).where(Job.batch_id == batch_id))
+        # The batch just committed holds one job; only a delete racing this could take it (None, as before).
+        return cast(UUID, session.scalar(select(Job.id).where(Job.batch_id == batch_id)))
 
 
 def _earlier(caller: Caller, key: str, request_sha256: str) -> UUID | None:

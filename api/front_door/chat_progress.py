@@ -5,6 +5,7 @@ output line carry the whole trace before the answering agent's reasoning (`trace
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from uuid import UUID
 
 from sqlalchemy import select
 
@@ -17,7 +18,7 @@ STEP_COLUMNS = (Step.id, Step.job_id, Step.kind, Step.iteration, Step.calls)
 
 @dataclass
 class JobWatch:
-    job_id: object
+    job_id: UUID
     reported: set = field(default_factory=set)  # step ids already told
 
     def read(self) -> tuple[Job | None, list[str]]:

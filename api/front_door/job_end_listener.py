@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
+from typing import cast
 from uuid import UUID
 
 import psycopg
@@ -25,7 +26,7 @@ RECONNECT_S = 2.0
 
 
 class JobEndListener:
-    def __init__(self):
+    def __init__(self) -> None:
         self._waiters: dict[UUID, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = defaultdict(set)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -54,7 +55,9 @@ class JobEndListener:
                     del self._waiters[job_id]
 
     def _run(self) -> None:
-        url = make_url(get_settings().database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        # Set wherever the API runs; were it unset, make_url would raise here as it always has.
+        database_url = cast(str, get_settings().database_url)
+        url = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:

@@ -114,22 +114,22 @@ ROWS_PER_STATEMENT = 5000  # 7 parameters a row; Postgres takes at most 65,535 p
 def put_staged(staged: list[StagedAudio]) -> dict[StagedAudio, StagedAudio]:
     """Each staged file put into the store (its staged copy consumed), before any
     transaction; returns each item's stored form (staged None)."""
-    _put_all([item for item in staged if item.staged is not None])
+    _put_all([(item.sha256, item.staged) for item in staged if item.staged is not None])
     return {item: replace(item, staged=None) if item.staged is not None else item for item in staged}
 
 
-def _put_all(items: list[StagedAudio]) -> None:
+def _put_all(items: list[tuple[str, Path]]) -> None:
     """The items put AGR_STORE_PUTS_PER_REQUEST at a time: an S3 put is two round trips
     (HEAD, PUT), so 5,000 files one after another at 200 ms each took half an hour. The
     lanes are this call's own: one tenant's large upload never queues another's put. On a
     failure the puts not begun are dropped, those running finish, and the error is raised."""
     store, lanes = audio_store(), min(len(items), get_settings().store_puts_per_request)
     if lanes <= 1:
-        for item in items:
-            store.put(item.sha256, item.staged)
+        for sha256, path in items:
+            store.put(sha256, path)
         return
     with ThreadPoolExecutor(lanes, thread_name_prefix="store-put") as pool:
-        puts = [pool.submit(store.put, item.sha256, item.staged) for item in items]
+        puts = [pool.submit(store.put, sha256, path) for sha256, path in items]
         try:
             for put in as_completed(puts):
                 put.result()

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from uuid import UUID
 
 from api.intake import item_limits
@@ -140,7 +140,7 @@ def resolve_audio(items: list[ParsedItem], resolve: Callable[[AudioRef], "Path |
 class _Problems:
     """A submission's problems: the first MAX_LISTED_PROBLEMS kept, the rest counted."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._listed: list[str] = []
         self._unlisted = 0
 
@@ -402,7 +402,9 @@ def read_batch_file(path: Path, audio_dir: Path | None = None, fmt: str = "auto"
     def resolve(ref: AudioRef) -> Path:
         if isinstance(ref, UploadRef):
             raise ValueError("upload ids can only be used through the HTTP API")
-        return resolve_in_root(ref, root)
+        # Meant to be a path: an inline or URL audio (an OpenAI batch file) fails in check_relative
+        # with a TypeError, as it always has.
+        return resolve_in_root(cast(str, ref), root)
 
     try:
         text = path.read_text(encoding="utf-8")

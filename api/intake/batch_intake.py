@@ -30,6 +30,7 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 from uuid import UUID, uuid4
 
 from fastapi import HTTPException
@@ -112,10 +113,13 @@ def commit(session, request: BatchRequest, batch: Batch | None = None) -> tuple[
     limits are checked under its lock; returns (batch id, step ids). HTTPException (429,
     413) when a limit refuses it."""
     try:
+        assert request.tenant_id is not None  # every caller builds the request for an API caller's tenant
         tenant = lock_tenant(session, request.tenant_id)
+        assert tenant is not None  # the caller's key or batch names it (a foreign key); tenants are never deleted
         _check_uploads_still_held(session, request)
         check_queue_room(session, tenant, len(request.items))
-        check_storage_room(session, tenant, [i.audio for i in request.items])
+        # An API request's audio is all staged (its resolver stages each reference): no path.
+        check_storage_room(session, tenant, cast(list[StagedAudio], [i.audio for i in request.items]))
     except BaseException:
         discard_staged(request.items)
         raise

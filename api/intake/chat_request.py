@@ -126,7 +126,9 @@ def _refuse_what_cannot_be_honoured(body: dict) -> None:
 
 
 def _read_messages(messages: list) -> tuple[list[str], list[str], ChatAudio]:
-    texts, context, audio = [], [], []
+    texts: list[str] = []
+    context: list[str] = []
+    audio: list[ChatAudio] = []
     for at, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
             raise invalid("each message is an object with a role: system, developer, user or assistant",

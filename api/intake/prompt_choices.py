@@ -48,7 +48,8 @@ def _labelled_lines(lines: list[str]) -> ParsedPrompt | None:
     for start, line in enumerate(lines):
         if _label_and_text(line, "a") is None:
             continue
-        choices, end = [], start
+        choices: list[str] = []
+        end = start
         while end < len(lines) and (found := _label_and_text(lines[end], chr(ord("a") + len(choices)))):
             choices.append(found)
             end += 1

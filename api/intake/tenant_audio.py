@@ -3,6 +3,7 @@ audio root. Nothing outside those two is reachable through the API, and a root's
 are read once, at submit, into the service's store (api/intake/audio_ingest.py)."""
 
 from pathlib import Path, PurePosixPath
+from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ class Resolver:
         if self.folder is None or isinstance(self.folder, ValueError):
             raise self.folder or ValueError("no audio folder")
         check_relative(ref, "audio")
+        assert self.root is not None  # resolver_for gives a folder only with the tenant's audio root (_folder)
         return self._count(ref, lambda: stage_beneath(self.root, str(self.folder / ref)))
 
     def _count(self, ref, stage) -> StagedAudio:
@@ -82,11 +84,12 @@ def resolver_for(session: Session, caller: Caller, items: list[ParsedItem], audi
 
 
 def _uploads(session: Session, caller: Caller, ids: set) -> dict:
-    found, ids = {}, list(ids)
-    for start in range(0, len(ids), IDS_PER_STATEMENT):  # a statement takes at most 65,535 parameters
+    found: dict[UUID, StagedAudio] = {}
+    listed = list(ids)
+    for start in range(0, len(listed), IDS_PER_STATEMENT):  # a statement takes at most 65,535 parameters
         rows = session.execute(
             select(Upload.id, Upload.filename, AudioAsset).join(AudioAsset, AudioAsset.id == Upload.audio_id)
-            .where(Upload.tenant_id == caller.tenant_id, Upload.id.in_(ids[start : start + IDS_PER_STATEMENT]))
+            .where(Upload.tenant_id == caller.tenant_id, Upload.id.in_(listed[start : start + IDS_PER_STATEMENT]))
         ).all()
         found |= {upload_id: stored_upload(asset, filename) for upload_id, filename, asset in rows}
     return found

@@ -10,10 +10,14 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+
+if TYPE_CHECKING:  # defined for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 PART_OVERHEAD = 64 * 1024  # boundaries and part headers around each file
 MAX_FIELD_BYTES = 1000
@@ -95,16 +99,17 @@ class _PartSink:
 
     def __init__(self, dest_dir: Path, max_bytes: int, max_files: int):
         self.dest_dir, self.max_bytes, self.max_files = dest_dir, max_bytes, max_files
-        self.header_field, self.header_value, self.headers = b"", b"", {}
+        self.header_field, self.header_value = b"", b""
+        self.headers: dict[bytes, bytes] = {}
         self.parts = ReceivedParts()
-        self.writing = None  # the open temporary file while inside a `file` part
+        self.writing: BinaryIO | None = None  # the open temporary file while inside a `file` part
         self.field_name: str | None = None  # while inside a text field
         self.field_value = b""
         self.tmp_path: Path | None = None
         self.filename = ""
         self.hash, self.size = hashlib.sha256(), 0
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> "MultipartCallbacks":
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._add("header_field", d[s:e]),
@@ -159,6 +164,7 @@ class _PartSink:
             return
         self.writing.close()
         self.writing = None
+        assert self.tmp_path is not None  # set in _headers_finished together with self.writing
         received = ReceivedFile(self.tmp_path, self.filename, self.hash.hexdigest(), self.size)
         self.tmp_path = None
         self.parts.files.append(received)

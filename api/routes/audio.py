@@ -86,7 +86,9 @@ def _store_uploads(caller, received: list[ReceivedFile]) -> list[UploadOut]:
         # Into the store first, holding no lock or pooled connection while it is written.
         staged = list(put_staged(staged).values())
         with session_scope() as session:
-            check_storage_room(session, lock_tenant(session, caller.tenant_id), staged)
+            tenant = lock_tenant(session, caller.tenant_id)
+            assert tenant is not None  # the caller's key names it (a foreign key), and tenants are never deleted
+            check_storage_room(session, tenant, staged)
             audio_ids = store_staged(session, caller.tenant_id, staged)
             rows = [Upload(tenant_id=caller.tenant_id, audio_id=audio_ids[s.sha256], filename=s.name[:500])
                     for s in staged]

@@ -4,7 +4,7 @@ cancel, and score against the reference answers."""
 
 import hashlib
 from datetime import datetime, timezone
-from typing import Annotated
+from typing import Annotated, Any, cast
 from uuid import UUID
 
 from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query, Request, Response
@@ -28,7 +28,7 @@ from api.presenters import (
     prediction_of,
     present,
 )
-from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch
+from api.schemas import BatchCreate, BatchList, BatchOut, BatchView, JobList, OpenAIBatch, RequestCounts
 from evaluation.scoring import report_of, score_item
 from models import Batch, Job, JobStatus, Step, StepStatus
 from models.batch import BatchInterface
@@ -39,7 +39,8 @@ from workers.runtime.batch_lifecycle import cancel_batch, expire_if_due, lock_fo
 from workers.runtime.retention import delete_batch
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
-NOT_FOUND = {404: {"description": "no such batch for this key's tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {  # as FastAPI types `responses`
+    404: {"description": "no such batch for this key's tenant"}}
 BatchShown = BatchOut | OpenAIBatch  # ours, or the OpenAI Batch API's for a batch made through it
 VIEW = Query(description="native or openai: the shape to show; default, the shape of the API "
                                "that made the batch")
@@ -67,6 +68,7 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
                 batch_id = record_for_intake(session, caller, body.input_file_id, submission,
                                              idempotency_key, request_hash).id
         else:
+            assert body.input is not None  # BatchCreate._one_input: exactly one of input and input_file_id
             prepared = _prepared(caller, body.input, submission, idempotency_key, request_hash)
             with session_scope() as session:  # the only write transaction: short, under the tenant's lock
                 batch_id, step_ids = _refused_as_422(lambda: commit(session, prepared))
@@ -78,7 +80,8 @@ def create(body: BatchCreate, request: Request, caller: CallerDep,
     if body.input_file_id is not None and (intake := getattr(request.app.state, "intake", None)):
         intake.wake()  # else another process's intake finds it on its next poll
     with session_scope() as session:
-        return present(session, session.get(Batch, batch_id))
+        # Just made, not ended: only a delete racing this could take it (then a 500, as before).
+        return present(session, cast(Batch, session.get(Batch, batch_id)))
 
 
 def _submission(body: BatchCreate) -> Submission:
@@ -87,6 +90,7 @@ def _submission(body: BatchCreate) -> Submission:
     fmt, interface = body.input_format, BatchInterface.NATIVE
     if body.endpoint is not None:
         fmt, interface = ("openai" if fmt == "auto" else fmt), BatchInterface.BATCH_API
+    assert body.metadata is not None  # BatchCreate._one_input turns a null into {}
     return Submission(fmt, body.audio_dir, body.name, body.pipeline, body.max_iters, body.metadata,
                       body.completion_window, interface, body.answer_samples, body.mechanisms)
 
@@ -117,7 +121,9 @@ def list_batches(session: SessionDep, caller: CallerDep, limit: Annotated[int, Q
         pivot = _owned(session, caller, after)
         # A row comparison in SQL (a Python tuple's `<` would drop the id tie-break), on
         # the index batches(tenant_id, created_at, id).
-        query = query.where(tuple_(Batch.created_at, Batch.id) < tuple_(pivot.created_at, pivot.id))
+        query = query.where(tuple_(Batch.created_at, Batch.id)
+                            # tuple_ binds plain values at run time; its stubs take expressions only
+                            < tuple_(pivot.created_at, pivot.id))  # type: ignore[arg-type]
     batches = session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)).all()
     page = batches[:limit]
     counts = counts_by_batch(session, [b.id for b in page])  # the whole page's counts in one statement
@@ -130,6 +136,7 @@ def read(batch_id: UUID, session: SessionDep, caller: CallerDep, view: Annotated
     found = batch_with_counts(session, caller.tenant_id, batch_id)  # the poll's one statement
     if found is None:
         raise HTTPException(404, f"no batch {batch_id}")
+    counts: RequestCounts | None  # None: counted again by present
     batch, counts = found
     if batch.expires_at is not None and batch.expires_at <= datetime.now(timezone.utc):
         # Expiry is applied when it is seen, not only on the sweeper's next pass.

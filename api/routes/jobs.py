@@ -2,6 +2,7 @@
 
 import mimetypes
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -19,7 +20,8 @@ from storage.audio_store import LocalAudioStore, ObjectMissing
 from storage.factory import audio_store
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-NOT_FOUND = {404: {"description": "no such job for this key's tenant"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {  # as FastAPI types `responses`
+    404: {"description": "no such job for this key's tenant"}}
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)

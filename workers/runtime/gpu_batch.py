@@ -82,6 +82,7 @@ def _pipeline(claims: list[StepClaim], batch_size: int, draining_until: float, u
             upcoming = (helpers.submit(take_waiting, batch_size, unsettled)
                         if time.monotonic() < draining_until else None)
             drop_lost_leases(current)
+            assert current.batch is not None  # take() returns a batch prepared
             computed = perceive_gpu.compute(current.batch)
             if settling is not None:
                 settling.result()  # a failure to settle (the database gone for good) is this task's
@@ -106,6 +107,7 @@ def take(claims: list[StepClaim], batch_size: int, unsettled: list[TakenBatch]) 
 def drop_lost_leases(taken: TakenBatch) -> None:
     """No forward pass for a step another execution owns now (waiting while the database
     is unreachable, as the leases cannot be confirmed then)."""
+    assert taken.batch is not None  # take() returns a batch prepared
     for claim in taken.claims:
         try:
             taken.renewal.confirm(claim)
@@ -117,7 +119,9 @@ def finish_and_settle(taken: TakenBatch, computed: list, unsettled: list[TakenBa
     """Store the batch's results, then commit each step with its successor (or record its
     failure); the leases stay renewed until the last step is settled."""
     # Storing is safe to repeat (a stored result is kept), so an outage is waited out.
-    outcomes = through_outage(lambda: perceive_gpu.finish(taken.batch, computed), "storing a GPU batch")
+    batch = taken.batch
+    assert batch is not None  # take() returns a batch prepared
+    outcomes = through_outage(lambda: perceive_gpu.finish(batch, computed), "storing a GPU batch")
     for claim in taken.claims:
         outcome = outcomes[claim.step_id]
         if isinstance(outcome, LeaseLost):

@@ -1,12 +1,14 @@
 """Ending a job, and its batch once the last job ends."""
 
-from sqlalchemy import bindparam, exists, func, select, update
+from typing import cast
+
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from models import Batch, BatchStatus, Job, JobStatus
 from models.status import TERMINAL_JOB_STATUSES
 
-BATCHES = Batch.__table__
+BATCHES = cast(Table, Batch.__table__)  # typed FromClause; a declarative model's is a Table
 CLOSE_IF_DONE = (
     update(BATCHES)
     .where(BATCHES.c.id == bindparam("batch_id"),

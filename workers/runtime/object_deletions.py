@@ -47,7 +47,8 @@ def request_deletions(session, digests: list[str]) -> None:
 def work_off(limit: int = 1000) -> int:
     """Delete up to `limit` pending objects; returns how many went. A store error leaves
     that deletion pending (logged) and goes on with the others."""
-    store, failed, deleted = audio_store(), set(), 0
+    store, deleted = audio_store(), 0
+    failed: set[str] = set()  # digests the store failed to delete: left for a later pass
     for _ in range(limit):
         with session_scope() as session:
             pending = session.scalar(select(AudioDeletion).where(AudioDeletion.done_at.is_(None),

@@ -160,14 +160,14 @@ def _take_in_order(session, picked: list[tuple[int, int]]) -> list:
 def _send_chunk(ids: list[int], priority: int) -> int:
     with session_scope() as session:
         session.execute(SENDING_LOCK)
-        rows = session.execute(
+        rows = list(session.execute(  # a list of its own: _hand_over sorts it and drops the unsent
             update(Step)
             .where(Step.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))),
                    Step.send_due_at <= func.now(), Step.status == StepStatus.QUEUED)
             .values(send_due_at=None, sent_seq=NEXT_SEQ, sent_at=func.now(), sent_priority=priority,
                     sends=Step.sends + 1)
             .returning(Step.id, Step.kind, Step.sent_seq, Step.sent_priority)
-        ).all()
+        ).all())
         broker_down = _hand_over(session, rows)
     if broker_down is not None:
         raise broker_down

@@ -10,8 +10,9 @@ top-up's own transaction is paid only when it will send (once per half a window)
 """
 
 import logging
+from typing import cast
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from core.database_outage import through_outage
@@ -29,6 +30,8 @@ from workers.runtime.routing import queue_of
 from workers.runtime.step_claim import StepClaim, claim_in, fenced
 
 log = logging.getLogger(__name__)
+
+STEPS = cast(Table, Step.__table__)  # typed FromClause; a declarative model's is a Table
 
 _ENDED = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL_JOB_STATUSES))
 
@@ -59,6 +62,7 @@ def claim_with_patience(step_id: int, message_seq: int | None = None) -> StepCla
     next due step's message goes out while this one works."""
     claim, room = through_outage(lambda: _claim(step_id, message_seq), f"claiming step {step_id}")
     if room:
+        assert claim is not None  # _claim finds room only with a claim made
         outbox.top_up([queue_of(claim.kind)])
     return claim
 
@@ -145,10 +149,10 @@ def persist_step(session, job_id, next_step: NextStep) -> int:
     row (its calls as first stored) and returns its id."""
     calls = None if next_step.calls is None else calls_as_json(next_step.calls)
     step_id = session.scalar(
-        insert(Step.__table__)  # a Core statement: no ORM bookkeeping for one row
+        insert(STEPS)  # a Core statement: no ORM bookkeeping for one row
         .values(job_id=job_id, iteration=next_step.iteration, kind=next_step.kind, calls=calls)
         .on_conflict_do_nothing(index_elements=["job_id", "iteration", "kind"])
-        .returning(Step.__table__.c.id)
+        .returning(STEPS.c.id)
     )
     if step_id is None:
         step_id = session.scalar(
@@ -181,6 +185,7 @@ def _record_failure(claim: StepClaim, message: str) -> None:
         if step.attempts >= settings.max_attempts:
             step.status = StepStatus.FAILED
             job = session.get(Job, claim.job_id, with_for_update=True)
+            assert job is not None  # the step row locked above references it (a foreign key)
             finish_job_with_error(
                 session,
                 job,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
-from sqlalchemy import BigInteger, any_, bindparam, func, select, update
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from core.broker_redis import broker_redis, lane_key
@@ -207,6 +207,7 @@ def _extend_lapsed_leases(session) -> int:
 def _mark_lost(session, broker: BrokerView, passed: dict[tuple[str, int], int]) -> list[int]:
     """Queued steps whose message went out and is not waiting anywhere: made due again."""
     sent_and_waiting = (Step.status == StepStatus.QUEUED, Step.send_due_at.is_(None))
+    lost: list[tuple[ColumnElement[bool], ...]]  # each: the conditions of one lane's lost messages
     if broker.emptied:
         lost = [()]
     else:

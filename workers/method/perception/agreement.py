@@ -8,6 +8,7 @@ thing the refinement rounds should resolve. Both are stated in the evidence docu
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
 from workers.method.perception.trust import TRUST_BY_SOURCE
@@ -45,7 +46,8 @@ class Agreement:
         return {c: round(n * weight + (AGREEMENT_BONUS if n >= 2 else 0.0), 2) for c, n in counts.items()}
 
     def as_json(self) -> dict:
-        record = {"answers": self.answers, "agreed": self.agreed, "conflict": self.conflict, "support": self.support()}
+        record: dict[str, Any] = {"answers": self.answers, "agreed": self.agreed, "conflict": self.conflict,
+                                  "support": self.support()}
         if any(len(v) > 1 for v in self.samples.values()):
             record["samples"] = self.samples
             record["margins"] = {tool: margin(votes) for tool, votes in self.samples.items()}

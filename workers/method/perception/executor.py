@@ -19,6 +19,7 @@ CPU), never a model's forward pass.
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -162,8 +163,11 @@ class RoundExecutor:
         """Insert the row once; the round's row is what is stored (an earlier one wins)."""
         row = session.scalar(insert(ToolCall).values(**values).on_conflict_do_nothing(
             index_elements=["job_id", "iteration", "call_index"]).returning(ToolCall))
-        self._rows[values["call_index"]] = row if row is not None else session.scalar(
-            select(ToolCall).filter_by(job_id=self.job_id, iteration=self.iteration, call_index=values["call_index"]))
+        if row is None:
+            row = session.scalar(select(ToolCall).filter_by(
+                job_id=self.job_id, iteration=self.iteration, call_index=values["call_index"]))
+            assert row is not None  # the insert conflicted on this key: a row with it is stored
+        self._rows[values["call_index"]] = row
 
     def _insert_many(self, session: Session, rows: list[dict]) -> None:
         """Insert these rows in one statement; a row stored already (a concurrent
@@ -226,13 +230,13 @@ class RoundExecutor:
         rows = session.execute(CACHE_HITS, {"keys": keys})
         return {key: ToolResult(output, rendered) for key, output, rendered in rows}
 
-    def _speech_found(self, pending_rows: list[dict] = ()) -> bool | None:
+    def _speech_found(self, pending_rows: Sequence[dict] = ()) -> bool | None:
         """Whether this round's voice-activity call found speech; None when it has none.
         `pending_rows`: rows about to be stored (a cache hit of voice activity counts)."""
         outputs = [row.output for row in self._rows.values() if row.tool == "voice_activity" and row.error is None]
         outputs += [row["output"] for row in pending_rows if row["tool"] == "voice_activity" and row["error"] is None]
-        outputs = [output for output in outputs if output is not None]
-        return None if not outputs else bool(outputs[0].get("segments"))
+        found = [output for output in outputs if output is not None]
+        return None if not found else bool(found[0].get("segments"))
 
     def compute(self, index: int, call: PlannedCall) -> ToolCall:
         """Run the call's tool and store its row now."""

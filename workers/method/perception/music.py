@@ -106,7 +106,8 @@ def _notes(y: np.ndarray, sr: int, offset: float) -> list[dict]:
     hop = 256
     f0, voiced, _ = librosa.pyin(y, fmin=50.0, fmax=2000.0, sr=sr, frame_length=2048, hop_length=hop)
     times = librosa.times_like(f0, sr=sr, hop_length=hop)
-    notes, run = [], []
+    notes: list[dict] = []
+    run: list[tuple[float, float]] = []  # (time, f0) of the note being followed
     for t, hz, is_voiced in zip(times, f0, voiced):
         if is_voiced and run and abs(1200 * np.log2(hz / np.median([h for _, h in run]))) < SAME_NOTE_CENTS:
             run.append((t, hz))
@@ -146,8 +147,8 @@ def _chord(chroma: np.ndarray) -> dict | None:
             template = np.zeros(12)
             template[[(root + i) % 12 for i in intervals]] = 1 / np.sqrt(3)
             scores.append((float(unit @ template), PITCH_NAMES[root], quality))
-    match, root, quality = max(scores)
-    return {"root": root, "quality": quality, "match": round(match, 3)}
+    match, root_name, quality = max(scores)
+    return {"root": root_name, "quality": quality, "match": round(match, 3)}
 
 
 def render(facts: dict) -> str:

@@ -82,8 +82,12 @@ def _exchange(job_id, iteration, agent, messages, schema, temperature=None) -> L
     completion = client.complete_json(messages, schema, name=agent.split("#")[0], temperature=temperature)
     # Committed now, and through a database outage: a crash later must not pay again.
     inserted = through_outage(lambda: _store(key, messages, completion), f"storing a {agent} reply")
+    if inserted is not None:
+        return inserted
     # None: a concurrent execution stored its reply first; that one is the record.
-    return inserted if inserted is not None else _stored(key)
+    record = _stored(key)
+    assert record is not None  # the insert conflicted on this key: a row with it is stored
+    return record
 
 
 def storable_call(text: str, model: str, messages: list[dict]) -> dict:
@@ -95,7 +99,7 @@ def storable_call(text: str, model: str, messages: list[dict]) -> dict:
             "parsed": storable_json(parse_json_object(reply))}
 
 
-MODEL_NAME_LENGTH = LLMCall.__table__.c.model.type.length
+MODEL_NAME_LENGTH = LLMCall.__table__.c.model.type.length  # type: ignore[attr-defined]  # a String(n) column's type
 
 
 def _store(key: dict, messages: list[dict], completion) -> LLMCall | None:

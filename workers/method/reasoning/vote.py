@@ -27,7 +27,7 @@ class Vote:
 
 def vote(samples: list[Sample]) -> Vote:
     counts = Counter(s.answer for s in samples)
-    mapped = [a for a in counts if a is not UNMAPPED] or [UNMAPPED]
+    mapped: list[str | None] = [a for a in counts if a is not UNMAPPED] or [UNMAPPED]
     confidence = {a: sum(s.confidence or 0.0 for s in samples if s.answer == a) for a in counts}
     first = {a: next(i for i, s in enumerate(samples) if s.answer == a) for a in counts}
     winner = max(mapped, key=lambda a: (counts[a], confidence[a], -first[a]))

@@ -10,8 +10,9 @@ import contextvars
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import cast
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, func, update
 
 from core.settings import get_settings
 from models import Job, JobStatus
@@ -25,7 +26,7 @@ from workers.method.steps import StepHandler
 from workers.method.steps.context import load_iteration, load_job_and_iteration
 from workers.method.verdict import Verdict
 
-JOBS = Job.__table__
+JOBS = cast(Table, Job.__table__)  # typed FromClause; a declarative model's is a Table
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def _text_side(claim, job, document: str) -> FinalAnswer:
 def _gated(verdict: Verdict) -> FinalAnswer:
     """The audio models agreed and the planner found the evidence consistent: their answer."""
     answer = verdict.gated_answer
+    assert answer is not None  # the plan step gates on agreement only with the agreed choice (plan.py _gated)
     reasoning = (f"The audio models, heard independently, all chose {answer!r}, and the planner found the evidence "
                  f"consistent: {verdict.reason}")
     return FinalAnswer(answer, answer, "agreement", verdict.confidence, reasoning,

@@ -4,8 +4,9 @@ The agent is shown the job's tool catalogue (workers/method/perception/catalogue
 next round's calls are stored on its first step with the catalogue's models."""
 
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 
 from models import Iteration, StepKind
 from workers.method.perception import catalogue
@@ -14,7 +15,7 @@ from workers.method.reasoning.agent_call import ask_agent
 from workers.method.steps import NextStep, StepHandler, final_listening
 from workers.method.steps.context import load_job_and_iteration
 
-ITERATIONS = Iteration.__table__
+ITERATIONS = cast(Table, Iteration.__table__)  # typed FromClause; a declarative model's is a Table
 
 
 @dataclass(frozen=True)

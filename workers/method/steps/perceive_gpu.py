@@ -102,7 +102,9 @@ def compute(batch: GpuBatch) -> list[ComputedChunk]:
 def _run_chunk(chunk: list, outcomes: dict) -> "ComputedChunk | None":
     started = time.perf_counter()
     try:
-        results = TOOLS[chunk[0][0].call.tool].run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
+        run_batch = TOOLS[chunk[0][0].call.tool].run_batch
+        assert run_batch is not None  # chunks hold only calls of tools with a run_batch (prepare)
+        results = run_batch([(p.call.tool, clip, p.call.args) for p, clip in chunk])
         if len(results) != len(chunk):
             raise RuntimeError(f"{chunk[0][0].call.tool}: {len(results)} results for {len(chunk)} calls")
     except Exception as exc:

@@ -10,7 +10,9 @@ they were, from the job and this worker's settings.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert
 
 from models import Iteration, StepKind
@@ -21,6 +23,8 @@ from workers.method.perception.tools import TOOLS, PlannedCall
 from workers.method.reasoning.interaction import accepted_calls
 from workers.method.steps import NextStep, final_listening
 from workers.method.steps.context import IterationView, load_round
+
+ITERATIONS = cast(Table, Iteration.__table__)  # typed FromClause; a declarative model's is a Table
 
 
 class ToolUnavailableError(RuntimeError):
@@ -103,7 +107,7 @@ def _planned_as_before(job, before: IterationView | None) -> list[PlannedCall]:
 
 def write_iteration(session, claim, written: RoundWritten) -> NextStep:
     session.execute(
-        insert(Iteration.__table__)
+        insert(ITERATIONS)
         .values(job_id=claim.job_id, index=claim.iteration, document=written.document, evidence=written.evidence)
         .on_conflict_do_nothing(index_elements=["job_id", "index"])
     )

@@ -8,8 +8,9 @@ resolve first. A final verdict not gated on agreement is followed by the audio m
 final listening (a GPU round) before the answer, when the pipeline has it."""
 
 from dataclasses import dataclass, replace
+from typing import cast
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, func, update
 
 from models import Iteration, StepKind
 from workers.method.perception import catalogue
@@ -20,7 +21,7 @@ from workers.method.steps import NextStep, StepHandler, final_listening
 from workers.method.steps.context import load_job_and_iteration
 from workers.method.verdict import GATE_AGREEMENT, GATE_DISAGREEMENT, Verdict
 
-ITERATIONS = Iteration.__table__
+ITERATIONS = cast(Table, Iteration.__table__)  # typed FromClause; a declarative model's is a Table
 
 RESOLVE_CONFLICT = "the audio models' answers conflict: evidence that tells their choices apart"
 

@@ -9,6 +9,7 @@ so that every family batches (and is tested) the same way.
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -67,7 +68,10 @@ def read_model_config(path: str) -> dict:
     else:
         from transformers.utils import cached_file
 
-        local = cached_file(path, "config.json")
+        cached = cached_file(path, "config.json")
+        if cached is None:  # a hub repo without config.json: transformers returns None for that file
+            raise OSError(f"{path} has no config.json")
+        local = cached
     with open(local, encoding="utf-8") as f:
         return json.load(f)
 
@@ -83,21 +87,23 @@ def _new_tokens(output: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
 
 class AudioPrompts:
     """The single-clip questions every audio-language model answers, in process or behind an
-    engine (workers/method/perception/alm/engine.py), through its generate_batch."""
+    engine (workers/method/perception/alm/engine.py), through its generate_batch. An engine
+    puts an exception in place of a reply it failed (in process: a failure raises)."""
 
-    def caption(self, waveform: np.ndarray) -> str:
+    def caption(self, waveform: np.ndarray) -> str | Exception:
         return self.generate_batch([waveform], [CAPTION_PROMPT])[0]
 
-    def answer(self, waveform: np.ndarray, question: str) -> str:
+    def answer(self, waveform: np.ndarray, question: str) -> str | Exception:
         return self.generate_batch([waveform], [question])[0]
 
-    def re_caption(self, waveform: np.ndarray, focus: str) -> str:
+    def re_caption(self, waveform: np.ndarray, focus: str) -> str | Exception:
         return self.generate_batch([waveform], [RE_CAPTION_PROMPT.format(focus=focus)])[0]
 
-    def transcribe(self, waveform: np.ndarray) -> str:
+    def transcribe(self, waveform: np.ndarray) -> str | Exception:
         return self.generate_batch([waveform], [TRANSCRIBE_PROMPT])[0]
 
-    def generate_batch(self, waveforms: list, prompts: list[str], temperature: float | None = None) -> list[str]:
+    def generate_batch(self, waveforms: list, prompts: list[str],
+                       temperature: float | None = None) -> Sequence[str | Exception]:
         raise NotImplementedError
 
     def prompts_at_once(self) -> int:

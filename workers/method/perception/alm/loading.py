@@ -10,7 +10,7 @@ from workers.method.perception.alm.families import FAMILIES, choose_family
 
 def load_audio_language_model(
     path: str, device: str = "auto", generation: GenerationSettings | None = None, family: str = "auto"
-) -> AudioLanguageModel:
+) -> AudioLanguageModel | EngineAudioLanguageModel:
     """Load the checkpoint at `path` (a directory or hub id) as its family's model, on `device`
     ("auto": CUDA when available) in bf16 on CUDA and float32 on CPU.
 

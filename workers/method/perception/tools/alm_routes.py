@@ -15,11 +15,15 @@ all their windows, in one padded generate call.
 
 import math
 from functools import partial
+from typing import TYPE_CHECKING
 
 from core.alm_endpoint import is_endpoint
 from core.settings import MAX_ALMS, get_settings
 from workers.method.perception.alm.prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, direct_prompt
 from workers.method.perception.tools.base import Tool, ToolResult
+
+if TYPE_CHECKING:
+    from workers.method.perception.audio_io import AudioClip
 
 ANSWER_ROUTE = "audio_answer"
 _CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "description": "the options to choose from"}}
@@ -39,7 +43,7 @@ def route_of(tool: str) -> tuple[str, int]:
     return (base, int(slot)) if slot.isdigit() and base else (tool, 1)
 
 
-def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolResult | Exception]:
+def run_prompts(slot: int, calls: list[tuple[str, "AudioClip", dict]]) -> list[ToolResult | Exception]:
     from workers.method.perception.loaded_models import audio_language_model
 
     model = audio_language_model(slot)
@@ -49,7 +53,7 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
     # answer hears the first window, and its evidence says so (_result).
     pieces = [(i, window) for i, (name, clip, args) in enumerate(calls)
               for window in (covering(clip, limit) if _describes(name, args) else [heard_part(clip, limit)])]
-    heard: list[list[tuple[object, str]]] = [[] for _ in calls]
+    heard: list[list[tuple[AudioClip, str]]] = [[] for _ in calls]
     failed: dict[int, Exception] = {}
     # A self-consistency sample is decoded at its own temperature, the rest as the model
     # is configured (greedy by default): one generate call per kind.
@@ -75,7 +79,7 @@ def run_prompts(slot: int, calls: list[tuple[str, object, dict]]) -> list[ToolRe
             for i, (name, clip, args) in enumerate(calls)]
 
 
-def _cut_note(clip, heard: list[tuple[object, str]]) -> str | None:
+def _cut_note(clip, heard: list[tuple["AudioClip", str]]) -> str | None:
     """Said in the evidence when a question heard less than its clip: never a silent cut."""
     end = max(w.offset_s + w.duration_s for w, _ in heard)
     clip_end = clip.offset_s + clip.duration_s
@@ -135,7 +139,7 @@ def _span(clip) -> dict:
     return {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
 
 
-def _result(route: str, args: dict, clip, heard: list[tuple[object, str]]) -> ToolResult:
+def _result(route: str, args: dict, clip, heard: list[tuple["AudioClip", str]]) -> ToolResult:
     output = {**_span(clip), "text": heard[0][1]} if len(heard) == 1 else {
         **_span(clip), "windows": [{**_span(w), "text": t} for w, t in heard]}
     text = heard[0][1] if len(heard) == 1 else "\n".join(f"[{w.offset_s:.1f}-{w.offset_s + w.duration_s:.1f} s] {t}"

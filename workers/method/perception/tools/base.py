@@ -9,7 +9,7 @@ its top: importing the registry loads none of them (tests/test_roles.py checks).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -82,7 +82,7 @@ class Tool:
     # calls of many jobs run together, as one padded forward pass; it takes
     # [(tool name, clip, args)] and returns one result per call, in order (an exception in
     # place of a result fails only that call's job: workers/method/steps/perceive_gpu.py).
-    run_batch: Callable[[list[tuple[str, AudioClip, dict]]], list[ToolResult | Exception]] | None = None
+    run_batch: Callable[[list[tuple[str, AudioClip, dict]]], Sequence[ToolResult | Exception]] | None = None
 
     @property
     def device(self) -> str:

@@ -3,14 +3,20 @@
 without a real model's variance. Available only when AGR_SIMULATED_GPU_S is set."""
 
 import time
+from typing import TYPE_CHECKING
 
 from core.settings import get_settings
 from workers.method.perception.tools.base import Tool, ToolResult
 
+if TYPE_CHECKING:
+    from workers.method.perception.audio_io import AudioClip
 
-def run_batch(calls: list[tuple[str, object, dict]]) -> list[ToolResult]:
+
+def run_batch(calls: list[tuple[str, "AudioClip", dict]]) -> list[ToolResult]:
+    seconds = get_settings().simulated_gpu_s
+    assert seconds is not None  # a worker runs a tool only when available() (Round.pending): it is set
     # No gain from batching: n calls cost n times one, so the GPU-bound ceiling is exact.
-    time.sleep(get_settings().simulated_gpu_s * len(calls))
+    time.sleep(seconds * len(calls))
     return [ToolResult({"seconds": clip.duration_s}, f"simulated model heard {clip.duration_s:.2f} s")
             for _, clip, _ in calls]
 

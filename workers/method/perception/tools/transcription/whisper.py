@@ -72,9 +72,9 @@ class SpeechRecognizer:
                 prepared.append(exc)
         work = [(p.language, i, j) for i, p in enumerate(prepared) if not isinstance(p, Exception)
                 for j in range(len(p.features))]
-        for language, group in groupby(sorted(work, key=lambda w: (w[0], w[1], w[2])), key=lambda w: w[0]):
+        for language, same_language in groupby(sorted(work, key=lambda w: (w[0], w[1], w[2])), key=lambda w: w[0]):
             tokenizer, options = self._decoding(language)
-            group = [(i, j) for _, i, j in group]
+            group = [(i, j) for _, i, j in same_language]
             for start in range(0, len(group), batch_size):
                 self._decode(prepared, group[start : start + batch_size], tokenizer, options)
         return [p if isinstance(p, Exception) else p.result(self) for p in prepared]
