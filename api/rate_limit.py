@@ -39,10 +39,10 @@ def unauthenticated_wait(address: str, limit_per_minute: int) -> int:
 
 
 def _count(bucket: str, limit_per_minute: int) -> int:
-    # The window is a minute unless AGR_RATE_LIMIT_WINDOW_S says otherwise (the limit is
+    # The window is a minute unless AGR_RATE_LIMIT_PERIOD_S says otherwise (the limit is
     # scaled to it): a shorter one spreads a minute's allowance out, and lets a test see
     # clients wait out a 429 in seconds.
-    window_s = get_settings().rate_limit_window_s
+    window_s = get_settings().rate_limit_period_s
     limit = max(1, math.ceil(limit_per_minute * window_s / 60))
     now = time.time()
     window = int(now // window_s)

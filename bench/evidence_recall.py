@@ -58,9 +58,9 @@ def offline_tools() -> list[str]:
     recall measured over fewer tools than it claims is a wrong figure, not a smaller one
     (choosing by `run_batch` once dropped transcription when it gained batching, and the
     figure fell from 0.955 to 0.818 with no error)."""
-    from workers.method.perception.tools import TOOLS, alm_routes, simulated_gpu
+    from workers.method.perception.tools import TOOLS, alm_tools, simulated_gpu
 
-    excluded = {t.name for t in alm_routes.TOOLS} | {simulated_gpu.TOOL.name}
+    excluded = {t.name for t in alm_tools.TOOLS} | {simulated_gpu.TOOL.name}
     names = [name for name in TOOLS if name not in excluded]
     missing = [name for name in names if not TOOLS[name].available()]
     if missing:

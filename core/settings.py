@@ -5,11 +5,13 @@ llama.cpp server under ``data_dir`` and exports their URLs to the worker process
 launches, so every process reads the same settings from its environment.
 """
 
+import os
 import re
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.alm_endpoint import is_endpoint, parse_endpoint
@@ -18,11 +20,26 @@ from core.cuda import cuda_visible
 PIPELINE_NAMES = ("agr", "cascade", "direct", "crosscheck")  # workers/method/pipelines.py (which imports models)
 # workers/method/perception/alm/loading.py FAMILIES (which imports torch)
 ALM_FAMILIES = ("qwen2_audio", "audio_reasoner", "audio_flamingo3", "qwen2_5_omni", "midashenglm")
-MAX_ALMS = 4  # configured audio-language models: each has its slot of routes
+MAX_ALMS = 4  # configured audio-language models: each has its slot of tools (one per prompt kind)
+
+
+# Settings renamed so that "window" means only the dispatch window (and OpenAI's completion
+# window): the old environment name is still read (each field's validation_alias), with a warning.
+RENAMED = {"AGR_RATE_LIMIT_WINDOW_S": "AGR_RATE_LIMIT_PERIOD_S", "AGR_CHAT_REPLAY_WINDOW_S": "AGR_CHAT_REPLAY_PERIOD_S"}
+
+
+def warn_of_renamed(environ=os.environ) -> list[str]:
+    """Warn once per old name still set (the value is read all the same); returns those names."""
+    old = sorted(name for name in RENAMED if name in environ)
+    for name in old:
+        warnings.warn(f"{name} is now {RENAMED[name]}; the old name still works but will be dropped",
+                      FutureWarning, stacklevel=2)
+    return old
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AGR_", env_file=".env", extra="ignore")
+    # populate_by_name: a renamed setting (RENAMED) is read by its field's name too, not only its aliases.
+    model_config = SettingsConfigDict(env_prefix="AGR_", env_file=".env", extra="ignore", populate_by_name=True)
 
     # Every field has a description: docs/configuration.md is generated from them (and from
     # the "# --- section ---" comments below) by `python -m core.config_reference`.
@@ -166,15 +183,15 @@ class Settings(BaseSettings):
         "(`faster-whisper/<model>@cuda-float16` on CUDA) rather than run it elsewhere."))
     alm_model: str | None = Field(None, description=(
         "The path or hub id of an audio-language model (see AGR_ALM_FAMILY) for the caption / "
-        "audio-QA / re-caption / audio-answer routes, or an engine serving one, "
+        "audio-QA / re-caption / audio-answer tools, or an engine serving one, "
         "`openai+http://host:8000/v1#served-name` (see \"Audio models behind an engine\" in "
         "docs/deployment.md). Unset: none, no ALM."))
     alms: str | None = Field(None, description=(
         "Several audio-language models, which the crosscheck pipeline asks each: "
         "`family=path,family=path`, family one of AGR_ALM_FAMILY's or `auto` or omitted (from its "
         "config); a path may be an engine as in AGR_ALM_MODEL. The first is the primary model and "
-        "replaces AGR_ALM_MODEL / AGR_ALM_FAMILY; the others get their own routes `caption_2`, ... "
-        "(workers/method/perception/tools/alm_routes.py; see \"Pipelines\" in docs/api-and-cli.md). "
+        "replaces AGR_ALM_MODEL / AGR_ALM_FAMILY; the others get their own tools `caption_2`, ... "
+        "(workers/method/perception/tools/alm_tools.py; see \"Pipelines\" in docs/api-and-cli.md). "
         "At most 4 models, none listed twice. Unset: none, AGR_ALM_MODEL alone."))
     # Engine-backed models (core/alm_endpoint.py).
     alm_api_key: SecretStr = Field(SecretStr("not-needed"), description=(
@@ -296,9 +313,12 @@ class Settings(BaseSettings):
         "How often the API reads every held chat call's job at once, in one or two statements, in "
         "seconds (api/front_door/held_jobs.py): the net under Postgres's announcement of a job's end, "
         "and the pace of a stream's progress."))
-    chat_replay_window_s: float = Field(3600.0, ge=0, description=(
-        "The same request again within this long of its job's end, in seconds, answers that job (a "
-        "harness's retry); later, it is asked afresh (a re-run after the models changed)."))
+    chat_replay_period_s: float = Field(
+        3600.0, ge=0, validation_alias=AliasChoices("AGR_CHAT_REPLAY_PERIOD_S", "AGR_CHAT_REPLAY_WINDOW_S"),
+        description=(
+            "The same request again within this long of its job's end, in seconds, answers that job (a "
+            "harness's retry); later, it is asked afresh (a re-run after the models changed). Formerly "
+            "AGR_CHAT_REPLAY_WINDOW_S, still read, with a warning."))
     model_aliases: dict[str, str] = Field(default_factory=dict, description=(
         "Extra model names for the OpenAI front door, which a harness sends and are not ours, each "
         "mapped to a pipeline (`agr`, `cascade`, `direct` or `crosscheck`), as JSON, e.g. "
@@ -321,9 +341,12 @@ class Settings(BaseSettings):
         "Requests without a valid API key (none, wrong or revoked) per client address per minute; "
         "past it they get 429 with `Retry-After`, not 401. Requests with a valid key are limited per "
         "tenant instead (tenants.rate_limit_per_minute, all the tenant's keys together)."))
-    rate_limit_window_s: float = Field(60.0, ge=1.0, le=3600.0, description=(
-        "The rate limits' window, in seconds; the per-minute limits are scaled to it (a shorter one "
-        "spreads a minute's allowance out; the tests use 1 s to see clients wait out 429s)."))
+    rate_limit_period_s: float = Field(
+        60.0, ge=1.0, le=3600.0, validation_alias=AliasChoices("AGR_RATE_LIMIT_PERIOD_S", "AGR_RATE_LIMIT_WINDOW_S"),
+        description=(
+            "The period the rate limits count requests over, in seconds; the per-minute limits are scaled "
+            "to it (a shorter one spreads a minute's allowance out; the tests use 1 s to see clients wait "
+            "out 429s). Formerly AGR_RATE_LIMIT_WINDOW_S, still read, with a warning."))
     metrics_token: SecretStr | None = Field(None, description=(
         "`/metrics` on the API port answers only `Authorization: Bearer <this token>`. Unset (or "
         "empty): `/metrics` is not served (404)."))
@@ -409,4 +432,5 @@ def parse_alms(listed: str | None) -> list[tuple[str, str]]:
 
 @lru_cache
 def get_settings() -> Settings:
+    warn_of_renamed()  # once per process: this is cached
     return Settings()

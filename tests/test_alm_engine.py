@@ -216,7 +216,7 @@ def test_a_request_the_engine_refuses_fails_its_own_call_only(monkeypatch):
     from workers.method.perception.alm.engine import EngineUnavailable
     from workers.method.perception.audio_io import AudioClip
     from workers.method.perception.loaded_models import audio_language_model
-    from workers.method.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.tools.alm_tools import run_prompts
 
     engine = SimulatedEngine(capacity=4, latency_s=0.0, models=["sim"], reply="rain", refuse_containing="REFUSE ME")
     monkeypatch.setenv("AGR_ALMS", engine.spec("sim"))

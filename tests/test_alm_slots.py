@@ -47,7 +47,7 @@ def test_each_model_has_its_routes_and_the_first_is_the_primary(two_models):
 
 def test_a_long_clip_is_heard_in_windows_at_most_a_batch_per_generate_call(two_models):
     from workers.method.perception.loaded_models import audio_language_model
-    from workers.method.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.tools.alm_tools import run_prompts
 
     model = audio_language_model(1)
     sizes = []
@@ -93,7 +93,7 @@ def test_alms_entries_parse_with_or_without_a_family():
 
 def test_answer_samples_are_decoded_at_the_sampling_temperature(two_models, monkeypatch):
     from workers.method.perception.loaded_models import audio_language_model
-    from workers.method.perception.tools.alm_routes import run_prompts
+    from workers.method.perception.tools.alm_tools import run_prompts
 
     model = audio_language_model(2)
     temperatures = []

@@ -18,7 +18,7 @@ from tests.stack import api_client, count_rows, run_cli, tone_wav
 @pytest.fixture
 def api(stack, tmp_path):
     # A 1-second rate-limit window, so a client's waits on a 429 take seconds, not a minute.
-    stack.configure(data_dir=str(tmp_path / "data"), rate_limit_window_s=1)
+    stack.configure(data_dir=str(tmp_path / "data"), rate_limit_period_s=1)
     return stack.start_api()
 
 

@@ -99,11 +99,11 @@ class Pipeline:
     def offered(self, tools) -> list:
         """The tools this pipeline's agents are offered: only crosscheck has the audio models'
         own answers and the models after the first."""
-        from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+        from workers.method.perception.tools.alm_tools import ANSWER_KIND, prompt_kind_of
 
         if self.goes_beyond_the_paper:
             return list(tools)
-        return [t for t in tools if route_of(t.name)[0] != ANSWER_ROUTE and route_of(t.name)[1] == 1]
+        return [t for t in tools if prompt_kind_of(t.name)[0] != ANSWER_KIND and prompt_kind_of(t.name)[1] == 1]
 
     def first_round_calls(self, question: str, choices: list[str], catalogue) -> list:
         """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
@@ -137,20 +137,20 @@ def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool)
     """The audio models' part of crosscheck's round 0: each model in the catalogue captions
     the whole clip and its thirds, and answers the question itself (without the ensemble:
     the primary model's caption alone, as `agr` has it)."""
-    from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_name
+    from workers.method.perception.tools.alm_tools import ANSWER_KIND, alm_tool_name
 
-    slots = [s for s in range(1, MAX_ALMS + 1) if catalogue.tool(route_name("caption", s))]
+    slots = [s for s in range(1, MAX_ALMS + 1) if catalogue.tool(alm_tool_name("caption", s))]
     if not ensemble:
         return [catalogue.call("caption", {})] if 1 in slots else []
     calls = []
     for slot in slots:
-        caption = route_name("caption", slot)
+        caption = alm_tool_name("caption", slot)
         # Covered in windows: a clip longer than the model hears is not cut off.
         calls.append(catalogue.call(caption, {"cover": True}))
         calls += [catalogue.call(caption, {"part": k, "parts": CAPTION_PARTS, "cover": True})
                   for k in range(1, CAPTION_PARTS + 1)]
-        if choices and catalogue.tool(route_name(ANSWER_ROUTE, slot)):  # an open question has no choice to name
-            calls += [catalogue.call(route_name(ANSWER_ROUTE, slot), args) for args in answer_args(question, choices)]
+        if choices and catalogue.tool(alm_tool_name(ANSWER_KIND, slot)):  # an open question has no choice to name
+            calls += [catalogue.call(alm_tool_name(ANSWER_KIND, slot), args) for args in answer_args(question, choices)]
     return calls
 
 

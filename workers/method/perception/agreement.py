@@ -1,5 +1,5 @@
 """Whether the audio models agree: each configured model's own answer in round 0 (the
-`audio_answer` routes), read from the evidence, and what that agreement means.
+`audio_answer` tools), read from the evidence, and what that agreement means.
 
 TalTech's MMAR system was right 94.5% of the time where its two audio models agreed and
 58% where they conflicted: agreement is evidence worth gating on, and a conflict is the
@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+from workers.method.perception.tools.alm_tools import ANSWER_KIND, prompt_kind_of
 from workers.method.perception.trust import TRUST_BY_SOURCE
 
 AGREEMENT_BONUS = 0.2  # TalTech's bonus where two independent sources agree
@@ -56,14 +56,14 @@ class Agreement:
 
 def is_preliminary(item: dict) -> bool:
     """A round-0 answer of a model: not one given later with the evidence (final listening)."""
-    return (route_of(item["tool"])[0] == ANSWER_ROUTE and not is_final_listening(item["tool"], item["args"])
+    return (prompt_kind_of(item["tool"])[0] == ANSWER_KIND and not is_final_listening(item["tool"], item["args"])
             and item["iteration"] == 0)
 
 
 def is_final_listening(tool: str, args: dict) -> bool:
     """A call (or its item) of crosscheck's final listening: an answer route given the
     evidence, which only the pipeline gives (an agent's calls keep their declared arguments)."""
-    return route_of(tool)[0] == ANSWER_ROUTE and "evidence" in args
+    return prompt_kind_of(tool)[0] == ANSWER_KIND and "evidence" in args
 
 
 def answer_in(item: dict, choices: list[str]) -> str | None:

@@ -7,7 +7,7 @@ kind and trust (workers/method/perception/trust.py); a document rendered `with_s
 """
 
 from workers.method.perception.agreement import describe, is_final_listening, of_round_zero
-from workers.method.perception.tools.alm_routes import ANSWER_ROUTE, route_of
+from workers.method.perception.tools.alm_tools import ANSWER_KIND, prompt_kind_of
 from workers.method.perception.trust import TRUST_BY_SOURCE, declared
 
 SOURCES_NOTE = ("Each item names its source kind and trust: analytic measurements 1.0, probabilistic models 0.75, "
@@ -83,6 +83,6 @@ def neutral_summary(items: list[dict], limit: int = 2000) -> str:
     model's answer or trust label (it hears the clip itself and must not be led), cut to
     `limit` characters."""
     lines = [f"- {item['tool']}: {' '.join(item['text'].split())}" for item in items
-             if route_of(item["tool"])[0] != ANSWER_ROUTE and not item["text"].startswith("tool error")]
+             if prompt_kind_of(item["tool"])[0] != ANSWER_KIND and not item["text"].startswith("tool error")]
     summary = "\n".join(lines)
     return summary if len(summary) <= limit else summary[: limit - 3].rstrip() + "..."

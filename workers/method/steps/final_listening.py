@@ -6,16 +6,16 @@ then weighs it against the text side (workers/method/steps/answer.py)."""
 
 from workers.method.perception.agreement import is_final_listening
 from workers.method.perception.evidence import neutral_summary
-from workers.method.perception.tools.alm_routes import ANSWER_ROUTE
+from workers.method.perception.tools.alm_tools import ANSWER_KIND
 
 
 def calls(job, evidence: list[dict], tools) -> tuple:
     """The final-listening call, or () where there is none: another pipeline, the mechanism
     off, no audio model in the job's catalogue, or an open question (no choice to name)."""
-    if not (job.pipeline.hears_again_to_answer and job.choices and tools.tool(ANSWER_ROUTE)):
+    if not (job.pipeline.hears_again_to_answer and job.choices and tools.tool(ANSWER_KIND)):
         return ()
     args = {"question": job.question, "choices": list(job.choices), "evidence": neutral_summary(evidence)}
-    return (tools.call(ANSWER_ROUTE, args),)
+    return (tools.call(ANSWER_KIND, args),)
 
 
 def is_final_round(calls) -> bool:

@@ -1,6 +1,6 @@
-"""What the audio-language models are asked: the prompts of their routes, and the `direct`
+"""What the audio-language models are asked: the prompt of each kind of their tools, and the `direct`
 pipeline's question with its choices. Light (no model library), so the planners and the
-routes' specs read them in any role."""
+tools' specs read them in any role."""
 
 CAPTION_PROMPT = (
     "Describe this audio in detail: the sound events, any speech and who is speaking, music, "

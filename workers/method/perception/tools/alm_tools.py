@@ -1,14 +1,14 @@
-"""The audio-language models' routes: a caption, a question about the audio, a focused
+"""The audio-language models' tools, one per prompt kind: a caption, a question about the audio, a focused
 re-caption, and the model's own answer to the job's question with its choices.
 
-One set of routes per configured model (AGR_ALMS, or AGR_ALM_MODEL alone; at most
+One set of these tools per configured model (AGR_ALMS, or AGR_ALM_MODEL alone; at most
 MAX_ALMS): the primary model's are named `caption`, `audio_qa`, `re_caption`,
 `audio_answer`, the second's `caption_2`, `audio_qa_2`, ... so two models' evidence
 about one clip sits side by side in a document, each item naming its model's slot.
 
 A model hears at most its window (30 s for the Whisper-encoder families): a longer clip
 or window is covered by consecutive equal windows, each given the same prompt, and the
-replies kept with their times; none of the clip is cut off. Every route of one model
+replies kept with their times; none of the clip is cut off. Every tool of one model
 shares its `run_prompts`, so a GPU worker answers the pending calls of many jobs, and
 all their windows, in one padded generate call.
 """
@@ -25,7 +25,7 @@ from workers.method.perception.tools.base import Tool, ToolResult
 if TYPE_CHECKING:
     from workers.method.perception.audio_io import AudioClip
 
-ANSWER_ROUTE = "audio_answer"
+ANSWER_KIND = "audio_answer"
 _CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "description": "the options to choose from"}}
 # Set by the pipeline only, outside the schemas the agents see (an agent's calls keep their
 # declared arguments): `cover` (hear the whole clip or part in windows), `part` of `parts`
@@ -33,12 +33,12 @@ _CHOICES_ARG = {"choices": {"type": "array", "items": {"type": "string"}, "descr
 # (one of several self-consistency answers), `evidence` (final listening's summary).
 
 
-def route_name(route: str, slot: int) -> str:
-    return route if slot == 1 else f"{route}_{slot}"
+def alm_tool_name(kind: str, slot: int) -> str:
+    return kind if slot == 1 else f"{kind}_{slot}"
 
 
-def route_of(tool: str) -> tuple[str, int]:
-    """(route, slot) of an ALM tool's name: `caption_2` -> ("caption", 2)."""
+def prompt_kind_of(tool: str) -> tuple[str, int]:
+    """(prompt kind, slot) of an ALM tool's name: `caption_2` -> ("caption", 2)."""
     base, _, slot = tool.rpartition("_")
     return (base, int(slot)) if slot.isdigit() and base else (tool, 1)
 
@@ -60,7 +60,7 @@ def run_prompts(slot: int, calls: list[tuple[str, "AudioClip", dict]]) -> list[T
     size = model.prompts_at_once()
     for temperature in dict.fromkeys(calls[i][2].get("temperature") for i, _ in pieces):
         kind = [(i, w) for i, w in pieces if calls[i][2].get("temperature") == temperature]
-        prompts = [_prompt(route_of(calls[i][0])[0], calls[i][2]) for i, _ in kind]
+        prompts = [_prompt(prompt_kind_of(calls[i][0])[0], calls[i][2]) for i, _ in kind]
         # A long clip is many windows: at most a GPU batch of them per generate call, so a
         # 30-minute clip's 60 windows never go through the model at once (an engine takes
         # as many as may be in flight).
@@ -75,7 +75,7 @@ def run_prompts(slot: int, calls: list[tuple[str, "AudioClip", dict]]) -> list[T
                     heard[i].append((window, text.strip()))
     # A call with a failed window fails alone, in its place (Tool.run_batch): its job's step
     # is retried, its batch-mates' results stand.
-    return [failed.get(i) or _result(route_of(name)[0], args, clip, heard[i])
+    return [failed.get(i) or _result(prompt_kind_of(name)[0], args, clip, heard[i])
             for i, (name, clip, args) in enumerate(calls)]
 
 
@@ -90,7 +90,7 @@ def _cut_note(clip, heard: list[tuple["AudioClip", str]]) -> str | None:
 
 
 def _describes(tool: str, args: dict) -> bool:
-    return route_of(tool)[0] in ("caption", "re_caption") or bool(args.get("cover"))
+    return prompt_kind_of(tool)[0] in ("caption", "re_caption") or bool(args.get("cover"))
 
 
 def heard_part(clip, limit: float | None):
@@ -117,12 +117,12 @@ def answer_prompt(question: str, choices: list[str], evidence: str | None = None
     return prompt
 
 
-def _prompt(route: str, args: dict) -> str:
-    if route == "caption":
+def _prompt(kind: str, args: dict) -> str:
+    if kind == "caption":
         return CAPTION_PROMPT
-    if route == "re_caption":
+    if kind == "re_caption":
         return RE_CAPTION_PROMPT.format(focus=args["focus"])
-    if route == ANSWER_ROUTE:
+    if kind == ANSWER_KIND:
         return answer_prompt(args["question"], args.get("choices") or [], args.get("evidence"))
     return args["question"]  # audio_qa
 
@@ -139,12 +139,12 @@ def _span(clip) -> dict:
     return {"start": round(clip.offset_s, 2), "end": round(clip.offset_s + clip.duration_s, 2)}
 
 
-def _result(route: str, args: dict, clip, heard: list[tuple["AudioClip", str]]) -> ToolResult:
+def _result(kind: str, args: dict, clip, heard: list[tuple["AudioClip", str]]) -> ToolResult:
     output = {**_span(clip), "text": heard[0][1]} if len(heard) == 1 else {
         **_span(clip), "windows": [{**_span(w), "text": t} for w, t in heard]}
     text = heard[0][1] if len(heard) == 1 else "\n".join(f"[{w.offset_s:.1f}-{w.offset_s + w.duration_s:.1f} s] {t}"
                                                          for w, t in heard)
-    if route == ANSWER_ROUTE:
+    if kind == ANSWER_KIND:
         output["answer"] = _chosen([t for _, t in heard], args.get("choices") or [])
         text = f"Answer: {output['answer'] or 'none of the choices'}\n{text}"
     if cut := _cut_note(clip, heard):
@@ -187,12 +187,12 @@ def _raised(result):
     return result
 
 
-def _routes(slot: int) -> list[Tool]:
+def _tools_of_slot(slot: int) -> list[Tool]:
     run_batch = partial(run_prompts, slot)  # one object per model: its calls batch together
     which = "an audio-language model" if slot == 1 else f"audio-language model {slot} (another opinion)"
 
-    def route(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
-        tool = route_name(name, slot)
+    def of_kind(name: str, description: str, args: dict | None = None, required: tuple[str, ...] = ()) -> Tool:
+        tool = alm_tool_name(name, slot)
         return Tool(tool, description.format(which=which), "gpu",
                     run=lambda clip, call_args: _raised(run_batch([(tool, clip, call_args)])[0]),
                     model_name=partial(model_name, slot),
@@ -201,15 +201,15 @@ def _routes(slot: int) -> list[Tool]:
 
     return [
         # The first model's descriptions are the paper's, word for word: what `agr` is offered.
-        route("caption", "A detailed description of the whole audio from {which}."),
-        route("audio_qa", "Ask {which} a specific question about the audio.",
-              {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
-        route("re_caption", "Describe the audio again" + ("" if slot == 1 else " with {which}")
-              + ", paying attention to one aspect (e.g. the background sounds).",
-              {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
-        route(ANSWER_ROUTE, "{which} answers a multiple-choice question itself, from what it hears.",
-              {"question": {"type": "string", "description": "the question"}, **_CHOICES_ARG}, ("question",)),
+        of_kind("caption", "A detailed description of the whole audio from {which}."),
+        of_kind("audio_qa", "Ask {which} a specific question about the audio.",
+                {"question": {"type": "string", "description": "the question to ask"}}, ("question",)),
+        of_kind("re_caption", "Describe the audio again" + ("" if slot == 1 else " with {which}")
+                + ", paying attention to one aspect (e.g. the background sounds).",
+                {"focus": {"type": "string", "description": "what to attend to"}}, ("focus",)),
+        of_kind(ANSWER_KIND, "{which} answers a multiple-choice question itself, from what it hears.",
+                {"question": {"type": "string", "description": "the question"}, **_CHOICES_ARG}, ("question",)),
     ]
 
 
-TOOLS = [tool for slot in range(1, MAX_ALMS + 1) for tool in _routes(slot)]
+TOOLS = [tool for slot in range(1, MAX_ALMS + 1) for tool in _tools_of_slot(slot)]

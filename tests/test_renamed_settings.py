@@ -1,0 +1,38 @@
+"""A renamed setting is still read by its old environment name, with a warning, so a
+deployment's .env keeps working across the rename; the new name wins when both are set."""
+
+import pytest
+
+from core.settings import RENAMED, Settings, warn_of_renamed
+
+
+# Nothing here needs the suite's services: these stand in for conftest's autouse fixtures.
+@pytest.fixture(scope="module", autouse=True)
+def module_services():
+    yield None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def librosa_compiled_first():
+    yield None
+
+
+def test_the_old_name_is_read_and_warned_about(monkeypatch):
+    for old, new in RENAMED.items():
+        monkeypatch.delenv(new, raising=False)
+        monkeypatch.setenv(old, "7")
+    with pytest.warns(FutureWarning, match="AGR_RATE_LIMIT_WINDOW_S is now AGR_RATE_LIMIT_PERIOD_S"):
+        assert warn_of_renamed() == sorted(RENAMED)
+    settings = Settings()
+    assert settings.rate_limit_period_s == 7
+    assert settings.chat_replay_period_s == 7
+
+
+def test_the_new_name_wins_and_nothing_is_warned(monkeypatch, recwarn):
+    monkeypatch.delenv("AGR_RATE_LIMIT_WINDOW_S", raising=False)
+    monkeypatch.delenv("AGR_CHAT_REPLAY_WINDOW_S", raising=False)
+    monkeypatch.setenv("AGR_RATE_LIMIT_PERIOD_S", "5")
+    assert warn_of_renamed() == []
+    assert Settings().rate_limit_period_s == 5
+    assert Settings(rate_limit_period_s=9).rate_limit_period_s == 9  # by field name too
+    assert not [w for w in recwarn if issubclass(w.category, FutureWarning)]
