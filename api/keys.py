@@ -20,6 +20,7 @@ from uuid import UUID
 
 from sqlalchemy import func, select, text, update
 
+from core.settings import get_settings
 from models import ApiKey, Tenant
 from models.db import session_scope
 
@@ -134,7 +135,6 @@ def _overlap(a: Path, b: Path) -> bool:
 
 def _service_folders() -> list[tuple[str, Path]]:
     """Folders the service writes (its data, the audio store, caches), resolved."""
-    from core.settings import get_settings
 
     settings = get_settings()
     folders = [("data folder (AGR_DATA_DIR)", settings.data_dir)]

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import typer
 
+from api import keys as api_keys
+from api.keys import AudioRootRefused
 from cli.common import app, console, fail
+from core.migrate import upgrade_to_head
 from core.settings import get_settings
 from local_stack import embedded
 
@@ -27,15 +30,12 @@ def create_key(
     max_queued: int | None = typer.Option(None, min=1, help="unfinished items at once [default 100000]"),
 ) -> None:
     """Make an API key for a tenant and print it (only now: only its hash is stored)."""
-    from api.keys import AudioRootRefused
-    from api.keys import create_key as make
-
     _need_database()
     if audio_root is not None and not audio_root.is_dir():
         fail(f"--audio-root {audio_root} is not a folder")
     try:
-        key = make(tenant, name, audio_root, rate_limit, max_queued, check_audio_root=True,
-                   move_audio_root=move_audio_root)
+        key = api_keys.create_key(tenant, name, audio_root, rate_limit, max_queued, check_audio_root=True,
+                                  move_audio_root=move_audio_root)
     except AudioRootRefused as exc:
         fail(f"refused: {exc}")
     console.print(key, markup=False, highlight=False, soft_wrap=True)
@@ -50,10 +50,8 @@ def list_keys(
     """Every key: tenant, name, prefix, when made, when revoked (never the key or its hash)."""
     from rich.table import Table
 
-    from api.keys import list_keys as found
-
     _need_database()
-    rows = found(tenant, include_revoked=revoked)
+    rows = api_keys.list_keys(tenant, include_revoked=revoked)
     if as_json:
         for row in rows:
             console.print(json.dumps(row.as_json()), markup=False, highlight=False, soft_wrap=True)
@@ -68,11 +66,9 @@ def list_keys(
 @keys.command("revoke")
 def revoke_key(prefix_or_id: str = typer.Argument(..., help="the key's prefix (agr_...) or id, from `agr keys list`")) -> None:
     """Revoke a key: requests carrying it are refused (401) from now on."""
-    from api.keys import revoke_key as revoke
-
     _need_database()
     try:
-        key, was_live = revoke(prefix_or_id)
+        key, was_live = api_keys.revoke_key(prefix_or_id)
     except LookupError as exc:
         fail(str(exc))
     state = "revoked" if was_live else "was already revoked"
@@ -93,7 +89,6 @@ def serve(
     if not get_settings().broker_url:
         fail("AGR_BROKER_URL is not set")
     if migrate:
-        from core.migrate import upgrade_to_head
 
         upgrade_to_head(url)
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers)

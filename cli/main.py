@@ -23,14 +23,17 @@ from rich.text import Text
 
 from api.batch_view import JobResult, UnknownBatch, accuracy, batch_progress, batch_results
 from api.intake.batch_input import SubmissionInvalid, read_batch_file
+from api.keys import caller_for, create_key
 from cli import admin, evaluate, remote  # noqa: F401  (importing them adds their commands to `app`)
 from cli.common import app, console
 from cli.db_outage import Outage
 from cli.stop_signals import exit_status, stop_on_sigint_and_sigterm
+from core.migrate import upgrade_to_head
 from core.settings import get_settings
 from local_stack.stack import LocalStack
 from workers.method.mechanisms import MECHANISMS, resolved
 from workers.method.pipelines import PIPELINES, Pipeline
+from workers.runtime.sweeper import resend_unfinished
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
@@ -76,7 +79,6 @@ def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")
     """Finish a batch that was interrupted: re-send its unfinished steps and watch it."""
     _start_command()
     with _stack(True) as stack:
-        from workers.runtime.sweeper import resend_unfinished
 
         outage = Outage(console)
         try:
@@ -124,7 +126,6 @@ def _local_key(tenant: str, audio_root: Path | None) -> str:
     """The key `agr up` printed last time for this tenant, while it is valid (so a harness's
     environment stays right across restarts), else a new one. Kept in the data folder,
     readable by its owner only: only its hash is in the database."""
-    from api.keys import caller_for, create_key
 
     saved = Path(get_settings().data_dir) / f"local-key-{tenant}"
     if saved.is_file() and (caller := caller_for(key := saved.read_text().strip())) is not None:
@@ -141,7 +142,6 @@ def _local_key(tenant: str, audio_root: Path | None) -> str:
 @app.command()
 def migrate() -> None:
     """Bring the configured database (AGR_DATABASE_URL) to the newest schema."""
-    from core.migrate import upgrade_to_head
 
     url = get_settings().database_url
     if not url:

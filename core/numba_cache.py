@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +29,6 @@ def use_persistent_numba_cache() -> Path:
     folder between installs.
     """
     if not os.environ.get("NUMBA_CACHE_DIR"):  # numba treats an empty value as unset too
-        from core.settings import get_settings
 
         settings = get_settings()
         folder = settings.numba_cache_dir or Path(settings.data_dir) / "numba-cache"

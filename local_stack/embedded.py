@@ -27,6 +27,7 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core.settings import get_settings
 from local_stack.processes import tied_to_this_process
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,6 @@ def _launch_llm_server(data_dir: Path, timeout: float = LLM_START_TIMEOUT_S):
 
 
 def _llm_command(port: int) -> list[str]:
-    from core.settings import get_settings
 
     name = get_settings().llm_model
     if name not in EMBEDDED_LLMS:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from core.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -65,7 +67,6 @@ def _settings_of(env: dict):
     """The settings a process started with `env` reads: its environment is ours updated with
     `env` (_spawn). Settings read os.environ only, so `env`'s AGR_* stand in for ours while
     they are read (under a lock; nothing but AGR_* is touched)."""
-    from core.settings import Settings
 
     overrides = {k: v for k, v in env.items() if k.startswith("AGR_")}
     with _reading_settings:

@@ -17,6 +17,7 @@ from core.migrate import upgrade_to_head
 from core.settings import Settings, get_settings
 from local_stack import processes
 from local_stack.embedded import EmbeddedStack
+from models.db import reset_after_fork
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,6 @@ class LocalStack:
         # workers it starts: they inherit os.environ.
         os.environ.update(service_env)
         get_settings.cache_clear()
-        from models.db import reset_after_fork
 
         reset_after_fork()  # forget an engine built before the URL was known
 

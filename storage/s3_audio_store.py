@@ -24,7 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from storage.audio_store import DIGEST, AudioStore, ObjectMissing, checked
 
 CHUNK = 1024 * 1024
@@ -247,7 +247,6 @@ class _VerifyingStream(io.RawIOBase):
 def main() -> None:
     """`python -m storage.s3_audio_store`: make the bucket AGR_AUDIO_STORE_URL names, once, at
     a deployment's first set-up (the store itself never creates one)."""
-    from core.settings import get_settings
 
     store = S3AudioStore.from_settings(get_settings())
     store.ensure_bucket()

@@ -99,7 +99,9 @@ def librosa_compiled_first():
     thread past the tests' 4-s lease (seen on one core: the step taken back three times, its
     job errored). Workers then only load them. Side by side, one session compiles while the
     other waits on the cache's lock (core.numba_cache.compiling_alone)."""
-    from workers.method.perception import music  # its import compiles librosa's compiled-at-import parts
+    from workers.method.perception.tools.music import (
+        backend as music,  # its import compiles librosa's compiled-at-import parts
+    )
 
     music.compile_once()
 

@@ -12,7 +12,22 @@ package rules below still count them.
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Nothing here needs the suite's services: these stand in for conftest's autouse fixtures.
+@pytest.fixture(scope="module", autouse=True)
+def module_services():
+    yield None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def librosa_compiled_first():
+    yield None
+
+
 PACKAGES = ("api", "cli", "core", "models", "workers", "storage", "evaluation", "local_stack")
 
 
@@ -176,3 +191,24 @@ def test_each_package_imports_only_what_its_docstring_allows():
                     if (package := _package(module)) in MAY_IMPORT for target in targets
                     if (other := _package(target)) != package and other not in MAY_IMPORT[package])
     assert not broken, "\n".join(broken)
+
+
+def test_every_import_inside_a_function_says_why_it_is_there():
+    """A project module imported inside a function is one some role must not load at start
+    (a model library, the tool registry); the line, or the one above it, says which and why.
+    Anything else belongs at the top of its module, where a reader looks for it."""
+    unexplained = []
+    for name, path in _modules().items():
+        lines = path.read_text().split("\n")
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                named = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                if not any(n.partition(".")[0] in PACKAGES for n in named):
+                    continue
+                here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                if "#" not in here and not above.startswith("#"):
+                    unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {here.strip()}")
+    assert not unexplained, "\n".join(unexplained)

@@ -26,7 +26,7 @@ from api.intake.audio_refs import InlineAudio, RemoteAudio, UploadRef
 from api.intake.prompt_choices import parse_prompt
 from api.openai_errors import OpenAIError
 from core.settings import get_settings
-from workers.method.pipelines import Pipeline
+from workers.method.pipelines import PIPELINES, Pipeline
 
 # What the stored copy is named by, and read with (soundfile, else ffmpeg: workers/method/perception/audio_io.py).
 AUDIO_FORMATS = {"wav": "wav", "wave": "wav", "x-wav": "wav", "mp3": "mp3", "mpeg": "mp3", "flac": "flac",
@@ -106,7 +106,6 @@ def read_chat_request(body) -> ChatQuestion:
 
 def pipeline_of(model: str) -> str:
     """The pipeline a model name runs; 404 `model_not_found` as OpenAI answers otherwise."""
-    from workers.method.pipelines import PIPELINES
 
     if model in PIPELINES:
         return model

@@ -99,6 +99,7 @@ class Pipeline:
     def offered(self, tools) -> list:
         """The tools this pipeline's agents are offered: only crosscheck has the audio models'
         own answers and the models after the first."""
+        # the tool registry: the roles that read pipeline names never load it
         from workers.method.perception.tools.alm_tools import ANSWER_KIND, prompt_kind_of
 
         if self.goes_beyond_the_paper:
@@ -109,6 +110,7 @@ class Pipeline:
         """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
         configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
         without loading the tool registry.)"""
+        # the tool registry: the roles that read pipeline names never load it
         from workers.method.perception.tools import coarse_tools
 
         if self.answers_directly:
@@ -137,6 +139,7 @@ def alm_round_zero(question: str, choices: list[str], catalogue, ensemble: bool)
     """The audio models' part of crosscheck's round 0: each model in the catalogue captions
     the whole clip and its thirds, and answers the question itself (without the ensemble:
     the primary model's caption alone, as `agr` has it)."""
+    # the tool registry: the roles that read pipeline names never load it
     from workers.method.perception.tools.alm_tools import ANSWER_KIND, alm_tool_name
 
     slots = [s for s in range(1, MAX_ALMS + 1) if catalogue.tool(alm_tool_name("caption", s))]
@@ -171,6 +174,7 @@ def needs_music(question: str, choices: list[str]) -> bool:
 
 def crosscheck_tools(question: str, choices: list[str]) -> list:
     """The tools of `crosscheck`'s round 0 that are available (caption: with an ALM)."""
+    # the tool registry: the roles that read pipeline names never load it
     from workers.method.perception.tools import TOOLS
 
     names = list(CROSSCHECK_TOOLS)

@@ -7,7 +7,9 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 
 from core.settings import get_settings
-from workers.runtime.routing import REASONING_QUEUE, task_routes
+from models.db import size_pool_for_threads
+from workers.runtime.broker_watchdog import watch_broker
+from workers.runtime.routing import PERCEPTION_QUEUE, REASONING_QUEUE, task_routes
 
 
 def _build_app() -> Celery:
@@ -51,8 +53,6 @@ def _set_up_thread_pool_worker(sender, **_kwargs) -> None:
     # it restarts after a broker outage instead of trusting the reconnect (see the module).
     pool = sender.pool_cls
     if "thread" in (pool if isinstance(pool, str) else pool.__module__):
-        from models.db import size_pool_for_threads
-        from workers.runtime.broker_watchdog import watch_broker
 
         size_pool_for_threads(sender.concurrency)
         watch_broker()
@@ -62,10 +62,9 @@ def _set_up_thread_pool_worker(sender, **_kwargs) -> None:
 def _refuse_misconfigured_engines(sender, **_kwargs) -> None:
     # The GPU perception worker asks the ALM engines: a served-model name the engine does not
     # serve is refused now, naming the setting, not once per call later.
-    from workers.runtime.routing import PERCEPTION_QUEUE
-
     if PERCEPTION_QUEUE not in set(sender.app.amqp.queues.consume_from or {}):
         return
+    # loads torch (the ALM families): perception workers only
     from workers.method.perception.alm.engine import misconfigured_endpoints
 
     if problems := misconfigured_endpoints():

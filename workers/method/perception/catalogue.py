@@ -63,6 +63,7 @@ class Catalogue:
 
 def current(pins_models: bool = True) -> Catalogue:
     """This process's available tools, with the models its settings give them."""
+    # the tool registry: the API reads a stored catalogue without it
     from workers.method.perception.tools import available_tools
 
     return _from_entries([

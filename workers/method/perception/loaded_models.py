@@ -10,10 +10,14 @@ def speech_recognizer():
     """faster-whisper in this process, or the transcription service AGR_ASR_BASE_URL names."""
     settings = get_settings()
     if settings.asr_base_url:
+        # a model library: its worker only, on first use
         from workers.method.perception.tools.transcription.service import SpeechService
 
         return SpeechService(settings.asr_base_url, settings.asr_model)
+    # a model library: its worker only, on first use
     from workers.method.perception.tools.transcription.spec import asr_device
+
+    # a model library: its worker only, on first use
     from workers.method.perception.tools.transcription.whisper import SpeechRecognizer
 
     return SpeechRecognizer(settings.asr_model, device=asr_device())
@@ -26,7 +30,9 @@ def audio_language_model(slot: int = 1):
     specs = settings.alm_specs
     if len(specs) < slot:
         return None
-    from workers.method.perception.alm.base import GenerationSettings
+    from workers.method.perception.alm.base import GenerationSettings  # a model library: its worker only, on first use
+
+    # a model library: its worker only, on first use
     from workers.method.perception.alm.loading import load_audio_language_model
 
     generation = GenerationSettings(
@@ -43,6 +49,7 @@ def audio_language_model(slot: int = 1):
 
 @lru_cache(maxsize=1)
 def sound_tagger():
+    # a model library: its worker only, on first use
     from workers.method.perception.tools.sound_events.backend import SoundTagger
 
     return SoundTagger()
@@ -50,6 +57,7 @@ def sound_tagger():
 
 @lru_cache(maxsize=1)
 def voice_activity_detector():
+    # a model library: its worker only, on first use
     from workers.method.perception.tools.voice_activity.backend import VoiceActivityDetector
 
     return VoiceActivityDetector()
@@ -57,6 +65,7 @@ def voice_activity_detector():
 
 @lru_cache(maxsize=1)
 def speaker_encoder():
+    # a model library: its worker only, on first use
     from workers.method.perception.tools.speakers.backend import SpeakerEncoder
 
     return SpeakerEncoder()

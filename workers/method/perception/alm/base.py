@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from core.settings import get_settings
 from workers.method.perception.alm.prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, TRANSCRIBE_PROMPT
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,6 @@ class AudioPrompts:
 
     def prompts_at_once(self) -> int:
         """How many prompts one generate_batch call should carry: a GPU batch in process."""
-        from core.settings import get_settings
 
         return get_settings().gpu_batch_size
 

@@ -21,7 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from core.alm_endpoint import Endpoint
+from core.alm_endpoint import Endpoint, is_endpoint, parse_endpoint
 from core.settings import get_settings
 from workers.method.perception.alm.audio_reasoner import AudioReasonerModel
 from workers.method.perception.alm.base import AudioPrompts, GenerationSettings
@@ -171,8 +171,6 @@ def misconfigured_endpoints() -> list[str]:
     line per model that its server answers without listing. An engine that does not answer
     is not refused here (it may be starting); each call then fails its attempt with why."""
     import openai
-
-    from core.alm_endpoint import is_endpoint, parse_endpoint
 
     problems = []
     for _, path in get_settings().alm_specs:

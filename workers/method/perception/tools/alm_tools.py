@@ -21,6 +21,7 @@ from core.alm_endpoint import is_endpoint
 from core.settings import MAX_ALMS, get_settings
 from workers.method.perception.alm.prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, direct_prompt
 from workers.method.perception.tools.base import Tool, ToolResult
+from workers.method.reasoning.normalise import normalise
 
 if TYPE_CHECKING:
     from workers.method.perception.audio_io import AudioClip
@@ -44,7 +45,7 @@ def prompt_kind_of(tool: str) -> tuple[str, int]:
 
 
 def run_prompts(slot: int, calls: list[tuple[str, "AudioClip", dict]]) -> list[ToolResult | Exception]:
-    from workers.method.perception.loaded_models import audio_language_model
+    from workers.method.perception.loaded_models import audio_language_model  # loads torch: the GPU worker only
 
     model = audio_language_model(slot)
     limit = model.window_seconds()
@@ -130,7 +131,7 @@ def _prompt(kind: str, args: dict) -> str:
 def _at_rate(clip, rate: int):
     if clip.sample_rate == rate:
         return clip.waveform
-    from core.numba_cache import librosa_compiled
+    from core.numba_cache import librosa_compiled  # librosa and numba: only where a clip is resampled
 
     return librosa_compiled().resample(clip.waveform, orig_sr=clip.sample_rate, target_sr=rate)
 
@@ -156,7 +157,6 @@ def _result(kind: str, args: dict, clip, heard: list[tuple["AudioClip", str]]) -
 def _chosen(replies: list[str], choices: list[str]) -> str | None:
     """The choice the replies name: one choice, and every window that names one names it
     (None for an open question: there is no choice to name, the text is the answer)."""
-    from workers.method.reasoning.normalise import normalise
 
     if not choices:
         return None

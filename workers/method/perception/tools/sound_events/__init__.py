@@ -9,7 +9,9 @@ from workers.method.perception.tools.sound_events.spec import MODEL_NAME, instal
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception.loaded_models import sound_tagger
+    from workers.method.perception.loaded_models import sound_tagger  # loads the model: only where the tool runs
+
+    # its model library: loaded only where the tool runs
     from workers.method.perception.tools.sound_events import backend as sound_events
 
     facts = sound_tagger().tag(clip)

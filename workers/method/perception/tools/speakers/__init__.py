@@ -9,7 +9,10 @@ from workers.method.perception.tools.speakers.spec import MODEL_NAME, installed
 
 
 def run(clip, _args: dict) -> ToolResult:
+    # loads the model: only where the tool runs
     from workers.method.perception.loaded_models import speaker_encoder, voice_activity_detector
+
+    # its model library: loaded only where the tool runs
     from workers.method.perception.tools.speakers import backend as speakers
 
     facts = speakers.analyse(clip, speaker_encoder(), voice_activity_detector())

@@ -26,7 +26,7 @@ def render(result: dict) -> str:
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception.loaded_models import speech_recognizer
+    from workers.method.perception.loaded_models import speech_recognizer  # loads the model: only where the tool runs
 
     result = speech_recognizer().transcribe(clip.waveform, offset_s=clip.offset_s)
     return ToolResult(result, render(result))
@@ -35,7 +35,7 @@ def run(clip, _args: dict) -> ToolResult:
 def run_batch(calls) -> list[ToolResult | Exception]:
     """Several jobs' calls as one batched decode (the GPU step's runner): each call's
     result, or the exception that failed only that call's job."""
-    from workers.method.perception.loaded_models import speech_recognizer
+    from workers.method.perception.loaded_models import speech_recognizer  # loads the model: only where the tool runs
 
     results = speech_recognizer().transcribe_many([(clip.waveform, clip.offset_s) for _, clip, _ in calls])
     return [r if isinstance(r, Exception) else ToolResult(r, render(r)) for r in results]

@@ -9,7 +9,10 @@ from workers.method.perception.tools.voice_activity.spec import MODEL_NAME
 
 
 def run(clip, _args: dict) -> ToolResult:
+    # loads the model: only where the tool runs
     from workers.method.perception.loaded_models import voice_activity_detector
+
+    # its model library: loaded only where the tool runs
     from workers.method.perception.tools.voice_activity import backend as voice_activity
 
     facts = voice_activity_detector().segments(clip)

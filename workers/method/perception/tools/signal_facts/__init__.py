@@ -4,7 +4,8 @@ from workers.method.perception.tools.base import Tool, ToolResult
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception import signal_facts as facts
+    # its model library: loaded only where the tool runs
+    from workers.method.perception.tools.signal_facts import backend as facts
 
     out = facts.signal_facts(clip)
     return ToolResult(out, facts.render(out))

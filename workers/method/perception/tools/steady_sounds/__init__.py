@@ -4,7 +4,8 @@ from workers.method.perception.tools.base import Tool, ToolResult
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception import steady_sounds
+    # its model library: loaded only where the tool runs
+    from workers.method.perception.tools.steady_sounds import backend as steady_sounds
 
     facts = steady_sounds.analyse(clip)
     return ToolResult(facts, steady_sounds.render(facts))

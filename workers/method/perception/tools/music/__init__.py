@@ -4,7 +4,8 @@ from workers.method.perception.tools.base import Tool, ToolResult, package_versi
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception import music
+    # its model library: loaded only where the tool runs
+    from workers.method.perception.tools.music import backend as music
 
     facts = music.analyse(clip)
     return ToolResult(facts, music.render(facts))

@@ -4,7 +4,8 @@ from workers.method.perception.tools.base import Tool, ToolResult, package_versi
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception import voice
+    # its model library: loaded only where the tool runs
+    from workers.method.perception.tools.voice_pitch import backend as voice
 
     facts = voice.analyse(clip)
     return ToolResult(facts, voice.render(facts))

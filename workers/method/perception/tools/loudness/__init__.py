@@ -4,7 +4,8 @@ from workers.method.perception.tools.base import Tool, ToolResult
 
 
 def run(clip, _args: dict) -> ToolResult:
-    from workers.method.perception import loudness
+    # its model library: loaded only where the tool runs
+    from workers.method.perception.tools.loudness import backend as loudness
 
     facts = loudness.analyse(clip)
     return ToolResult(facts, loudness.render(facts))
