@@ -1,4 +1,4 @@
-"""Request counts per minute in Redis (the broker), one fixed window each:
+"""Request counts per minute in Redis (the broker), one counter per fixed period each:
 
 - per tenant, for requests with a valid key: all of a tenant's keys share its
   `rate_limit_per_minute`, so making more keys buys no more requests;
@@ -8,10 +8,10 @@
   key from the same address is not refused by it: one noisy client behind a shared
   address (a proxy, a NAT) cannot lock the tenants behind it out.
 
-Fixed windows let a burst of up to twice the limit straddle a minute boundary; that is
-an acceptable price for one INCR per request. If Redis cannot be reached the request is
-let through, and that is logged: readiness reports the broker, and refusing all work
-would be worse.
+Fixed periods (the "fixed window" algorithm) let a burst of up to twice the limit straddle
+a period's boundary; that is an acceptable price for one INCR per request. If Redis cannot
+be reached the request is let through, and that is logged: readiness reports the broker,
+and refusing all work would be worse.
 """
 
 import logging
@@ -39,22 +39,22 @@ def unauthenticated_wait(address: str, limit_per_minute: int) -> int:
 
 
 def _count(bucket: str, limit_per_minute: int) -> int:
-    # The window is a minute unless AGR_RATE_LIMIT_PERIOD_S says otherwise (the limit is
+    # The period is a minute unless AGR_RATE_LIMIT_PERIOD_S says otherwise (the limit is
     # scaled to it): a shorter one spreads a minute's allowance out, and lets a test see
     # clients wait out a 429 in seconds.
-    window_s = get_settings().rate_limit_period_s
-    limit = max(1, math.ceil(limit_per_minute * window_s / 60))
+    period_s = get_settings().rate_limit_period_s
+    limit = max(1, math.ceil(limit_per_minute * period_s / 60))
     now = time.time()
-    window = int(now // window_s)
-    name = f"{PREFIX}:{bucket}:{window}"
+    period = int(now // period_s)
+    name = f"{PREFIX}:{bucket}:{period}"
     try:
         pipe = broker_redis().pipeline()
         pipe.incr(name)
-        pipe.expire(name, 2 * math.ceil(window_s))
+        pipe.expire(name, 2 * math.ceil(period_s))
         count, _ = pipe.execute()
     except redis.RedisError as exc:
         log.warning("rate limit not applied to %s, Redis unreachable: %s", bucket, exc)
         return 0
     if count <= limit:
         return 0
-    return max(1, math.ceil((window + 1) * window_s - now))
+    return max(1, math.ceil((period + 1) * period_s - now))

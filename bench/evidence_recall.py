@@ -53,7 +53,7 @@ SENTENCES = (
 
 
 def offline_tools() -> list[str]:
-    """Every registered tool but the audio-language models' routes and the benches'
+    """Every registered tool but the audio-language models' tools and the benches'
     simulated GPU model. One that is not available here stops the bench, naming it: a
     recall measured over fewer tools than it claims is a wrong figure, not a smaller one
     (choosing by `run_batch` once dropped transcription when it gained batching, and the

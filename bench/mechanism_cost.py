@@ -25,7 +25,7 @@ environment).
 Counted per job from Postgres once its batch completed:
 - tool calls (rows of tool_calls): "asked" is every row; "computed" leaves out cache hits
   and the no-speech skips. GPU calls are rows of device 'gpu' (the tool registry's device,
-  stored on each row): the audio models' routes, and transcription where the ASR runs on
+  stored on each row): the audio models' tools, and transcription where the ASR runs on
   CUDA (here it runs on the CPU: AGR_ASR_DEVICE=auto without a GPU).
 - LLM calls (rows of llm_calls), by agent: planner, interaction, answerer, answerer#2...,
   arbiter; and, as a cross-check, the HTTP requests the scripted server received.

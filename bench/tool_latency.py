@@ -1,7 +1,7 @@
 """Perception tools: cold and warm latency per tool, and a CPU perception worker's peak memory.
 
 Every tool in the registry when this runs is measured (unavailable ones, such as the ALM
-routes without AGR_ALM_MODEL, are listed as skipped), on a devset speech clip and a devset
+tools without AGR_ALM_MODEL, are listed as skipped), on a devset speech clip and a devset
 music clip:
 - cold: the first call in a fresh Python process (model load, first numba compile), one
   subprocess per tool and clip so nothing is shared; once with an empty numba cache folder
@@ -187,7 +187,7 @@ def measure(repeats: int, rounds: int, only: list[str] | None, scratch: Path) ->
 
     load_at_start = os.getloadavg()
     chosen = [t for t in TOOLS.values() if not only or t.name in only]
-    skipped = {t.name: "available() is false here (ALM routes need AGR_ALM_MODEL)" for t in chosen if not t.available()}
+    skipped = {t.name: "available() is false here (ALM tools need AGR_ALM_MODEL)" for t in chosen if not t.available()}
     tools = {}
     for tool in (t for t in chosen if t.available()):
         print(f"measuring {tool.name} ...", flush=True)

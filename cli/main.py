@@ -33,7 +33,6 @@ from core.settings import get_settings
 from local_stack.stack import LocalStack
 from workers.method.mechanisms import MECHANISMS, resolved
 from workers.method.pipelines import PIPELINES, Pipeline
-from workers.runtime.sweeper import resend_unfinished
 
 DEFAULT_BATCH = Path(__file__).resolve().parents[2] / "shared" / "devset" / "meta.jsonl"
 POLL_S = 0.5
@@ -79,6 +78,8 @@ def resume(batch_id: UUID = typer.Argument(..., help="the id `agr run` printed")
     """Finish a batch that was interrupted: re-send its unfinished steps and watch it."""
     _start_command()
     with _stack(True) as stack:
+        # Importing it builds the Celery app, which keeps the broker URL it finds: after the stack exported it.
+        from workers.runtime.sweeper import resend_unfinished
 
         outage = Outage(console)
         try:

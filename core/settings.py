@@ -11,6 +11,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -28,9 +29,11 @@ MAX_ALMS = 4  # configured audio-language models: each has its slot of tools (on
 RENAMED = {"AGR_RATE_LIMIT_WINDOW_S": "AGR_RATE_LIMIT_PERIOD_S", "AGR_CHAT_REPLAY_WINDOW_S": "AGR_CHAT_REPLAY_PERIOD_S"}
 
 
-def warn_of_renamed(environ=os.environ) -> list[str]:
-    """Warn once per old name still set (the value is read all the same); returns those names."""
-    old = sorted(name for name in RENAMED if name in environ)
+def warn_of_renamed(environ=os.environ, env_file: Path = Path(".env")) -> list[str]:
+    """Warn once per old name still set, in the environment or the .env file (the value is
+    read all the same); returns those names."""
+    in_file = dotenv_values(env_file) if env_file.is_file() else {}
+    old = sorted(name for name in RENAMED if name in environ or name in in_file)
     for name in old:
         warnings.warn(f"{name} is now {RENAMED[name]}; the old name still works but will be dropped",
                       FutureWarning, stacklevel=2)

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tests.tiny_models import build_tiny_qwen2_audio
+from workers.method.alm_prompts import CAPTION_PROMPT
 from workers.method.perception.alm.base import GenerationSettings, _pick_device
 from workers.method.perception.alm.loading import load_audio_language_model
-from workers.method.perception.alm.prompts import CAPTION_PROMPT
 from workers.method.perception.alm.qwen2_audio import Qwen2AudioModel
 
 RATE = 16000

@@ -18,6 +18,7 @@ from tests.tiny_models import (
     build_tiny_remote_code_midashenglm,
     write_midashenglm_config_without_code,
 )
+from workers.method.alm_prompts import CAPTION_PROMPT
 from workers.method.perception.alm.audio_flamingo3 import AudioFlamingo3Model
 from workers.method.perception.alm.audio_reasoner import (
     AUDIO_REASONER_SYSTEM_PROMPT,
@@ -29,7 +30,6 @@ from workers.method.perception.alm.base import GenerationSettings
 from workers.method.perception.alm.families import choose_family
 from workers.method.perception.alm.loading import load_audio_language_model
 from workers.method.perception.alm.midashenglm import MiDashengLMModel
-from workers.method.perception.alm.prompts import CAPTION_PROMPT
 from workers.method.perception.alm.qwen2_audio import Qwen2AudioModel
 from workers.method.perception.alm.qwen_omni import QwenOmniModel
 

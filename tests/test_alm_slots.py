@@ -1,4 +1,4 @@
-"""Several audio-language models in one worker (AGR_ALMS), each with its own routes, and a
+"""Several audio-language models in one worker (AGR_ALMS), each with its own tools, and a
 long clip heard in windows: tiny random models of two families, loaded in this process
 as a GPU worker loads them."""
 
@@ -31,7 +31,7 @@ def _tone(seconds: float, rate: int = 16000) -> AudioClip:
     return AudioClip((0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, "tone.wav")
 
 
-def test_each_model_has_its_routes_and_the_first_is_the_primary(two_models):
+def test_each_model_has_its_tools_and_the_first_is_the_primary(two_models):
     from workers.method.perception.loaded_models import audio_language_model
     from workers.method.perception.tools import TOOLS
 

@@ -1,5 +1,5 @@
 """The benches measure what they say they measure: bench/evidence_recall.py's "every
-offline tool" is every tool but the audio-language models' routes, and a missing one
+offline tool" is every tool but the audio-language models' tools, and a missing one
 stops it rather than shrink the figure."""
 
 import dataclasses

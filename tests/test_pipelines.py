@@ -77,7 +77,7 @@ def test_crosscheck_through_the_workers_shows_sources_and_votes(stack, scripted_
 
 def test_agr_is_offered_the_papers_tools_only(tmp_path, monkeypatch):
     """With several audio models configured, `agr`'s agents still see one ALM's caption,
-    question and re-caption routes, with the paper's descriptions; crosscheck sees them all."""
+    question and re-caption tools, with the paper's descriptions; crosscheck sees them all."""
     from core.settings import get_settings
 
     monkeypatch.setenv("AGR_ALMS", "qwen2_audio=/models/a,audio_flamingo3=/models/b")

@@ -72,6 +72,29 @@ def test_a_slim_role_imports_none_of_the_heavy_libraries(role):
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [], f"the {role} role loaded them"
 
 
+_CLI_AT_START = """
+import os, sys
+from pathlib import Path
+import cli.main
+print({"celery_app": "workers.runtime.celery_app" in sys.modules,
+       "perception": "workers.method.perception" in sys.modules,
+       "numba_cache_dir": "NUMBA_CACHE_DIR" in os.environ,
+       "made": sorted(p.name for p in Path(".").iterdir())})
+"""
+
+
+def test_the_cli_at_start_builds_no_celery_app_and_writes_nothing(tmp_path):
+    """`agr` loads its commands without the Celery app (built then, it would keep the broker
+    URL of before `agr run` started its embedded Redis) and without perception (whose start
+    sets numba's cache folder, making `.agr/` wherever `agr --help` is run)."""
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("AGR_", "NUMBA_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", _CLI_AT_START], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str({"celery_app": False, "perception": False, "numba_cache_dir": False,
+                                       "made": []}), done.stdout + done.stderr
+
+
 def test_the_reasoning_worker_keeps_many_calls_in_flight_and_no_role_loads_the_models(stack, scripted_llm, tmp_path):
     threads = 12
     stack.configure(llm_base_url=scripted_llm.base_url, reasoning_concurrency=threads,

@@ -5,7 +5,7 @@ Idempotency-Key or, without one, by the sha256 of the request body. A harness th
 out and sends the same request again attaches to the job the first made, while it runs
 and for AGR_CHAT_REPLAY_PERIOD_S after it answered, instead of queuing a second; the key
 reused for a different body (or one a batch holds) is a 409. A job that ended without an
-answer (errored, cancelled, expired), or answered longer ago than the window, gives its
+answer (errored, cancelled, expired), or answered longer ago than the replay period, gives its
 key up: the request is then asked afresh.
 """
 
@@ -88,5 +88,5 @@ def _earlier(caller: Caller, key: str, request_sha256: str) -> UUID | None:
 
 def _stale(job: Job) -> bool:
     """Answered longer ago than a retry could still be asking for it."""
-    window = timedelta(seconds=get_settings().chat_replay_period_s)
-    return job.finished_at is not None and job.finished_at < datetime.now(timezone.utc) - window
+    period = timedelta(seconds=get_settings().chat_replay_period_s)
+    return job.finished_at is not None and job.finished_at < datetime.now(timezone.utc) - period

@@ -78,8 +78,8 @@ def read_chat_request(body) -> ChatQuestion:
     if not isinstance(model, str) or not model:
         raise invalid("you must provide a model parameter", "model", "missing_required_parameter")
     pipeline = pipeline_of(model)
-    if unavailable := Pipeline(pipeline).why_unavailable():
-        raise invalid(f"{unavailable} on this service", "model")
+    if Pipeline(pipeline).why_unavailable():
+        raise invalid("the direct model needs an audio-language model (AGR_ALM_MODEL) on this service", "model")
     _refuse_what_cannot_be_honoured(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

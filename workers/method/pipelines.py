@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from core.settings import MAX_ALMS, get_settings
 from models.status import StepKind
+from workers.method.alm_prompts import direct_prompt
 from workers.method.mechanisms import is_on
-from workers.method.perception.alm.prompts import direct_prompt
 
 AGR, CASCADE, DIRECT, CROSSCHECK = "agr", "cascade", "direct", "crosscheck"
 PIPELINES = (AGR, CASCADE, DIRECT, CROSSCHECK)

@@ -19,14 +19,15 @@ class Verdict:
     routes: list[str] = field(default_factory=list)  # the tools the planner thinks could help
     readable: bool = True  # False: the agent's reply could not be read even after repair
     final: bool = False  # the loop ends after this round (sufficient, or the budget spent)
-    # crosscheck's round 0 only (absent from the stored JSON otherwise):
+    # crosscheck's round 0 only (absent from the stored JSON otherwise), in the order the
+    # stored JSON has always had them (a JSON column keeps its text):
+    agreement: dict | None = None  # the audio models' answers (perception/agreement.py)
     gate: str | None = None  # GATE_AGREEMENT or GATE_DISAGREEMENT
     gated_answer: str | None = None  # the agreed choice, which the answer step takes
-    agreement: dict | None = None  # the audio models' answers (perception/agreement.py)
 
     def as_json(self) -> dict:
         stored = asdict(self)
-        for optional in ("gate", "gated_answer", "agreement"):
+        for optional in ("agreement", "gate", "gated_answer"):
             if stored[optional] is None:
                 del stored[optional]
         return stored

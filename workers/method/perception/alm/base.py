@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from core.settings import get_settings
-from workers.method.perception.alm.prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, TRANSCRIBE_PROMPT
+from workers.method.alm_prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, TRANSCRIBE_PROMPT
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from core.alm_endpoint import is_endpoint
 from core.settings import MAX_ALMS, get_settings
-from workers.method.perception.alm.prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, direct_prompt
+from workers.method.alm_prompts import CAPTION_PROMPT, RE_CAPTION_PROMPT, direct_prompt
 from workers.method.perception.tools.base import Tool, ToolResult
 from workers.method.reasoning.normalise import normalise
 

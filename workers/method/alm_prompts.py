@@ -1,6 +1,6 @@
 """What the audio-language models are asked: the prompt of each kind of their tools, and the `direct`
-pipeline's question with its choices. Light (no model library), so the planners and the
-tools' specs read them in any role."""
+pipeline's question with its choices. Outside the perception package, whose start sets up
+numba's cache: the pipelines read these in every role, the CLI's included."""
 
 CAPTION_PROMPT = (
     "Describe this audio in detail: the sound events, any speech and who is speaking, music, "
