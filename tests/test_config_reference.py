@@ -11,18 +11,7 @@ import pytest
 
 from core.config_reference import COMMAND, PAGE, render, sections
 from core.settings import Settings
-
-
-# Nothing here needs the suite's services: these stand in for conftest's autouse fixtures
-# (a database and a broker per module, librosa compiled for the session's workers).
-@pytest.fixture(scope="module", autouse=True)
-def module_services():
-    yield None
-
-
-@pytest.fixture(scope="session", autouse=True)
-def librosa_compiled_first():
-    yield None
+from tests.no_services import librosa_compiled_first, module_services  # noqa: F401  (no services here)
 
 
 def test_every_field_has_a_description():

@@ -12,20 +12,11 @@ package rules below still count them.
 import ast
 from pathlib import Path
 
-import pytest
+from tests.no_services import librosa_compiled_first, module_services  # noqa: F401  (no services here)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# Nothing here needs the suite's services: these stand in for conftest's autouse fixtures.
-@pytest.fixture(scope="module", autouse=True)
-def module_services():
-    yield None
-
-
-@pytest.fixture(scope="session", autouse=True)
-def librosa_compiled_first():
-    yield None
 
 
 PACKAGES = ("api", "cli", "core", "models", "workers", "storage", "evaluation", "local_stack")

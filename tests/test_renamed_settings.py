@@ -5,17 +5,7 @@ both are set in the same place."""
 import pytest
 
 from core.settings import RENAMED, Settings, warn_of_renamed
-
-
-# Nothing here needs the suite's services: these stand in for conftest's autouse fixtures.
-@pytest.fixture(scope="module", autouse=True)
-def module_services():
-    yield None
-
-
-@pytest.fixture(scope="session", autouse=True)
-def librosa_compiled_first():
-    yield None
+from tests.no_services import librosa_compiled_first, module_services  # noqa: F401  (no services here)
 
 
 def test_the_old_name_is_read_and_warned_about(monkeypatch):
