@@ -108,8 +108,7 @@ class Pipeline:
 
     def first_round_calls(self, question: str, choices: list[str], catalogue) -> list:
         """The PlannedCalls of iteration 0, with the models of the job's tool catalogue: the
-        configured coarse tools that are available. (Imported here: the CLI reads PIPELINES
-        without loading the tool registry.)"""
+        configured coarse tools that are available."""
         # the tool registry: the roles that read pipeline names never load it
         from workers.method.perception.tools import coarse_tools
 

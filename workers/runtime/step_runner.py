@@ -92,22 +92,22 @@ def settle(claim: StepClaim, result, lease: LeaseRenewal) -> None:
 
 # The fenced end of an execution, in one statement: the step marked done only while this
 # execution owns it, then its job locked (step, then job: the one order of locks), and the
-# attempt's audit row ended, saying whether the job had ended meanwhile. No row: the fence
-# did not match.
+# attempt's audit row ended, saying whether the job had ended meanwhile; its status and batch
+# come back. No row: the fence did not match.
 FINISH = text(f"""
 WITH done AS (
     UPDATE steps SET status = 'done', finished_at = now(), updated_at = now()
     WHERE id = :step_id AND attempts = :attempt AND status = 'running'
     RETURNING job_id
 ), job AS (
-    SELECT j.status FROM jobs j JOIN done ON j.id = done.job_id FOR UPDATE OF j
+    SELECT j.status, j.batch_id FROM jobs j JOIN done ON j.id = done.job_id FOR UPDATE OF j
 ), ended AS (
     UPDATE step_attempts
     SET outcome = CASE WHEN (SELECT status FROM job) IN ({_ENDED}) THEN :ended_outcome ELSE 'done' END,
         ended_at = now()
     WHERE step_id = :step_id AND attempt = :attempt AND outcome IS NULL AND EXISTS (SELECT 1 FROM done)
 )
-SELECT status FROM job
+SELECT status, batch_id FROM job
 """)
 JOB_ENDED_OUTCOME = "done; its job had ended, so nothing follows"
 
@@ -116,14 +116,14 @@ def _commit(claim: StepClaim, handler: StepHandler, result) -> StepKind | None:
     """Commit the result and persist the successor step; returns the successor's kind if
     its queue's window has room for a top-up now (otherwise a later top-up sends it)."""
     with session_scope() as session:
-        job_status = session.scalar(FINISH, {"step_id": claim.step_id, "attempt": claim.attempt,
-                                             "ended_outcome": JOB_ENDED_OUTCOME})
-        if job_status is None:
+        finished = session.execute(FINISH, {"step_id": claim.step_id, "attempt": claim.attempt,
+                                            "ended_outcome": JOB_ENDED_OUTCOME}).first()
+        if finished is None:
             # Our lease lapsed and another execution took the step over: its result wins.
             session.rollback()
             log.warning("step %s attempt %s lost its lease; result dropped", claim.step_id, claim.attempt)
             return None
-        if JobStatus(job_status).is_terminal:
+        if JobStatus(finished.status).is_terminal:
             # Cancelled or expired while this step worked: the step is settled, but the job
             # keeps its status and gets no successor.
             handler.keep_partial(session, claim, result)
@@ -131,7 +131,7 @@ def _commit(claim: StepClaim, handler: StepHandler, result) -> StepKind | None:
             return None
         next_step = handler.commit(session, claim, result)
         if next_step is None:  # the job ended with this step: its batch may have too
-            close_batch_if_done_by_id(session, session.scalar(select(Job.batch_id).where(Job.id == claim.job_id)))
+            close_batch_if_done_by_id(session, finished.batch_id)
             return None
         persist_step(session, claim.job_id, next_step)
         return next_step.kind if outbox.has_room(session, queue_of(next_step.kind)) else None
